@@ -1,0 +1,132 @@
+"""Registry: log runs to MLflow, register both models with aliases, save them to BentoML."""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import mlflow
+import numpy as np
+import pandas as pd
+import sklearn
+from mlflow import MlflowClient
+from mlflow.models import infer_signature
+
+from fraud.config import TrainingConfig, mlflow_tracking_uri
+from fraud.schema import FEATURE_NAMES
+from training.data import Splits
+from training.train import TrainedModel
+
+# Types skops may load besides its defaults, checked rather than trusted blindly: only
+# scikit-learn's own classes (a forest's Tree, the boosting predictors) may appear.
+_ALLOWED_SKOPS_PREFIXES = ("sklearn.",)
+
+
+def trusted_skops_types(estimator: Any) -> list[str]:
+    """The untrusted types skops reports for `estimator`, after checking each is sklearn's."""
+    import skops.io
+
+    blob = skops.io.dumps(estimator)
+    untrusted = skops.io.get_untrusted_types(data=blob)
+    foreign = [t for t in untrusted if not t.startswith(_ALLOWED_SKOPS_PREFIXES)]
+    if foreign:
+        raise RuntimeError(f"refusing to trust non-sklearn types for skops: {foreign}")
+    return untrusted
+
+
+def _flat(prefix: str, values: dict[str, Any]) -> dict[str, float]:
+    return {f"{prefix}_{k}": float(v) for k, v in values.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def data_spec(cfg: TrainingConfig) -> dict[str, Any]:
+    """Everything needed to rebuild the exact splits (the gate re-derives them from this)."""
+    return json.loads(cfg.data.model_dump_json())
+
+
+def log_to_mlflow(model: TrainedModel, cfg: TrainingConfig, splits: Splits) -> tuple[str, str]:
+    """One MLflow run for `model`; returns (run_id, registered model version)."""
+    mlflow.set_tracking_uri(mlflow_tracking_uri())
+    mlflow.set_experiment(cfg.experiment_name)
+    sample = pd.DataFrame(splits.validation[list(FEATURE_NAMES)].head(5))
+    signature = infer_signature(sample, model.estimator.predict_proba(sample.to_numpy())[:, 1])
+    with mlflow.start_run(run_name=f"{model.role}-{model.spec.name}") as run:
+        mlflow.set_tags({"role": model.role, "bentoml_model": model.spec.name,
+                         "estimator": model.spec.estimator})
+        mlflow.log_params({"estimator": model.spec.estimator, "threshold_rule":
+                           cfg.threshold.rule, **{f"model.{k}": v for k, v in
+                                                  model.spec.params.items()},
+                           **{f"split_size.{k}": v for k, v in splits.sizes().items()},
+                           "data.source": cfg.data.source, "data.seed": cfg.data.seed})
+        mlflow.log_metric("threshold", model.threshold)
+        mlflow.log_metric("fit_seconds", model.fit_seconds)
+        mlflow.log_metrics(_flat("val", model.validation["overall"]))
+        mlflow.log_metrics(_flat("test", model.test["overall"]))
+        mlflow.log_metrics(_flat("importance", model.feature_importances))
+        mlflow.log_dict(model.test, "evaluation/test_report.json")
+        mlflow.log_dict(model.validation, "evaluation/validation_report.json")
+        mlflow.log_dict(splits.hashes(), "data/split_hashes.json")
+        mlflow.log_dict(model.feature_importances, "feature_importances.json")
+        info = mlflow.sklearn.log_model(
+            model.estimator,
+            name="model",
+            serialization_format="skops",
+            skops_trusted_types=trusted_skops_types(model.estimator),
+            signature=signature,
+            registered_model_name=cfg.registered_model_name,
+        )
+        run_id = run.info.run_id
+    version = str(info.registered_model_version)
+    MlflowClient().set_registered_model_alias(cfg.registered_model_name, model.role, version)
+    return run_id, version
+
+
+def save_to_bentoml(model: TrainedModel, cfg: TrainingConfig, splits: Splits,
+                    run_id: str, mlflow_version: str) -> bentoml.Model:
+    """Save the estimator with everything serving needs in its metadata."""
+    metadata = {
+        "role": model.role,
+        "features": list(FEATURE_NAMES),
+        "threshold": model.threshold,
+        "threshold_rule": cfg.threshold.rule,
+        "metrics": {"test": model.test["overall"], "validation": model.validation["overall"]},
+        "mlflow_run_id": run_id,
+        "mlflow_tracking_uri": mlflow_tracking_uri(),
+        "mlflow_registered_model": cfg.registered_model_name,
+        "mlflow_model_version": mlflow_version,
+        "split_hashes": splits.hashes(),
+        "split_sizes": splits.sizes(),
+        "data_spec": data_spec(cfg),
+        "estimator": model.spec.estimator,
+        "library_versions": {"scikit-learn": sklearn.__version__, "numpy": np.__version__,
+                             "python": platform.python_version()},
+    }
+    return bentoml.sklearn.save_model(
+        model.spec.name,
+        model.estimator,
+        labels={"role": model.role, "project": "fraudserve"},
+        metadata=_without_none(json.loads(json.dumps(metadata))),
+        signatures={"predict_proba": {"batchable": True, "batch_dim": 0}},
+    )
+
+
+def _without_none(value: Any) -> Any:
+    """BentoML metadata rejects None: drop such keys (readers treat a missing key as None)."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
+
+
+def write_report(models: list[TrainedModel], path: Path | None = None) -> Path:
+    """Write both models' evaluation reports to one JSON file (default: a temp dir)."""
+    path = path or Path(tempfile.mkdtemp()) / "training_report.json"
+    path.write_text(json.dumps({m.role: {"name": m.spec.name, "threshold": m.threshold,
+                                         "test": m.test, "validation": m.validation}
+                                for m in models}, indent=2))
+    return path
