@@ -9,6 +9,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from fraud.stats import StatsSettings
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = Path(os.environ.get("FRAUDSERVE_CONFIG_DIR", PROJECT_ROOT / "configs"))
 
@@ -93,3 +95,36 @@ def load_training_config(path: Path | str | None = None) -> TrainingConfig:
 def mlflow_tracking_uri() -> str:
     """MLFLOW_TRACKING_URI, else a SQLite file in the project (gitignored)."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PROJECT_ROOT / 'mlruns.db'}"
+
+
+class GuardrailConfig(_Strict):
+    """Limits on the challenger; a breach rolls it back (all traffic to the champion)."""
+
+    enabled: bool = True
+    min_decisions: int = Field(200, ge=1)  # per arm, before any guardrail is judged
+    max_error_rate: float = Field(0.02, ge=0, le=1)
+    max_p95_latency_ms: float = Field(250.0, gt=0)
+    # Challenger flag rate must stay within [champion/ratio, champion*ratio] (+ slack).
+    flag_rate_ratio: float = Field(3.0, ge=1)
+    flag_rate_slack: float = Field(0.01, ge=0, le=1)
+    rollback_on_srm: bool = True
+    rollback_on_worse: bool = True
+    check_interval_s: float = Field(2.0, gt=0)
+
+
+class ABConfig(_Strict):
+    """configs/ab.yaml: the arms, the split and the experiment's safety settings."""
+
+    model_a: str = Field("fraud_rf", description="champion: BentoML model name or name:version")
+    model_b: str = Field("fraud_hgb", description="challenger: name or name:version")
+    challenger_share: float = Field(0.5, ge=0, le=1)
+    salt: str = Field("fraudserve-ab-1", min_length=1)
+    max_batch_rows: int = Field(1000, ge=1, le=10_000)
+    guardrails: GuardrailConfig = GuardrailConfig()
+    statistics: StatsSettings = StatsSettings()
+
+
+def load_ab_config(path: Path | str | None = None) -> ABConfig:
+    """Read and validate configs/ab.yaml (or `path`, or FRAUDSERVE_AB_CONFIG)."""
+    path = path or os.environ.get("FRAUDSERVE_AB_CONFIG") or CONFIG_DIR / "ab.yaml"
+    return ABConfig.model_validate(_load_yaml(Path(path)))

@@ -111,7 +111,7 @@ class Transaction(BaseModel):
     def _check_range(cls, value: object, info: object) -> object:
         name = info.field_name  # type: ignore[attr-defined]
         feature = FEATURES_BY_NAME[name]
-        if isinstance(value, str) or isinstance(value, bool) or value is None:
+        if isinstance(value, str | bool) or value is None:
             raise ValueError(f"{name} {feature.rule()}")
         problem = feature.check(value)  # type: ignore[arg-type]
         if problem:

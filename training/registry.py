@@ -48,10 +48,19 @@ def data_spec(cfg: TrainingConfig) -> dict[str, Any]:
     return json.loads(cfg.data.model_dump_json())
 
 
+def _use_experiment(name: str) -> None:
+    """Point MLflow at the tracking store; a SQLite store keeps its artifacts beside it."""
+    uri = mlflow_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    if mlflow.get_experiment_by_name(name) is None and uri.startswith("sqlite:///"):
+        artifacts = Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts"
+        mlflow.create_experiment(name, artifact_location=artifacts.resolve().as_uri())
+    mlflow.set_experiment(name)
+
+
 def log_to_mlflow(model: TrainedModel, cfg: TrainingConfig, splits: Splits) -> tuple[str, str]:
     """One MLflow run for `model`; returns (run_id, registered model version)."""
-    mlflow.set_tracking_uri(mlflow_tracking_uri())
-    mlflow.set_experiment(cfg.experiment_name)
+    _use_experiment(cfg.experiment_name)
     sample = pd.DataFrame(splits.validation[list(FEATURE_NAMES)].head(5))
     signature = infer_signature(sample, model.estimator.predict_proba(sample.to_numpy())[:, 1])
     with mlflow.start_run(run_name=f"{model.role}-{model.spec.name}") as run:

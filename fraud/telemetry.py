@@ -1,0 +1,100 @@
+"""Prometheus metrics with the reference's names.
+
+prometheus_client is imported inside `Metrics()` only: BentoML sets its multiprocess directory
+in each worker after the service module is imported, and a client imported earlier would
+export one worker's values only (BentoML issue #5056).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fraud.schema import ARMS
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+VERDICTS = ("collecting", "no_difference", "challenger_better", "challenger_worse")
+
+
+class Metrics:
+    """The service's own metrics; create one per worker, in the service's __init__."""
+
+    def __init__(self) -> None:
+        import prometheus_client as pc
+
+        self.predictions = pc.Counter(
+            "fraud_predictions", "Decisions made, by arm and outcome.",
+            ["model_version", "prediction"])
+        self.latency = pc.Histogram(
+            "fraud_prediction_latency_seconds", "Server-side scoring latency per request.",
+            ["model_version"], buckets=LATENCY_BUCKETS)
+        self.detection_rate = pc.Gauge(
+            "fraud_detection_rate", "Share of the arm's decisions flagged as fraud (ledger).",
+            ["model_version"], multiprocess_mode="mostrecent")
+        self.errors = pc.Counter(
+            "fraud_scoring_errors", "Scoring failures, by arm.", ["model_version"])
+        self.rejected = pc.Counter(
+            "fraud_rejected_requests", "Requests refused as invalid, by endpoint.",
+            ["endpoint"])
+        self.rollback = pc.Gauge(
+            "fraud_ab_rollback_active", "1 while the challenger is rolled back.",
+            multiprocess_mode="mostrecent")
+        self.share = pc.Gauge(
+            "fraud_ab_challenger_share", "Share of users served by model_b now.",
+            multiprocess_mode="mostrecent")
+        self.srm_p = pc.Gauge(
+            "fraud_ab_srm_p_value", "Sample-ratio-mismatch p-value (current period).",
+            multiprocess_mode="mostrecent")
+        self.primary_p = pc.Gauge(
+            "fraud_ab_primary_p_value", "Always-valid p-value of the primary comparison.",
+            multiprocess_mode="mostrecent")
+        self.verdict = pc.Gauge(
+            "fraud_ab_verdict", "1 for the current sequential verdict.", ["verdict"],
+            multiprocess_mode="mostrecent")
+        for arm in ARMS:  # export zeros from the start, so absence means a dead service
+            for outcome in ("fraud", "legit"):
+                self.predictions.labels(model_version=arm, prediction=outcome)
+            self.errors.labels(model_version=arm)
+
+    @staticmethod
+    def router() -> RouterMetrics:
+        """The router process's metrics."""
+        return RouterMetrics()
+
+    def observe(self, arm: str, flagged: list[bool], seconds: float) -> None:
+        """Count decisions of one arm and their latency."""
+        n_fraud = sum(flagged)
+        if n_fraud:
+            self.predictions.labels(model_version=arm, prediction="fraud").inc(n_fraud)
+        if len(flagged) - n_fraud:
+            self.predictions.labels(model_version=arm, prediction="legit").inc(
+                len(flagged) - n_fraud)
+        self.latency.labels(model_version=arm).observe(seconds)
+
+    def publish(self, report: dict[str, Any]) -> None:
+        """Set the experiment gauges from an /ab-stats report."""
+        for arm in ARMS:
+            self.detection_rate.labels(model_version=arm).set(report[arm]["fraud_rate"])
+        exp = report["experiment"]
+        self.rollback.set(1 if exp["rolled_back"] else 0)
+        self.share.set(exp["effective_share"])
+        srm = report.get("sample_ratio")
+        self.srm_p.set(srm["p_value"] if srm and srm.get("p_value") is not None else 1.0)
+        p = report["primary"].get("p_value")
+        self.primary_p.set(1.0 if p is None else p)
+        for v in VERDICTS:
+            self.verdict.labels(verdict=v).set(1 if report["primary"]["verdict"] == v else 0)
+
+
+class RouterMetrics:
+    """Batch sizes formed by the router's adaptive batching."""
+
+    def __init__(self) -> None:
+        import prometheus_client as pc
+
+        self.batch = pc.Histogram("fraud_router_batch_size",
+                                  "Rows per call scored by the A/B router.",
+                                  buckets=BATCH_BUCKETS)
+
+    def observe(self, rows: int) -> None:
+        self.batch.observe(rows)

@@ -1,0 +1,265 @@
+"""BentoML wiring only: every decision lives in `fraud/` and is tested without a server.
+
+FraudDetection (API: validation, A/B assignment, responses, stats)
+  └── ABRouter (dependency with a batchable API: scores each row with its arm's model)
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from typing import Annotated, Any
+
+import bentoml
+import numpy as np
+from bentoml.exceptions import BentoMLException, NotFound
+from fastapi import FastAPI, Header
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from fraud import logs
+from fraud.config import load_ab_config
+from fraud.experiment import Experiment
+from fraud.gatecheck import readiness_problem
+from fraud.ledger import LabelOutcome, SQLiteLedger
+from fraud.models import ModelMismatch, ModelsMissing, resolve_arms
+from fraud.runtime import admin_key_ok, ledger_path
+from fraud.schema import ARMS, EXAMPLE_TRANSACTION, Prediction, Transaction, to_matrix
+from fraud.telemetry import Metrics
+
+log = logging.getLogger("fraudserve")
+AB = load_ab_config()
+try:
+    ARM_MODELS = resolve_arms(AB)
+except (ModelsMissing, ModelMismatch) as exc:
+    print(f"fraudserve: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
+ARM_INDEX = {arm: i for i, arm in enumerate(ARMS)}
+# The router's own calls never recycle their connection: BentoML 1.4.31-1.4.40 (issue #5540)
+# aborts in-flight calls when it does, which surfaced as 500s under load.
+NEVER = 2**31 - 1
+
+
+@bentoml.service(name="ABRouter", workers=1, runner_connection={"max_requests": NEVER,
+                                                                "max_age": float(NEVER)})
+class ABRouter:
+    """Scores rows with both models: column 0 is the arm index, the rest the features."""
+
+    model_a = bentoml.models.BentoModel(ARM_MODELS["model_a"].tag)
+    model_b = bentoml.models.BentoModel(ARM_MODELS["model_b"].tag)
+
+    def __init__(self) -> None:
+        self.estimators = [bentoml.sklearn.load_model(self.model_a),
+                           bentoml.sklearn.load_model(self.model_b)]
+        self.metrics = Metrics.router()
+
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty(len(rows), dtype=np.float64)
+        arms = rows[:, 0].astype(np.int64)
+        for index, estimator in enumerate(self.estimators):
+            mask = arms == index
+            if mask.any():
+                out[mask] = estimator.predict_proba(rows[mask, 1:])[:, 1]
+        return out
+
+    @bentoml.api(batchable=True, batch_dim=0, max_batch_size=256, max_latency_ms=30_000)
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        """Adaptive-batched scoring of single transactions from concurrent requests."""
+        self.metrics.observe(len(rows))
+        return self._score(rows)
+
+    @bentoml.api
+    def score_bulk(self, rows: np.ndarray) -> np.ndarray:
+        """One call for an already-formed bulk request (no batching wait)."""
+        self.metrics.observe(len(rows))
+        return self._score(rows)
+
+
+app = FastAPI(title="fraudserve operations")
+
+
+class BatchRequest(BaseModel):
+    """A bulk of transactions, scored in order."""
+
+    transactions: list[Transaction] = Field(
+        ..., min_length=1, max_length=AB.max_batch_rows,
+        description=f"1 to {AB.max_batch_rows} transactions (configs/ab.yaml max_batch_rows).",
+        examples=[[EXAMPLE_TRANSACTION, {**EXAMPLE_TRANSACTION, "user_id": "user_456",
+                                         "amount": 12.5, "hour": 14, "merchant_risk": 0.1,
+                                         "card_age_days": 900, "distance_km": 3,
+                                         "num_recent_txns": 1, "is_international": 0}]])
+
+
+class BatchResponse(BaseModel):
+    """One result per transaction, in request order."""
+
+    results: list[Prediction]
+
+
+class Feedback(BaseModel):
+    """The true outcome of an earlier decision (e.g. a chargeback)."""
+
+    request_id: str = Field(..., min_length=1, max_length=64,
+                            description="request_id from /predict or /predict_batch.",
+                            examples=["3f2b9c0e8d5a4f1b9e7c6d5a4b3c2d1e"])
+    is_fraud: bool = Field(..., description="True if the transaction was fraud.",
+                           examples=[True])
+
+
+class ShareChange(BaseModel):
+    """A new challenger share of users."""
+
+    challenger_share: float = Field(..., ge=0, le=1, examples=[0.1],
+                                    description="Share of users sent to model_b, 0 to 1.")
+
+
+class NotReady(BentoMLException):
+    """Answered while the service refuses to serve (503)."""
+
+    error_code = 503  # type: ignore[assignment]
+
+
+class Conflict(BentoMLException):
+    """A label that contradicts the one already stored (409)."""
+
+    error_code = 409  # type: ignore[assignment]
+
+
+@bentoml.service(name="FraudDetection", workers=2, traffic={"timeout": 30})
+@bentoml.asgi_app(app, path="/")
+class FraudDetection:
+    """Fraud scores for payment transactions, with a sticky champion/challenger A/B test."""
+
+    router = bentoml.depends(ABRouter)
+
+    def __init__(self) -> None:
+        logs.install()
+        self.started = time.monotonic()
+        self.metrics = Metrics()
+        self.ledger = SQLiteLedger(ledger_path())
+        self.experiment = Experiment(AB, ARM_MODELS, self.ledger)
+        self.tags = [ARM_MODELS[a].tag for a in ARMS]
+        self.not_ready = readiness_problem(self.tags)
+        if self.not_ready:
+            log.error("not ready: %s", self.not_ready)
+        self._stop = threading.Event()
+        threading.Thread(target=self._watch, name="experiment-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        """Every second: shared state; every check interval: guardrails and gauges."""
+        last_check = 0.0
+        while not self._stop.wait(1.0):
+            try:
+                self.experiment.refresh()
+                if time.monotonic() - last_check >= AB.guardrails.check_interval_s:
+                    last_check = time.monotonic()
+                    report, _ = self.experiment.enforce_guardrails()
+                    self.metrics.publish(report)
+            except Exception:  # keep watching; the next round retries
+                log.exception("experiment watch failed")
+
+    def __is_ready__(self) -> bool:
+        return self.not_ready is None
+
+    def _check_ready(self) -> None:
+        if self.not_ready:
+            raise NotReady(f"service not ready: {self.not_ready}")
+
+    async def _score(self, transactions: list[Transaction], bulk: bool) -> list[Prediction]:
+        self._check_ready()
+        started = time.perf_counter()
+        arms = [self.experiment.route(t.user_id) for t in transactions]
+        rows = np.column_stack([np.array([ARM_INDEX[a] for a in arms], dtype=np.float64),
+                                to_matrix(transactions)])
+        try:
+            if bulk:
+                proba = await self.router.to_async.score_bulk(rows)
+            else:
+                proba = await self.router.to_async.score(rows)
+        except Exception:
+            for arm in set(arms):
+                self.ledger.record_error(arm, "router")
+                self.metrics.errors.labels(model_version=arm).inc()
+            raise
+        seconds = time.perf_counter() - started
+        results = self.experiment.record([t.user_id for t in transactions], arms, proba,
+                                         seconds * 1000, "batch" if bulk else "predict")
+        for arm in set(arms):
+            self.metrics.observe(arm, [r.is_fraud for r in results if r.model_version == arm],
+                                 seconds)
+        return results
+
+    @bentoml.api(route="/predict", input_spec=Transaction)
+    async def predict(self, **fields: Any) -> Prediction:
+        """Score one transaction (the reference's flat body) with the user's A/B arm."""
+        return (await self._score([Transaction(**fields)], bulk=False))[0]
+
+    @bentoml.api(route="/predict_batch", input_spec=BatchRequest)
+    async def predict_batch(self, transactions: list[Transaction]) -> BatchResponse:
+        """Score up to max_batch_rows transactions in one call; results keep the order."""
+        return BatchResponse(results=await self._score(transactions, bulk=True))
+
+    @bentoml.api(route="/feedback", input_spec=Feedback)
+    def feedback(self, request_id: str, is_fraud: bool) -> dict[str, Any]:
+        """Attach the true label to an earlier decision: 404 unknown id, 409 conflicting label."""
+        outcome = self.ledger.label(request_id, is_fraud)
+        if outcome == LabelOutcome.UNKNOWN:
+            raise NotFound(f"request_id {request_id!r} is unknown: no such decision")
+        if outcome == LabelOutcome.CONFLICT:
+            raise Conflict(f"request_id {request_id!r} already has the opposite label")
+        return {"request_id": request_id, "is_fraud": is_fraud, "status": str(outcome)}
+
+    # -- operations routes (GET, as in the reference) ---------------------------------------
+
+    @app.get("/health", tags=["operations"], summary="Status, models, uptime; 503 until ready")
+    def health(self) -> JSONResponse:
+        body = {
+            "status": "healthy" if self.not_ready is None else "not_ready",
+            "models_loaded": bool(self.tags),
+            "models": {arm: ARM_MODELS[arm].tag for arm in ARMS},
+            "uptime_seconds": round(time.monotonic() - self.started, 1),
+        }
+        if self.not_ready:
+            body["reason"] = self.not_ready
+        return JSONResponse(body, status_code=200 if self.not_ready is None else 503)
+
+    @app.get("/ab-stats", tags=["operations"], summary="Per-arm counts, quality and A/B tests")
+    def ab_stats(self) -> dict[str, Any]:
+        self.ledger.flush()
+        body, _, _ = self.experiment.report()
+        return body
+
+    # -- admin (need X-Admin-Key = FRAUDSERVE_ADMIN_KEY) --------------------------------------
+
+    @app.post("/admin/rollback", tags=["admin"], summary="Send all traffic to the champion")
+    def admin_rollback(self, x_admin_key: Annotated[str | None, Header()] = None) -> Any:
+        return self._admin_call(x_admin_key, lambda: self.experiment.rollback("manual (admin)"))
+
+    @app.post("/admin/resume", tags=["admin"], summary="Resume the experiment after a rollback")
+    def admin_resume(self, x_admin_key: Annotated[str | None, Header()] = None,
+                     force: bool = False) -> Any:
+        def resume() -> Any:
+            body, _, _ = self.experiment.report()
+            if body["primary"]["verdict"] == "challenger_worse" and not force:
+                return JSONResponse({"error": "the challenger is significantly worse; "
+                                     "resume with ?force=true to override"}, status_code=409)
+            return self.experiment.resume()
+        return self._admin_call(x_admin_key, resume)
+
+    @app.post("/admin/share", tags=["admin"], summary="Change the challenger's share of users")
+    def admin_share(self, change: ShareChange,
+                    x_admin_key: Annotated[str | None, Header()] = None) -> Any:
+        return self._admin_call(x_admin_key,
+                                lambda: self.experiment.set_share(change.challenger_share))
+
+    def _admin_call(self, key: str | None, action: Any) -> Any:
+        ok, reason = admin_key_ok(key)
+        if not ok:
+            return JSONResponse({"error": reason}, status_code=403)
+        result = action()
+        if isinstance(result, JSONResponse):
+            return result
+        return {"experiment": self.experiment.refresh().to_json()}
+
