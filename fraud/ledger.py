@@ -2,7 +2,7 @@
 
 Writes leave the request path: `record()` only enqueues and a daemon writer thread flushes in
 batches. Several worker processes may open their own Ledger on the same file (WAL mode); the
-aggregates for /ab-stats are kept in SQL (trigger-maintained counters), so they are exact
+aggregates for /ab-stats are counters kept in SQL in the writing transactions, so exact
 across workers. No BentoML dependency: the service imports this, not the other way round.
 """
 
@@ -151,8 +151,9 @@ CREATE TABLE IF NOT EXISTS error_counts (
     PRIMARY KEY (arm, kind)
 );
 
--- Per-arm counters kept exact by triggers in the inserting transaction, so /ab-stats reads
--- two rows instead of scanning a million.
+-- Per-arm counters, kept exact in the inserting transaction (total/flagged by the writer from
+-- the rows actually inserted, label counts by trigger), so /ab-stats reads two rows instead of
+-- scanning a million.
 CREATE TABLE IF NOT EXISTS arm_stats (
     arm      TEXT    PRIMARY KEY,
     total    INTEGER NOT NULL DEFAULT 0,
@@ -163,13 +164,6 @@ CREATE TABLE IF NOT EXISTS arm_stats (
     fn       INTEGER NOT NULL DEFAULT 0,
     tn       INTEGER NOT NULL DEFAULT 0
 );
-
-CREATE TRIGGER IF NOT EXISTS decisions_count AFTER INSERT ON decisions
-BEGIN
-    INSERT INTO arm_stats (arm) VALUES (NEW.arm) ON CONFLICT (arm) DO NOTHING;
-    UPDATE arm_stats SET total = total + 1, flagged = flagged + NEW.is_fraud
-    WHERE arm = NEW.arm;
-END;
 
 CREATE TRIGGER IF NOT EXISTS labels_count AFTER INSERT ON labels
 BEGIN
@@ -411,12 +405,16 @@ class SQLiteLedger:
         conn.execute("BEGIN IMMEDIATE")
         try:
             if rows:
-                try:
-                    conn.executemany(_INSERT_DECISION, rows)
-                except sqlite3.OperationalError:
-                    raise
-                except Exception:  # a poison row (e.g. unencodable text): isolate and skip it
-                    self._write_one_by_one(rows)
+                groups: dict[tuple[str, int], list[_Row]] = {}
+                for row in rows:
+                    groups.setdefault((row[3], row[6]), []).append(row)
+                added: Counter[tuple[str, int]] = Counter()
+                for key, group in groups.items():
+                    added[key] += self._insert(group)
+                conn.executemany(
+                    "UPDATE arm_stats SET total = total + ?, flagged = flagged + ? WHERE arm = ?",
+                    [(added[(arm, 0)] + added[(arm, 1)], added[(arm, 1)], arm) for arm in ARMS],
+                )
             if errors:
                 counts = Counter(errors)
                 conn.executemany(
@@ -428,14 +426,26 @@ class SQLiteLedger:
                 conn.execute("ROLLBACK")
             raise
 
-    def _write_one_by_one(self, rows: list[_Row]) -> None:
-        for row in rows:  # rows already inserted in this transaction are ignored (unique id)
-            try:
-                self._wconn.execute(_INSERT_DECISION, row)
-            except sqlite3.OperationalError:
-                raise
-            except Exception:
-                log.exception("ledger: dropping unwritable decision %r", row[0])
+    def _insert(self, rows: list[_Row]) -> int:
+        """Insert decisions (duplicate request_ids ignored); return how many were new."""
+        conn = self._wconn
+        conn.execute("SAVEPOINT batch")
+        try:
+            inserted = conn.executemany(_INSERT_DECISION, rows).rowcount
+        except sqlite3.OperationalError:
+            raise
+        except Exception:  # a poison row (e.g. unencodable text): isolate and drop it
+            conn.execute("ROLLBACK TO batch")
+            inserted = 0
+            for row in rows:
+                try:
+                    inserted += conn.execute(_INSERT_DECISION, row).rowcount
+                except sqlite3.OperationalError:
+                    raise
+                except Exception as exc:
+                    log.error("ledger: dropping unwritable decision %r: %s", row[0], exc)
+        conn.execute("RELEASE batch")
+        return inserted
 
     # -- labels -----------------------------------------------------------------------------
 

@@ -28,6 +28,17 @@ def _table(rows: list[tuple[TrainedModel, str]]) -> str:
     return "\n".join(lines)
 
 
+def _served_models_present() -> bool:
+    from fraud.config import load_ab_config
+    from fraud.models import ModelMismatch, ModelsMissing, resolve_arms
+
+    try:
+        resolve_arms(load_ab_config())
+    except (ModelsMissing, ModelMismatch):
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m training",
@@ -39,7 +50,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="training config (default: configs/training.yaml)")
     parser.add_argument("--rows", type=int, default=None,
                         help="override data.generator.n_rows (generator data only)")
+    parser.add_argument("--if-missing", action="store_true",
+                        help="do nothing when the store already holds the models that "
+                             "configs/ab.yaml serves (used by make serve / make test)")
     args = parser.parse_args(argv)
+    if args.if_missing and _served_models_present():
+        print("training: the served models are already in the BentoML store; skipping "
+              "(run `make train` to retrain)")
+        return 0
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
 

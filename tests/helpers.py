@@ -1,0 +1,132 @@
+"""Test helpers: a trained store in a temp dir and a real `bentoml serve` on a free port."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+BIN = Path(PYTHON).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Store:
+    """A BentoML home + MLflow tracking store with trained models."""
+
+    home: Path
+    mlflow_uri: str
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {**os.environ, "BENTOML_HOME": str(self.home), "MLFLOW_TRACKING_URI":
+               self.mlflow_uri, "BENTOML_DO_NOT_TRACK": "true"}
+        env.update(extra)
+        return env
+
+
+def train(root: Path, rows: int | None = None, config: Path | None = None) -> Store:
+    """Run the real training CLI into a fresh store under `root`."""
+    store = Store(home=root / "bentoml", mlflow_uri=f"sqlite:///{root / 'mlruns.db'}")
+    cmd = [PYTHON, "-m", "training"]
+    if rows:
+        cmd += ["--rows", str(rows)]
+    if config:
+        cmd += ["--config", str(config)]
+    subprocess.run(cmd, cwd=ROOT, env=store.env(), check=True, capture_output=True, timeout=900)
+    return store
+
+
+def run_gate(store: Store, report: Path, *extra: str, **env: str) -> subprocess.CompletedProcess:
+    """Run the real pytest gate against `store`, writing its report to `report`."""
+    return subprocess.run(
+        [PYTHON, "-m", "pytest", "gating", "-q", "-p", "no:cacheprovider", *extra],
+        cwd=ROOT, env=store.env(FRAUDSERVE_GATE_REPORT=str(report), **env),
+        capture_output=True, text=True, timeout=900,
+    )
+
+
+@dataclass
+class Server:
+    """A running `bentoml serve` and where to reach it."""
+
+    url: str
+    proc: subprocess.Popen
+    log: Path
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextmanager
+def serve(store: Store, workdir: Path, *, workers: int = 2, ready_timeout: float = 120,
+          expect_ready: bool = True, **env: str) -> Iterator[Server]:
+    """Start a real `bentoml serve` (2 API workers by default), wait for /readyz, stop after."""
+    port = free_port()
+    log = workdir / f"serve-{port}.log"
+    full_env = store.env(
+        BENTOML_CONFIG_OPTIONS=f"services.FraudDetection.workers={workers}",
+        FRAUDSERVE_LEDGER=str(workdir / "ledger.sqlite"), **env)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "bentoml"), "serve", "service:FraudDetection", "--host", "127.0.0.1",
+             "--port", str(port)],
+            cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Server(url=f"http://127.0.0.1:{port}", proc=proc, log=log)
+    try:
+        if expect_ready:
+            wait_ready(server, ready_timeout)
+        yield server
+    finally:
+        stop(proc)
+
+
+def wait_ready(server: Server, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"bentoml serve exited ({server.proc.returncode}):\n"
+                               f"{server.logs()[-4000:]}")
+        try:
+            if requests.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"not ready after {timeout}s:\n{server.logs()[-4000:]}")
+
+
+def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """Stop the server's process group by its PID (SIGTERM, then SIGKILL)."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+
+
+def load_json(path: Path) -> dict:
+    return json.loads(path.read_text())
