@@ -10,11 +10,12 @@ import logging
 import sys
 import threading
 import time
+from http import HTTPStatus
 from typing import Annotated, Any
 
 import bentoml
 import numpy as np
-from bentoml.exceptions import BentoMLException, NotFound
+from bentoml.exceptions import BentoMLException
 from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -118,13 +119,16 @@ class ShareChange(BaseModel):
 class NotReady(BentoMLException):
     """Answered while the service refuses to serve (503)."""
 
-    error_code = 503  # type: ignore[assignment]
+    error_code = HTTPStatus.SERVICE_UNAVAILABLE
 
 
-class Conflict(BentoMLException):
-    """A label that contradicts the one already stored (409)."""
-
-    error_code = 409  # type: ignore[assignment]
+FEEDBACK_ANSWERS: dict[LabelOutcome, tuple[int, dict[str, str]]] = {
+    LabelOutcome.CREATED: (200, {"status": "created"}),
+    LabelOutcome.DUPLICATE: (200, {"status": "duplicate"}),
+    LabelOutcome.UNKNOWN: (404, {"error": "request_id is unknown: no such decision"}),
+    LabelOutcome.CONFLICT: (409, {"error": "request_id already has the opposite label; "
+                                           "labels are final"}),
+}
 
 
 @bentoml.service(name="FraudDetection", workers=2, traffic={"timeout": 30})
@@ -202,14 +206,12 @@ class FraudDetection:
         return BatchResponse(results=await self._score(transactions, bulk=True))
 
     @bentoml.api(route="/feedback", input_spec=Feedback)
-    def feedback(self, request_id: str, is_fraud: bool) -> dict[str, Any]:
+    def feedback(self, request_id: str, is_fraud: bool, ctx: bentoml.Context) -> dict[str, Any]:
         """Attach the true label to an earlier decision: 404 unknown id, 409 conflicting label."""
         outcome = self.ledger.label(request_id, is_fraud)
-        if outcome == LabelOutcome.UNKNOWN:
-            raise NotFound(f"request_id {request_id!r} is unknown: no such decision")
-        if outcome == LabelOutcome.CONFLICT:
-            raise Conflict(f"request_id {request_id!r} already has the opposite label")
-        return {"request_id": request_id, "is_fraud": is_fraud, "status": str(outcome)}
+        status, body = FEEDBACK_ANSWERS[outcome]
+        ctx.response.status_code = status
+        return {"request_id": request_id, "is_fraud": is_fraud, **body}
 
     # -- operations routes (GET, as in the reference) ---------------------------------------
 

@@ -8,8 +8,8 @@ each worker re-reads it every second or so (`refresh`).
 from __future__ import annotations
 
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +30,11 @@ from fraud.stats import (
 
 log = logging.getLogger("fraudserve.experiment")
 STATE_KEY = "experiment"
+
+
+def new_request_id() -> str:
+    """32 hex chars, time-ordered (ms clock + 80 random bits): an append-only ledger index."""
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
 
 
 def decide(probability: float, threshold: float) -> bool:
@@ -179,7 +184,7 @@ class Experiment:
         decisions: list[Decision] = []
         for user_id, arm, p in zip(user_ids, arms, probabilities, strict=True):
             model = self.arms[arm]
-            rid = uuid.uuid4().hex
+            rid = new_request_id()
             flagged = decide(float(p), model.threshold)
             decisions.append(Decision(rid, now, user_id, arm, model.tag, float(p), flagged,
                                       latency_ms, source))

@@ -185,5 +185,6 @@ def _text(resp: Any) -> str:
 
 @events.quitting.add_listener
 def _report_stickiness(environment: Any, **_: Any) -> None:
-    print(f"stickiness: {len(ARM_OF)} users seen; {MOVED_TO_CHAMPION[0]} moved model_b -> "
-          "model_a (a guardrail rollback), 0 may move the other way")
+    print(f"stickiness: {len(ARM_OF)} users seen; {MOVED_TO_CHAMPION[0]} answers moved a user "
+          "model_b -> model_a (only a guardrail rollback does that); any model_a -> model_b "
+          "move is counted as a failed request")

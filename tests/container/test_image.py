@@ -1,25 +1,30 @@
 """Build the real fraudserve OCI image with `bentoml containerize` and run it with podman.
 
-Marked `container` (slow: several minutes). What it does, and why (docs/container.md):
+Marked `container` (slow: minutes). How and why: docs/container.md.
 
-1. Checks the tools: podman, the build backend (buildah by default) and runc. When one is
-   missing the test fails if the CI env var is set (CI must install them with
-   tools/container/install_deps.sh), and skips otherwise.
-2. Makes sure the local base image exists (tools/container/base_image.sh, idempotent; it
-   debootstraps Debian bookworm from the apt mirror, since Docker Hub is out of reach).
-3. Containerizes the already built bento (`make build` builds it, after the gate) with
-   `bentoml containerize --backend buildah --opt from=<local base>`: buildah's `--from`
-   replaces the first FROM of the Dockerfile BentoML renders, so neither the committed
-   bentofile.yaml (which keeps a public base image for users) nor the bento is changed.
-4. Runs the image with podman on host networking, bound to 127.0.0.1 on a free port,
-   waits for /readyz, POSTs the seed transaction (fraud.schema.EXAMPLE_TRANSACTION: user_123,
-   amount 250.0, hour 23, ...) to /predict and checks for a 200 with fraud_probability in [0, 1].
-5. Removes the container and the image by their ids, whatever happened.
+1. Tools: podman, the build backend (buildah by default) and runc. When one is missing the
+   test fails if the CI env var is set (install them with tools/container/install_deps.sh),
+   and skips otherwise.
+2. The local base image (tools/container/base_image.sh, idempotent: debootstraps Debian
+   bookworm from the apt mirror, since Docker Hub is out of reach here).
+3. The bento, the way `make build` makes it: the session's trained store and gate report
+   (tests/conftest.py), then `python -m gating.build`, which refuses ungated models, pins
+   both gated tags and bundles the gate report. (FRAUDSERVE_BENTO=<tag> instead reuses a
+   bento already in $BENTOML_HOME, e.g. the one `make build` wrote to
+   reports/build/bento_tag.txt, and skips training.)
+4. `bentoml containerize <bento> --backend buildah --opt from=<local base>`: buildah's
+   `--from` replaces the first FROM of the Dockerfile BentoML renders, so neither the
+   committed bentofile.yaml (which keeps a public base image for users) nor the bento
+   changes.
+5. `podman run --network host` with BENTOML_HOST=127.0.0.1 and a free BENTOML_PORT; waits for
+   /readyz (the image must become ready on its own, from the gate report it bundles),
+   POSTs the seed transaction (fraud.schema.EXAMPLE_TRANSACTION: user_123, amount 250.0,
+   hour 23, ...) to /predict and checks for a 200 with fraud_probability in [0, 1].
+6. Removes the container and the image by id, pass or fail (the base image stays).
 
-Env knobs: FRAUDSERVE_BENTO (default fraudserve:latest), FRAUDSERVE_BASE_IMAGE (default
-localhost/fraudserve-base:bookworm), FRAUDSERVE_CONTAINER_BACKEND (buildah or podman),
-CONTAINERS_CONF (default tools/container/containers.conf), BENTOML_HOME (the store the
-bento was built in).
+Env knobs: FRAUDSERVE_BENTO, FRAUDSERVE_BASE_IMAGE (default localhost/fraudserve-base:bookworm),
+FRAUDSERVE_CONTAINER_BACKEND (buildah or podman), CONTAINERS_CONF (default
+tools/container/containers.conf).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -39,15 +45,23 @@ import requests
 
 from fraud.schema import EXAMPLE_TRANSACTION
 
-pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(3000)]
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / "tools" / "container"
-BENTO = os.environ.get("FRAUDSERVE_BENTO", "fraudserve:latest")
+PYTHON = sys.executable
 BASE_IMAGE = os.environ.get("FRAUDSERVE_BASE_IMAGE", "localhost/fraudserve-base:bookworm")
 BACKEND = os.environ.get("FRAUDSERVE_CONTAINER_BACKEND", "buildah")
 READY_TIMEOUT_S = 240
-BUILD_TIMEOUT_S = 1500
+BUILD_TIMEOUT_S = 1800
+
+
+@dataclass(frozen=True)
+class Bento:
+    """A built bento and the environment (BentoML store) it lives in."""
+
+    tag: str
+    env: dict[str, str]
 
 
 def _missing(msg: str) -> None:
@@ -57,24 +71,35 @@ def _missing(msg: str) -> None:
     pytest.skip(msg)
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
+def _env(base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
     env.setdefault("CONTAINERS_CONF", str(TOOLS / "containers.conf"))
     env.setdefault("BENTOML_DO_NOT_TRACK", "true")
     return env
 
 
 def _bentoml() -> list[str]:
-    exe = Path(sys.executable).with_name("bentoml")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "bentoml"]
+    exe = Path(PYTHON).with_name("bentoml")
+    return [str(exe)] if exe.exists() else [PYTHON, "-m", "bentoml"]
 
 
-def _run(cmd: list[str], timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+def _run(
+    cmd: list[str],
+    timeout: float = 120,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
     proc = subprocess.run(
-        cmd, env=_env(), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        cmd,
+        cwd=ROOT,
+        env=env or _env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
     if check and proc.returncode != 0:
-        tail = (proc.stdout + proc.stderr)[-4000:]
+        tail = (proc.stdout[-3000:] + "\n" + proc.stderr[-3000:]).strip()
         pytest.fail(f"`{' '.join(cmd)}` exited {proc.returncode}:\n{tail}", pytrace=False)
     return proc
 
@@ -115,34 +140,43 @@ def base_image(tools: None) -> str:
 
 
 @pytest.fixture(scope="module")
-def bento(tools: None) -> str:
-    proc = _run([*_bentoml(), "get", BENTO, "-o", "json"], check=False)
-    if proc.returncode != 0:
-        home = os.environ.get("BENTOML_HOME") or "~/bentoml"
-        _missing(f"bento {BENTO!r} is not in the BentoML store at {home}: run `make build` first")
-    return BENTO
+def bento(
+    base_image: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Bento:
+    given = os.environ.get("FRAUDSERVE_BENTO")
+    if given:
+        env = _env()
+        if _run([*_bentoml(), "get", given, "-o", "json"], check=False, env=env).returncode:
+            home = env.get("BENTOML_HOME") or "~/bentoml"
+            _missing(f"FRAUDSERVE_BENTO={given} is not in the BentoML store at {home}")
+        return Bento(given, env)
+    # The session's trained store and passed gate report (shared with the service tests).
+    store = request.getfixturevalue("trained_store")
+    report = request.getfixturevalue("gate_report")
+    env = _env(store.env(FRAUDSERVE_GATE_REPORT=str(report)))
+    tag_file = tmp_path_factory.mktemp("container-build") / "bento_tag.txt"
+    t0 = time.monotonic()
+    _run(
+        [PYTHON, "-m", "gating.build", "--tag-file", str(tag_file)],
+        timeout=900,
+        env=env,
+    )
+    tag = tag_file.read_text().strip()
+    print(f"bento {tag} built in {time.monotonic() - t0:.0f}s")
+    return Bento(tag, env)
 
 
 @pytest.fixture()
-def image(base_image: str, bento: str, record_property) -> Iterator[str]:
+def image(base_image: str, bento: Bento, record_property) -> Iterator[str]:
     tag = f"localhost/fraudserve-test:{uuid.uuid4().hex[:10]}"
-    cmd = [
-        *_bentoml(),
-        "containerize",
-        bento,
-        "--backend",
-        BACKEND,
-        "-t",
-        tag,
-        "--opt",
-        f"from={base_image}",
-    ]
+    cmd = [*_bentoml(), "containerize", bento.tag, "--backend", BACKEND, "-t", tag]
+    cmd += ["--opt", f"from={base_image}"]
     t0 = time.monotonic()
     try:
-        _run(cmd, timeout=BUILD_TIMEOUT_S)
+        _run(cmd, timeout=BUILD_TIMEOUT_S, env=bento.env)
         build_s = time.monotonic() - t0
         size = int(_run(["podman", "image", "inspect", "--format", "{{.Size}}", tag]).stdout)
-        print(f"containerize {bento} -> {tag}: {build_s:.0f}s, {size / 1e6:.0f} MB")
+        print(f"containerize {bento.tag} -> {tag}: {build_s:.0f}s, {size / 1e6:.0f} MB")
         record_property("containerize_seconds", round(build_s))
         record_property("image_mb", round(size / 1e6))
         yield tag
@@ -154,27 +188,13 @@ def image(base_image: str, bento: str, record_property) -> Iterator[str]:
 def server(image: str) -> Iterator[str]:
     port = _free_loopback_port()
     name = f"fraudserve-test-{uuid.uuid4().hex[:10]}"
-    cid = _run(
-        [
-            "podman",
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--network",
-            "host",
-            "-e",
-            "BENTOML_HOST=127.0.0.1",
-            "-e",
-            f"BENTOML_PORT={port}",
-            "-e",
-            "BENTOML_DO_NOT_TRACK=true",
-            image,
-        ]
-    ).stdout.strip()
+    run = ["podman", "run", "-d", "--name", name, "--network", "host"]
+    run += ["-e", "BENTOML_HOST=127.0.0.1", "-e", f"BENTOML_PORT={port}"]
+    run += ["-e", "BENTOML_DO_NOT_TRACK=true", image]
+    cid = _run(run).stdout.strip()
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
+        t0 = time.monotonic()
         while True:
             try:
                 if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
@@ -186,11 +206,12 @@ def server(image: str) -> Iterator[str]:
             ).stdout.strip()
             if state != "true":
                 pytest.fail(f"container exited before /readyz:\n{_logs(cid)}", pytrace=False)
-            if time.monotonic() > deadline:
+            if time.monotonic() - t0 > READY_TIMEOUT_S:
                 pytest.fail(
                     f"/readyz not 200 after {READY_TIMEOUT_S}s:\n{_logs(cid)}", pytrace=False
                 )
             time.sleep(1)
+        print(f"container ready in {time.monotonic() - t0:.0f}s on {url}")
         yield url
     finally:
         _run(["podman", "rm", "-f", "-t", "10", cid], check=False)

@@ -1,0 +1,74 @@
+"""The one schema: feature order, rules and the request model."""
+
+import math
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from fraud.schema import (
+    EXAMPLE_TRANSACTION,
+    FEATURE_NAMES,
+    FEATURES_BY_NAME,
+    Transaction,
+    to_matrix,
+)
+
+
+def test_feature_order_is_the_seeds():
+    assert FEATURE_NAMES == ("amount", "hour", "merchant_risk", "card_age_days", "distance_km",
+                             "num_recent_txns", "is_international")
+
+
+def test_example_is_valid_and_maps_to_the_feature_order():
+    t = Transaction(**EXAMPLE_TRANSACTION)
+    assert t.features() == [250.0, 23.0, 0.8, 15.0, 500.0, 10.0, 1.0]
+    assert to_matrix([t, t]).shape == (2, 7)
+    assert to_matrix([t])[0, FEATURE_NAMES.index("distance_km")] == 500.0
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("amount", 0, "amount must be a finite number > 0"),
+    ("amount", -3.5, "amount must be a finite number > 0"),
+    ("amount", math.nan, "amount must be a finite number"),
+    ("amount", math.inf, "amount must be a finite number"),
+    ("amount", "12", "amount must be a finite number"),
+    ("hour", 24, "hour must be an integer >= 0 and <= 23"),
+    ("hour", -1, "hour must be an integer >= 0 and <= 23"),
+    ("hour", 3.5, "hour must be an integer"),
+    ("merchant_risk", 1.01, "merchant_risk must be a finite number >= 0 and <= 1"),
+    ("card_age_days", -1, "card_age_days must be a finite number >= 0"),
+    ("distance_km", -0.1, "distance_km must be a finite number >= 0"),
+    ("num_recent_txns", -2, "num_recent_txns must be an integer >= 0"),
+    ("is_international", 2, "is_international must be an integer >= 0 and <= 1"),
+    ("is_international", True, "is_international must be an integer"),
+    ("hour", None, "hour must be an integer"),
+])
+def test_bad_values_name_the_field_and_the_rule(field, value, words):
+    with pytest.raises(ValidationError) as err:
+        Transaction(**{**EXAMPLE_TRANSACTION, field: value})
+    (error,) = err.value.errors()
+    assert error["loc"] == (field,)
+    assert words in error["msg"]
+
+
+def test_missing_field_is_named():
+    body = dict(EXAMPLE_TRANSACTION)
+    del body["merchant_risk"]
+    with pytest.raises(ValidationError) as err:
+        Transaction(**body)
+    assert err.value.errors()[0]["loc"] == ("merchant_risk",)
+
+
+def test_boundaries_are_valid():
+    t = Transaction(**{**EXAMPLE_TRANSACTION, "hour": 0, "merchant_risk": 1.0,
+                       "card_age_days": 0, "num_recent_txns": 0, "is_international": 0,
+                       "amount": 0.01})
+    assert t.hour == 0 and t.merchant_risk == 1.0
+
+
+def test_every_feature_has_a_description_and_rule():
+    schema = Transaction.model_json_schema()
+    for name in FEATURE_NAMES:
+        assert FEATURES_BY_NAME[name].rule() in schema["properties"][name]["description"]
+    assert np.isfinite(to_matrix([Transaction(**EXAMPLE_TRANSACTION)])).all()
