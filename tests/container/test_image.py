@@ -167,7 +167,7 @@ def bento(
 
 
 @pytest.fixture()
-def image(base_image: str, bento: Bento, record_property) -> Iterator[str]:
+def image(base_image: str, bento: Bento) -> Iterator[str]:
     tag = f"localhost/fraudserve-test:{uuid.uuid4().hex[:10]}"
     cmd = [*_bentoml(), "containerize", bento.tag, "--backend", BACKEND, "-t", tag]
     cmd += ["--opt", f"from={base_image}"]
@@ -177,8 +177,6 @@ def image(base_image: str, bento: Bento, record_property) -> Iterator[str]:
         build_s = time.monotonic() - t0
         size = int(_run(["podman", "image", "inspect", "--format", "{{.Size}}", tag]).stdout)
         print(f"containerize {bento.tag} -> {tag}: {build_s:.0f}s, {size / 1e6:.0f} MB")
-        record_property("containerize_seconds", round(build_s))
-        record_property("image_mb", round(size / 1e6))
         yield tag
     finally:
         _run(["podman", "rmi", "-f", tag], check=False)
