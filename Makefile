@@ -11,7 +11,7 @@ PROFILE ?= mix
 CONTAINERIZE_ARGS ?=
 export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: help install sysdeps train models gate build image serve test test-fast lint loadtest bench clean
+.PHONY: help install sysdeps train models gate build image serve test test-fast lint loadtest bench clean promote
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ test-fast: install  ## unit tests only (no server, no system packages)
 
 loadtest: gate  ## serve + locust headless (USERS, RUN_TIME, PROFILE=mix|reference); reports/loadtest/
 	$(BIN)/python -m loadtests.run --users $(USERS) --run-time $(RUN_TIME) --profile $(PROFILE)
+
+promote: install  ## challenger -> champion (MLflow aliases + store roles) if the verdict is challenger_better
+	$(BIN)/python -m training.promote $(PROMOTE_ARGS)
 
 bench: gate  ## the performance benchmark; figures beside baselines from the same run
 	$(BIN)/python -m loadtests.bench

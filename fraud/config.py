@@ -115,8 +115,8 @@ class GuardrailConfig(_Strict):
 class ABConfig(_Strict):
     """configs/ab.yaml: the arms, the split and the experiment's safety settings."""
 
-    model_a: str = Field("fraud_rf", description="champion: BentoML model name or name:version")
-    model_b: str = Field("fraud_hgb", description="challenger: name or name:version")
+    model_a: str = Field("@champion", description="@role, a model name, or name:version")
+    model_b: str = Field("@challenger", description="@role, a model name, or name:version")
     challenger_share: float = Field(0.5, ge=0, le=1)
     salt: str = Field("fraudserve-ab-1", min_length=1)
     max_batch_rows: int = Field(1000, ge=1, le=10_000)

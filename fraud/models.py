@@ -9,6 +9,8 @@ from typing import Any
 from fraud.config import ABConfig
 from fraud.schema import ARMS, FEATURE_NAMES, Arm
 
+PROJECT_LABEL = "fraudserve"
+
 
 class ModelsMissing(RuntimeError):
     """A model named in configs/ab.yaml is not in the BentoML store."""
@@ -41,6 +43,18 @@ def arm_refs(cfg: ABConfig) -> dict[Arm, str]:
     }
 
 
+def by_role(role: str) -> Any:
+    """The newest fraudserve model in the store labelled with `role` (champion/challenger)."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    found = [m for m in bentoml.models.list()
+             if m.info.labels.get("project") == PROJECT_LABEL and m.info.labels.get("role") == role]
+    if not found:
+        raise NotFound(f"no model with role {role!r}")
+    return max(found, key=lambda m: m.info.creation_time)
+
+
 def resolve_arms(cfg: ABConfig) -> dict[Arm, ArmModel]:
     """Concrete tags, thresholds and metadata of both arms; raises with one clear line."""
     import bentoml
@@ -49,7 +63,7 @@ def resolve_arms(cfg: ABConfig) -> dict[Arm, ArmModel]:
     out: dict[Arm, ArmModel] = {}
     for arm, ref in arm_refs(cfg).items():
         try:
-            stored = bentoml.models.get(ref)
+            stored = by_role(ref[1:]) if ref.startswith("@") else bentoml.models.get(ref)
         except NotFound:
             raise ModelsMissing(
                 f"model {ref!r} ({arm}) is not in the BentoML store at {store_location()}: "

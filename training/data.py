@@ -56,11 +56,11 @@ def _scenario(rng: np.random.Generator, name: str, n: int, shift: float) -> dict
 def generate(cfg: GeneratorConfig, seed: int) -> pd.DataFrame:
     """Synthetic transactions with overlapping classes, deterministic for (cfg, seed)."""
     rng = np.random.default_rng(seed)
-    n_fraud = int(round(cfg.n_rows * cfg.fraud_rate))
+    n_fraud = round(cfg.n_rows * cfg.fraud_rate)
     n_legit = cfg.n_rows - n_fraud
     parts: list[pd.DataFrame] = []
 
-    n_look = int(round(n_legit * cfg.lookalike_share))
+    n_look = round(n_legit * cfg.lookalike_share)
     legit = pd.DataFrame(_legit(rng, n_legit - n_look, cfg.shift))
     legit["scenario"] = "legit"
     parts.append(legit)
@@ -179,8 +179,8 @@ def split(df: pd.DataFrame, cfg: DataConfig) -> Splits:
     for cls in (0, 1):
         idx = np.flatnonzero(labels == cls)
         rng.shuffle(idx)
-        n_test = int(round(len(idx) * cfg.test_fraction))
-        n_val = int(round(len(idx) * cfg.validation_fraction))
+        n_test = round(len(idx) * cfg.test_fraction)
+        n_val = round(len(idx) * cfg.validation_fraction)
         assignment[idx[:n_test]] = 2
         assignment[idx[n_test:n_test + n_val]] = 1
         assignment[idx[n_test + n_val:]] = 0

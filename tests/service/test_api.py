@@ -1,0 +1,792 @@
+"""The API against a real `bentoml serve` with 2 API workers (the module-scoped `server` fixture).
+
+The tests share one server, so they run in file order and compare deltas of /ab-stats and
+/metrics instead of absolute values. Traffic is kept balanced between the arms (users are
+picked with fraud.assignment.assign): the sample-ratio guardrail judges decisions, not users,
+so lopsided traffic would roll the challenger back in the middle of the module. The two
+concurrency tests come last: on a 2-core machine their queueing latency can breach the p95
+latency guardrail (configs/ab.yaml), which rolls the challenger back.
+
+Which worker served a request is read from BentoML's access log: every request goes on a
+fresh connection whose client port the log line names.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import re
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import pytest
+from helpers import PYTHON, ROOT, Server, Store
+from prometheus_client.parser import text_string_to_metric_families
+from scipy.stats import chi2_contingency
+
+from fraud.assignment import assign
+from fraud.config import load_ab_config
+from fraud.schema import EXAMPLE_TRANSACTION, FEATURE_NAMES
+
+pytestmark = [pytest.mark.service]
+
+AB = load_ab_config()
+ADMIN_KEY = "test-admin-key"  # what tests/conftest.py gives the server
+TIMEOUT = 15.0  # a 4xx/5xx that takes longer than this is a hang, not an answer
+ARMS = ("model_a", "model_b")
+NORMAL_TRANSACTION: dict[str, Any] = {
+    "user_id": "user_456", "amount": 12.5, "hour": 14, "merchant_risk": 0.1,
+    "card_age_days": 900, "distance_km": 3, "num_recent_txns": 1, "is_international": 0,
+}
+T = TypeVar("T")
+
+
+# -- a tiny client: one fresh connection per call, so the kernel spreads calls over workers -----
+
+
+@dataclass
+class Answer:
+    status: int
+    text: str
+    port: int  # the client port: the access log names it, so we know the worker
+
+    @property
+    def body(self) -> Any:
+        return json.loads(self.text)
+
+
+def call(server: Server, method: str, path: str, body: Any = None, *, raw: str | None = None,
+         headers: dict[str, str] | None = None, timeout: float = TIMEOUT) -> Answer:
+    url = urlparse(server.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+    try:
+        conn.connect()
+        port = conn.sock.getsockname()[1]
+        data = raw if raw is not None else (None if body is None else json.dumps(body))
+        hdrs = {"Connection": "close", **({"Content-Type": "application/json"} if data else {}),
+                **(headers or {})}
+        conn.request(method, path, body=data, headers=hdrs)
+        resp = conn.getresponse()
+        return Answer(resp.status, resp.read().decode(errors="replace"), port)
+    except TimeoutError:
+        pytest.fail(f"{method} {path} did not answer within {timeout} s (a hang, not an "
+                    f"answer); body sent: {(raw or json.dumps(body))[:300]}", pytrace=False)
+    finally:
+        conn.close()
+
+
+def post(server: Server, path: str, body: Any = None, **kw: Any) -> Answer:
+    return call(server, "POST", path, body, **kw)
+
+
+def get(server: Server, path: str, **kw: Any) -> Answer:
+    return call(server, "GET", path, **kw)
+
+
+def predict(server: Server, txn: dict[str, Any]) -> Answer:
+    answer = post(server, "/predict", txn)
+    assert answer.status == 200, f"/predict {txn} -> {answer.status} {answer.text[:500]}"
+    return answer
+
+
+def concurrently(fn: Callable[[Any], T], items: Iterable[Any], threads: int) -> list[T]:
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(fn, items))
+
+
+def wait_for(fn: Callable[[], T], ok: Callable[[T], bool], timeout: float = 5.0,
+             interval: float = 0.2) -> T:
+    """Poll fn() until ok(value) or the timeout; returns the last value either way."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if ok(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+# -- server state --------------------------------------------------------------------------------
+
+
+def ab_stats(server: Server) -> dict[str, Any]:
+    answer = get(server, "/ab-stats")
+    assert answer.status == 200, answer.text[:500]
+    return answer.body
+
+
+def health_tags(server: Server) -> dict[str, str]:
+    answer = get(server, "/health")
+    assert answer.status == 200, answer.text[:500]
+    return answer.body["models"]
+
+
+def metric_samples(server: Server) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of /metrics keyed by (sample name, sorted labels)."""
+    answer = get(server, "/metrics")
+    assert answer.status == 200, answer.text[:300]
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(answer.text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def metric_sum(samples: dict, name: str, **labels: str) -> float:
+    return sum(v for (n, lab), v in samples.items()
+               if n == name and all(dict(lab).get(k) == w for k, w in labels.items()))
+
+
+def counts(stats: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    return {arm: (stats[arm]["total_predictions"], stats[arm]["fraud_count"]) for arm in ARMS}
+
+
+def assert_not_rolled_back(server: Server) -> None:
+    exp = ab_stats(server)["experiment"]
+    assert not exp["rolled_back"], (
+        f"the challenger was rolled back before this test: {exp['rollback_reason']}; "
+        "the routing checks below need the configured split")
+
+
+# -- the server log ------------------------------------------------------------------------------
+
+ACCESS_LINE = re.compile(r"\[entry_service:FraudDetection:(\d+)\] 127\.0\.0\.1:(\d+) "
+                         r"\(scheme=http,method=\w+,path=([^,]+),")
+
+
+class LogWatch:
+    """The part of the server log written after this object was made."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.offset = server.log.stat().st_size
+
+    def text(self) -> str:
+        with open(self.server.log, "rb") as f:
+            f.seek(self.offset)
+            return f.read().decode(errors="replace")
+
+    def workers(self, answers: list[Answer], path: str) -> dict[int, int]:
+        """Client port -> worker index of each answer, from the access log."""
+        ports = {a.port for a in answers}
+
+        def seen() -> dict[int, int]:
+            found = {}
+            for worker, port, p in ACCESS_LINE.findall(self.text()):
+                if p == path and int(port) in ports:
+                    found[int(port)] = int(worker)
+            return found
+
+        found = wait_for(seen, lambda f: set(f) == ports, timeout=5)
+        assert set(found) == ports, (
+            f"{len(ports - set(found))} of {len(ports)} {path} requests have no access-log "
+            f"line naming their client port in {self.server.log}")
+        return found
+
+
+def all_workers(found: dict[int, int]) -> set[int]:
+    return set(found.values())
+
+
+# -- traffic ------------------------------------------------------------------------------------
+
+
+def user_ids(prefix: str, per_arm: int, share: float = AB.challenger_share) -> dict[str, list[str]]:
+    """`per_arm` user ids per arm under `share` (so the traffic is balanced)."""
+    out: dict[str, list[str]] = {arm: [] for arm in ARMS}
+    i = 0
+    while min(len(v) for v in out.values()) < per_arm:
+        uid = f"{prefix}-{i}"
+        arm = assign(uid, AB.salt, share)
+        if len(out[arm]) < per_arm:
+            out[arm].append(uid)
+        i += 1
+    return out
+
+
+def transaction(user_id: str, i: int) -> dict[str, Any]:
+    """A varied transaction: every third one looks like fraud (the reference's curl body)."""
+    base = EXAMPLE_TRANSACTION if i % 3 == 0 else NORMAL_TRANSACTION
+    return {**base, "user_id": user_id, "amount": round(float(base["amount"]) + (i % 97) * 1.37, 2),
+            "distance_km": float(base["distance_km"]) + (i % 13), "hour": (int(base["hour"]) + i) % 24}
+
+
+def check_prediction(p: dict[str, Any], tags: dict[str, str]) -> None:
+    assert set(p) == {"request_id", "is_fraud", "fraud_probability", "model_version",
+                      "model_tag", "latency_ms", "timestamp"}, p
+    assert isinstance(p["request_id"], str) and re.fullmatch(r"[0-9a-f]{32}", p["request_id"]), p
+    assert isinstance(p["is_fraud"], bool), p
+    assert isinstance(p["fraud_probability"], float), p
+    assert 0.0 <= p["fraud_probability"] <= 1.0, p
+    assert p["model_version"] in ARMS, p
+    assert p["model_tag"] == tags[p["model_version"]], (p, tags)
+    assert isinstance(p["latency_ms"], int | float) and p["latency_ms"] >= 0, p
+    assert p["timestamp"].endswith("Z"), p
+    stamp = datetime.fromisoformat(p["timestamp"])
+    assert stamp.utcoffset() is not None and stamp.utcoffset().total_seconds() == 0, p
+    assert abs(time.time() - stamp.timestamp()) < 600, p
+
+
+# == 1. the reference's curl body ===============================================================
+
+
+def test_reference_curl_body_scores(server: Server) -> None:
+    tags = health_tags(server)
+    answer = predict(server, EXAMPLE_TRANSACTION)
+    p = answer.body
+    check_prediction(p, tags)
+    assert p["model_version"] == assign(str(EXAMPLE_TRANSACTION["user_id"]), AB.salt,
+                                        AB.challenger_share)
+    threshold = ab_stats(server)[p["model_version"]]["threshold"]
+    assert p["is_fraud"] == (p["fraud_probability"] >= threshold) or math.isclose(
+        p["fraud_probability"], threshold, abs_tol=1e-6), (p, threshold)
+
+
+# == 2. stickiness ===============================================================================
+
+
+def test_same_user_same_arm_on_every_worker(server: Server) -> None:
+    assert_not_rolled_back(server)
+    users = user_ids("sticky", 2)  # 2 users per arm, equal requests each: balanced traffic
+    watch = LogWatch(server)
+    jobs = [(uid, i) for i in range(10) for arm in ARMS for uid in users[arm]]  # 40 requests
+    answers = concurrently(lambda job: predict(server, transaction(*job)), jobs, threads=8)
+    workers = watch.workers(answers, "/predict")
+    assert all_workers(workers) == {1, 2}, (
+        f"40 concurrent requests on fresh connections all went to worker(s) "
+        f"{all_workers(workers)}; stickiness across workers is untested")
+    seen: dict[str, set[str]] = {}
+    for (uid, _), answer in zip(jobs, answers, strict=True):
+        seen.setdefault(uid, set()).add(answer.body["model_version"])
+    for arm in ARMS:
+        for uid in users[arm]:
+            assert seen[uid] == {arm}, f"{uid}: expected always {arm}, got {seen[uid]}"
+
+
+# == 3. the split over 10,000 users, via /predict_batch ===========================================
+
+
+def test_ten_thousand_users_split_and_batch_order(server: Server) -> None:
+    assert_not_rolled_back(server)
+    tags = health_tags(server)
+    thresholds = {arm: ab_stats(server)[arm]["threshold"] for arm in ARMS}
+    n, chunk = 10_000, AB.max_batch_rows
+    rows = [transaction(f"split-{i}", i) for i in range(n)]
+    results: list[dict[str, Any]] = []
+    for start in range(0, n, chunk):
+        part = rows[start:start + chunk]
+        answer = post(server, "/predict_batch", {"transactions": part}, timeout=60)
+        assert answer.status == 200, answer.text[:500]
+        got = answer.body["results"]
+        assert len(got) == len(part)
+        results += got
+
+    # Order: every row's arm is its own user's arm (a permutation would break ~half of them).
+    expected_arms = [assign(r["user_id"], AB.salt, AB.challenger_share) for r in rows]
+    wrong = [i for i, (r, arm) in enumerate(zip(results, expected_arms, strict=True))
+             if r["model_version"] != arm]
+    assert not wrong, f"{len(wrong)} rows got another arm than assign() gives, e.g. {wrong[:5]}"
+    for r in results:
+        check_prediction(r, tags)
+        assert r["is_fraud"] == (r["fraud_probability"] >= thresholds[r["model_version"]]) or \
+            math.isclose(r["fraud_probability"], thresholds[r["model_version"]], abs_tol=1e-6), r
+    assert len({r["request_id"] for r in results}) == n
+
+    # The share of model_b over 10,000 distinct users, within 4 binomial standard deviations.
+    share = AB.challenger_share
+    n_b = sum(r["model_version"] == "model_b" for r in results)
+    sd = math.sqrt(n * share * (1 - share))
+    assert abs(n_b - n * share) <= 4 * sd, (n_b, n * share, sd)
+
+    # The same row scored alone answers the same probability: the batch kept the order.
+    for i in (0, 1, 2, 3, 4, 997, 4_321, 9_999):
+        single = predict(server, rows[i]).body
+        assert single["model_version"] == results[i]["model_version"], i
+        assert single["fraud_probability"] == pytest.approx(results[i]["fraud_probability"],
+                                                            abs=2e-6), (i, rows[i])
+        assert single["is_fraud"] == results[i]["is_fraud"], i
+    probs = {results[i]["fraud_probability"] for i in range(30)}
+    assert len(probs) > 5, "the rows must score differently for the order check to mean much"
+
+
+# == 4. bad input: a 400 naming the field, one log line, never a 500 ============================
+
+GOOD = dict(EXAMPLE_TRANSACTION)
+
+
+def raw_with(field: str, literal: str) -> str:
+    """The good body as JSON text with `field` set to a raw literal (NaN, Infinity, 1e999)."""
+    return json.dumps({**GOOD, field: "__X__"}).replace('"__X__"', literal)
+
+
+PREDICT_CASES: list[tuple[str, dict | None, str | None, str]] = [
+    # (case id, JSON body or None, raw text or None, field the answer must name; "" = body)
+    *[(f"missing-{f}", {k: v for k, v in GOOD.items() if k != f}, None, f)
+      for f in ("user_id", *FEATURE_NAMES)],
+    ("amount-string", {**GOOD, "amount": "250"}, None, "amount"),
+    ("hour-string", {**GOOD, "hour": "23"}, None, "hour"),
+    ("amount-bool", {**GOOD, "amount": True}, None, "amount"),
+    ("amount-null", {**GOOD, "amount": None}, None, "amount"),
+    ("user_id-number", {**GOOD, "user_id": 123}, None, "user_id"),
+    ("user_id-empty", {**GOOD, "user_id": ""}, None, "user_id"),
+    ("amount-NaN", None, raw_with("amount", "NaN"), "amount"),
+    ("amount-Infinity", None, raw_with("amount", "Infinity"), "amount"),
+    ("amount--Infinity", None, raw_with("amount", "-Infinity"), "amount"),
+    ("amount-1e999", None, raw_with("amount", "1e999"), "amount"),
+    ("merchant_risk-NaN", None, raw_with("merchant_risk", "NaN"), "merchant_risk"),
+    ("distance_km-Infinity", None, raw_with("distance_km", "Infinity"), "distance_km"),
+    ("amount-0", {**GOOD, "amount": 0}, None, "amount"),
+    ("amount-negative", {**GOOD, "amount": -5.0}, None, "amount"),
+    ("hour-24", {**GOOD, "hour": 24}, None, "hour"),
+    ("hour--1", {**GOOD, "hour": -1}, None, "hour"),
+    ("hour-3.5", {**GOOD, "hour": 3.5}, None, "hour"),
+    ("merchant_risk-1.5", {**GOOD, "merchant_risk": 1.5}, None, "merchant_risk"),
+    ("merchant_risk--0.1", {**GOOD, "merchant_risk": -0.1}, None, "merchant_risk"),
+    ("card_age_days--1", {**GOOD, "card_age_days": -1}, None, "card_age_days"),
+    ("distance_km--1", {**GOOD, "distance_km": -1}, None, "distance_km"),
+    ("num_recent_txns--1", {**GOOD, "num_recent_txns": -1}, None, "num_recent_txns"),
+    ("num_recent_txns-2.5", {**GOOD, "num_recent_txns": 2.5}, None, "num_recent_txns"),
+    ("is_international-2", {**GOOD, "is_international": 2}, None, "is_international"),
+    ("is_international--1", {**GOOD, "is_international": -1}, None, "is_international"),
+    ("malformed-json", None, '{"user_id": "u", "amount": 1', ""),
+    ("not-json", None, "amount=250", ""),
+    ("body-list", None, json.dumps([GOOD]), ""),
+    ("body-string", None, '"user_123"', ""),
+    ("body-number", None, "42", ""),
+    ("body-null", None, "null", ""),
+]
+
+BAD_ROW = {**GOOD, "user_id": "batch-bad", "hour": 24}
+BATCH_CASES: list[tuple[str, dict | None, str | None, str]] = [
+    ("empty", {"transactions": []}, None, "transactions"),
+    ("oversized", {"transactions": [GOOD] * (AB.max_batch_rows + 1)}, None, "transactions"),
+    ("bad-row-3-hour", {"transactions": [GOOD, GOOD, GOOD, BAD_ROW, GOOD]}, None,
+     "transactions.3.hour"),
+    ("bad-row-0-amount-NaN", None,
+     '{"transactions": [' + raw_with("amount", "NaN") + "]}", "transactions.0.amount"),
+    ("bad-row-1-missing", {"transactions": [GOOD, {k: v for k, v in GOOD.items()
+                                                   if k != "merchant_risk"}]}, None,
+     "transactions.1.merchant_risk"),
+    ("transactions-missing", {"rows": [GOOD]}, None, "transactions"),
+    ("transactions-object", {"transactions": GOOD}, None, "transactions"),
+    ("row-not-object", {"transactions": [GOOD, 7]}, None, "transactions.1"),
+    ("malformed-json", None, '{"transactions": [', ""),
+    ("body-list", None, json.dumps([GOOD]), ""),
+]
+
+
+def _check_rejection(answer: Answer, field: str, case: str) -> None:
+    assert answer.status == 400, f"{case}: {answer.status} {answer.text[:400]}"
+    body = answer.body
+    assert isinstance(body, dict) and "detail" in body, f"{case}: {answer.text[:400]}"
+    locs = [".".join(str(x) for x in d["loc"]) for d in body["detail"]]
+    assert field in locs, f"{case}: expected the field {field!r} named, got {locs}"
+    leaf = field.rsplit(".", 1)[-1]
+    for d in body["detail"]:
+        if d["type"] == "value_error" and not leaf.isdigit():
+            assert leaf in d["msg"], f"{case}: message does not name {leaf}: {d['msg']}"
+
+
+def test_bad_inputs_get_400_naming_the_field_and_one_log_line(server: Server) -> None:
+    watch = LogWatch(server)
+    before = counts(ab_stats(server))
+    failures = []
+    sent = Counter()
+    for path, cases in (("/predict", PREDICT_CASES), ("/predict_batch", BATCH_CASES)):
+        for case, body, raw, field in cases:
+            answer = post(server, path, body, raw=raw)
+            sent[path] += 1
+            try:
+                _check_rejection(answer, field, f"{path} {case}")
+            except AssertionError as exc:
+                failures.append(str(exc))
+    assert not failures, "\n".join(failures)
+
+    def rejected_lines() -> Counter:
+        return Counter(m for m in re.findall(r"\[WARNING\] \[entry_service:FraudDetection:\d\] "
+                                             r"rejected (/predict(?:_batch)?):", watch.text()))
+
+    lines = wait_for(rejected_lines, lambda c: c == sent, timeout=5)
+    assert lines == sent, f"one WARNING 'rejected <path>' line per bad request: {lines} vs {sent}"
+    text = watch.text()
+    assert "Traceback" not in text, text[text.index("Traceback") - 300:][:2000]
+    errors = [line for line in text.splitlines() if "[ERROR]" in line]
+    assert not errors, errors[:5]
+    # The bad row in a batch is named in the one log line too.
+    assert "transactions.3.hour" in text
+    # Nothing was scored or ledgered.
+    assert counts(ab_stats(server)) == before
+
+
+# == 5. /ab-stats counts ========================================================================
+
+
+def test_ab_stats_counts_equal_the_decisions(server: Server) -> None:
+    assert_not_rolled_back(server)
+    before = counts(ab_stats(server))
+    users = user_ids("stats", 12)
+    jobs = [(uid, i) for arm in ARMS for i, uid in enumerate(users[arm])]
+    jobs += [(uid, i + 1) for arm in ARMS for i, uid in enumerate(users[arm])]
+    answers = concurrently(lambda job: predict(server, transaction(*job)).body, jobs, threads=6)
+    sent = {arm: (sum(a["model_version"] == arm for a in answers),
+                  sum(a["model_version"] == arm and a["is_fraud"] for a in answers))
+            for arm in ARMS}
+    assert sent["model_a"][0] == sent["model_b"][0] == 24
+    expected = {arm: (before[arm][0] + sent[arm][0], before[arm][1] + sent[arm][1])
+                for arm in ARMS}
+
+    stats = wait_for(lambda: ab_stats(server), lambda s: counts(s) == expected, timeout=5)
+    assert counts(stats) == expected, (counts(stats), expected, before)
+    time.sleep(0.5)  # nothing else arrives later: the counts are exact, not "at least"
+    stats = ab_stats(server)
+    assert counts(stats) == expected
+    for arm in ARMS:
+        s = stats[arm]
+        assert s["legit_count"] == s["total_predictions"] - s["fraud_count"]
+        assert s["fraud_rate"] == s["fraud_count"] / s["total_predictions"]
+        assert s["errors"] == 0
+    assert 0 < sent["model_a"][1] < 24 and 0 < sent["model_b"][1] < 24, sent
+
+
+# == 7. the reference README's analysis snippet ================================================
+
+
+def test_readme_chi2_snippet_runs_on_ab_stats(server: Server) -> None:
+    users = user_ids("readme", 30)
+    rows = [transaction(uid, i) for arm in ARMS for i, uid in enumerate(users[arm])]
+    answer = post(server, "/predict_batch", {"transactions": rows})
+    assert answer.status == 200, answer.text[:400]
+    by_arm = Counter((r["model_version"], r["is_fraud"]) for r in answer.body["results"])
+    for arm in ARMS:
+        assert by_arm[(arm, True)] > 0 and by_arm[(arm, False)] > 0, by_arm
+
+    # --- the snippet, as the README gives it -----------------------------------------------
+    stats = ab_stats(server)
+    a, b = stats["model_a"], stats["model_b"]
+    chi2, p, dof, _ = chi2_contingency([[a["fraud_count"], a["legit_count"]],
+                                        [b["fraud_count"], b["legit_count"]]])
+    # ---------------------------------------------------------------------------------------
+    assert dof == 1
+    assert 0.0 <= p <= 1.0 and chi2 >= 0.0
+    for arm in (a, b):
+        assert arm["fraud_count"] > 0 and arm["legit_count"] > 0, arm
+    # The service's own flag-rate test is the same computation on the same counts.
+    assert stats["flag_rate_chi2"]["chi2"] == pytest.approx(chi2, rel=1e-9)
+    assert stats["flag_rate_chi2"]["p_value"] == pytest.approx(p, rel=1e-9)
+
+
+# == 8. feedback ===============================================================================
+
+LABEL_FIELDS = ("labelled", "tp", "fp", "fn", "tn")
+
+
+def _labels(server: Server, arm: str) -> dict[str, int]:
+    s = ab_stats(server)[arm]
+    return {k: s[k] for k in LABEL_FIELDS}
+
+
+@pytest.fixture(scope="module")
+def labelled_decision(server: Server) -> dict[str, Any]:
+    """A fresh decision labelled fraud through POST /feedback (shared by the feedback tests)."""
+    decision = predict(server, {**EXAMPLE_TRANSACTION, "user_id": "feedback-user"}).body
+    arm = decision["model_version"]
+    before = _labels(server, arm)
+    answer = post(server, "/feedback", {"request_id": decision["request_id"], "is_fraud": True})
+    assert answer.status == 200, answer.text[:400]
+    assert answer.body == {"request_id": decision["request_id"], "is_fraud": True,
+                           "status": "created"}
+    return {"decision": decision, "before": before}
+
+
+def test_feedback_label_shows_in_ab_stats_and_is_idempotent(
+        server: Server, labelled_decision: dict[str, Any]) -> None:
+    decision, before = labelled_decision["decision"], labelled_decision["before"]
+    arm = decision["model_version"]
+    cell = "tp" if decision["is_fraud"] else "fn"  # labelled fraud: caught or missed
+    expected = {**before, "labelled": before["labelled"] + 1, cell: before[cell] + 1}
+    assert _labels(server, arm) == expected
+
+    again = post(server, "/feedback", {"request_id": decision["request_id"], "is_fraud": True})
+    assert again.status == 200, again.text[:400]
+    assert again.body == {"request_id": decision["request_id"], "is_fraud": True,
+                          "status": "duplicate"}
+    assert _labels(server, arm) == expected
+
+
+def test_feedback_opposite_label_is_409(server: Server,
+                                        labelled_decision: dict[str, Any]) -> None:
+    decision = labelled_decision["decision"]
+    arm = decision["model_version"]
+    before = _labels(server, arm)
+    answer = post(server, "/feedback", {"request_id": decision["request_id"], "is_fraud": False},
+                  timeout=10)
+    assert answer.status == 409, (
+        f"BUG: a conflicting label answered {answer.status} {answer.text[:200]!r}, expected "
+        "409. service.Conflict sets error_code = 409 (an int); BentoML reads "
+        "exc.error_code.value, raises AttributeError inside its error handler, and the "
+        "request hangs until the 30 s traffic timeout. Fix: error_code = HTTPStatus.CONFLICT")
+    assert "opposite label" in answer.text
+    assert _labels(server, arm) == before
+
+
+def test_feedback_unknown_id_404_and_bad_bodies_400(server: Server) -> None:
+    unknown = post(server, "/feedback", {"request_id": "0" * 32, "is_fraud": True})
+    assert unknown.status == 404, unknown.text[:300]
+    assert "0" * 32 in unknown.text and "unknown" in unknown.text
+    for body, raw, field in (
+        ({"request_id": "abc"}, None, "is_fraud"),
+        ({"is_fraud": True}, None, "request_id"),
+        ({"request_id": "abc", "is_fraud": "maybe"}, None, "is_fraud"),
+        ({"request_id": "", "is_fraud": True}, None, "request_id"),
+        ({"request_id": "x" * 65, "is_fraud": True}, None, "request_id"),
+        (None, '{"request_id": ', ""),
+        (None, '["abc", true]', ""),
+    ):
+        answer = post(server, "/feedback", body, raw=raw)
+        _check_rejection(answer, field, f"/feedback {body or raw}")
+
+
+def test_feedback_404_body_is_a_json_object(server: Server) -> None:
+    unknown = post(server, "/feedback", {"request_id": "f" * 32, "is_fraud": False})
+    assert unknown.status == 404
+    assert isinstance(unknown.body, dict), (
+        f"BUG: the 404 body is {unknown.text!r}, a JSON array, while every other error is an "
+        "object {'error': ...}. BentoML 1.4.40 (_bentoml_impl/server/app.py, "
+        "api_endpoint_wrapper) builds 4xx bodies of a raised BentoMLException as the tuple "
+        "({'error': str(exc)},). Fix in service.feedback: take `ctx: bentoml.Context`, set "
+        "ctx.response.status_code = 404 / 409 and return {'error': ...} instead of raising.")
+    assert "f" * 32 in unknown.body["error"]
+
+
+# == 9. health, readiness, the OpenAPI document =================================================
+
+
+def test_health_readyz_and_docs(server: Server) -> None:
+    health = get(server, "/health")
+    assert health.status == 200
+    body = health.body
+    assert body["status"] == "healthy"
+    assert body["models_loaded"] is True
+    assert set(body["models"]) == set(ARMS)
+    assert body["models"]["model_a"].startswith(f"{AB.model_a}:")
+    assert body["models"]["model_b"].startswith(f"{AB.model_b}:")
+    assert body["uptime_seconds"] > 0
+    assert "reason" not in body
+    stats = ab_stats(server)
+    assert {arm: stats[arm]["model_tag"] for arm in ARMS} == body["models"]
+
+    assert get(server, "/readyz").status == 200
+    assert get(server, "/livez").status == 200
+
+    docs = get(server, "/docs.json")
+    assert docs.status == 200
+    paths = docs.body["paths"]
+    for path, method in (("/predict", "post"), ("/predict_batch", "post"),
+                         ("/feedback", "post"), ("/health", "get"), ("/ab-stats", "get")):
+        assert method in paths.get(path, {}), f"{method.upper()} {path} missing from /docs.json"
+    schema = paths["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["example"] == EXAMPLE_TRANSACTION
+    assert set(schema["required"]) == {"user_id", *FEATURE_NAMES}
+
+
+# == 10. admin routes ==========================================================================
+
+SWITCH_WAIT_S = 3.0  # every worker re-reads the shared experiment state each second
+
+
+def _admin(server: Server, path: str, body: Any = None, key: str | None = ADMIN_KEY) -> Answer:
+    return post(server, path, body, headers={"X-Admin-Key": key} if key is not None else None)
+
+
+def _route_round(server: Server, users: dict[str, list[str]]) -> dict[str, set[str]]:
+    """Every user once on a fresh connection; both workers must serve: uid -> arms seen."""
+    watch = LogWatch(server)
+    jobs = [uid for arm in ARMS for uid in users[arm]]
+    answers = concurrently(
+        lambda uid: predict(server, {**NORMAL_TRANSACTION, "user_id": uid}), jobs, threads=8)
+    assert all_workers(watch.workers(answers, "/predict")) == {1, 2}, (
+        "the round did not reach both workers")
+    out: dict[str, set[str]] = {}
+    for uid, answer in zip(jobs, answers, strict=True):
+        out.setdefault(uid, set()).add(answer.body["model_version"])
+    return out
+
+
+def test_admin_routes_refuse_without_or_with_a_wrong_key(server: Server) -> None:
+    before = ab_stats(server)["experiment"]
+    for path, body in (("/admin/share", {"challenger_share": 0.0}), ("/admin/rollback", None),
+                       ("/admin/resume", None)):
+        for key in (None, "", "wrong-key", ADMIN_KEY.upper(), ADMIN_KEY + " "):
+            answer = _admin(server, path, body, key=key)
+            assert answer.status == 403, f"{path} key={key!r}: {answer.status} {answer.text}"
+            assert answer.body == {"error": "missing or wrong X-Admin-Key header"}
+    time.sleep(1.2)
+    after = ab_stats(server)["experiment"]
+    assert after == before
+
+
+def test_admin_share_rollback_and_resume_reach_every_worker(server: Server) -> None:
+    assert_not_rolled_back(server)
+    share = AB.challenger_share
+    # 20 new users per arm under the configured share, and no more requests per arm than that.
+    users = user_ids("admin", 20)
+    try:
+        answer = _admin(server, "/admin/share", {"challenger_share": 0.0})
+        assert answer.status == 200, answer.text[:300]
+        assert answer.body["experiment"]["share_override"] == 0.0
+        time.sleep(SWITCH_WAIT_S)
+        seen = _route_round(server, users)
+        assert all(arms == {"model_a"} for arms in seen.values()), seen
+        exp = ab_stats(server)["experiment"]
+        assert (exp["configured_share"], exp["effective_share"]) == (0.0, 0.0)
+
+        bad = _admin(server, "/admin/share", {"challenger_share": 1.5})
+        assert bad.status in (400, 422), bad.text[:300]
+        assert "challenger_share" in bad.text
+
+        answer = _admin(server, "/admin/share", {"challenger_share": share})
+        assert answer.status == 200, answer.text[:300]
+        time.sleep(SWITCH_WAIT_S)
+        seen = _route_round(server, users)
+        assert all(seen[uid] == {arm} for arm in ARMS for uid in users[arm]), seen
+
+        answer = _admin(server, "/admin/rollback")
+        assert answer.status == 200, answer.text[:300]
+        assert answer.body["experiment"]["rolled_back"] is True
+        assert answer.body["experiment"]["rollback_reason"] == "manual (admin)"
+        time.sleep(SWITCH_WAIT_S)
+        seen = _route_round(server, users)
+        assert all(arms == {"model_a"} for arms in seen.values()), seen
+        exp = ab_stats(server)["experiment"]
+        assert exp["rolled_back"] is True and exp["effective_share"] == 0.0
+        assert exp["configured_share"] == share
+
+        answer = _admin(server, "/admin/resume")
+        assert answer.status == 200, answer.text[:300]
+        assert answer.body["experiment"]["rolled_back"] is False
+        time.sleep(SWITCH_WAIT_S)
+        seen = _route_round(server, users)
+        assert all(seen[uid] == {arm} for arm in ARMS for uid in users[arm]), seen
+        exp = ab_stats(server)["experiment"]
+        assert (exp["rolled_back"], exp["effective_share"]) == (False, share)
+    finally:  # the server is shared by the module: leave the experiment as configured
+        _admin(server, "/admin/share", {"challenger_share": share})
+        _admin(server, "/admin/resume?force=true")
+
+
+# == 6. /metrics with 2 workers =================================================================
+
+BATCH_SIZES: dict[str, dict[str, float]] = {}  # test name -> router batch-size histogram delta
+
+
+def _batch_histogram(samples: dict) -> dict[str, float]:
+    return {dict(lab)["le"]: v for (n, lab), v in samples.items()
+            if n == "fraud_router_batch_size_bucket"}
+
+
+def _record_batch_sizes(name: str, before: dict, after: dict) -> dict[str, float]:
+    b0, b1 = _batch_histogram(before), _batch_histogram(after)
+    delta = {le: b1[le] - b0.get(le, 0.0) for le in b1}
+    BATCH_SIZES[name] = delta
+    print(f"\n{name}: router batches (cumulative le buckets): {delta}, "
+          f"count {metric_sum(after, 'fraud_router_batch_size_count') - metric_sum(before, 'fraud_router_batch_size_count')}, "  # noqa: E501
+          f"rows {metric_sum(after, 'fraud_router_batch_size_sum') - metric_sum(before, 'fraud_router_batch_size_sum')}")  # noqa: E501
+    return delta
+
+
+def test_metrics_sum_over_both_workers(server: Server) -> None:
+    n = 200
+    before = metric_samples(server)
+    watch = LogWatch(server)
+    users = user_ids("metrics", n // 2)
+    jobs = [(uid, i) for i in range(n // 2) for uid in (users["model_a"][i], users["model_b"][i])]
+    answers = concurrently(lambda job: predict(server, transaction(*job)), jobs, threads=16)
+    workers = watch.workers(answers, "/predict")
+    served = Counter(workers.values())
+    assert set(served) == {1, 2}, f"all {n} requests went to worker(s) {served}"
+    by_label = Counter((a.body["model_version"], "fraud" if a.body["is_fraud"] else "legit")
+                       for a in answers)
+
+    after = wait_for(
+        lambda: metric_samples(server),
+        lambda s: metric_sum(s, "fraud_predictions_total") - metric_sum(
+            before, "fraud_predictions_total") >= n, timeout=3)
+    total = metric_sum(after, "fraud_predictions_total") - metric_sum(
+        before, "fraud_predictions_total")
+    assert total == n, (
+        f"fraud_predictions_total rose by {total} for {n} decisions served by workers {served}: "
+        "/metrics does not aggregate the workers (prometheus_client imported before BentoML "
+        "set PROMETHEUS_MULTIPROC_DIR, BentoML #5056)")
+    for (arm, outcome), k in by_label.items():
+        d = metric_sum(after, "fraud_predictions_total", model_version=arm, prediction=outcome) \
+            - metric_sum(before, "fraud_predictions_total", model_version=arm, prediction=outcome)
+        assert d == k, (arm, outcome, d, k)
+    latency_count = metric_sum(after, "fraud_prediction_latency_seconds_count") - metric_sum(
+        before, "fraud_prediction_latency_seconds_count")
+    assert latency_count == n
+
+    # The router's own histogram (another process) is on the API port's /metrics too.
+    assert metric_sum(after, "fraud_router_batch_size_count") > 0, (
+        "fraud_router_batch_size is not exported on the API port's /metrics")
+    rows = metric_sum(after, "fraud_router_batch_size_sum") - metric_sum(
+        before, "fraud_router_batch_size_sum")
+    assert rows == n, f"the router scored {rows} rows for {n} single predictions"
+    batches = metric_sum(after, "fraud_router_batch_size_count") - metric_sum(
+        before, "fraud_router_batch_size_count")
+    assert 1 <= batches <= n
+    _record_batch_sizes("metrics-200x16", before, after)
+
+
+# == 11. BentoML #5540: no aborted calls under load; the router never recycles its connection ==
+
+
+def test_router_connection_never_recycles(trained_store: Store) -> None:
+    out = subprocess.run(
+        [PYTHON, "-c", "import json, service; print(json.dumps(service.ABRouter.config))"],
+        cwd=ROOT, env=trained_store.env(), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    config = json.loads(out.stdout.strip().splitlines()[-1])
+    conn = config.get("runner_connection") or {}
+    assert conn.get("max_requests", 0) >= 10**6, config
+    assert conn.get("max_age", 0) >= 10**6, config
+
+
+def test_600_concurrent_predictions_all_succeed(server: Server) -> None:
+    n, threads = 640, 32
+    before = metric_samples(server)
+    errors_before = metric_sum(before, "fraud_scoring_errors_total")
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def one(i: int) -> int:
+        try:
+            answer = post(server, "/predict", transaction(f"load-{i}", i), timeout=60)
+        except BaseException as exc:  # pytest.fail inside a thread: keep the message
+            with lock:
+                failures.append(f"{i}: {exc}")
+            return -1
+        if answer.status != 200:
+            with lock:
+                failures.append(f"{i}: {answer.status} {answer.text[:200]}")
+        return answer.status
+
+    started = time.monotonic()
+    statuses = Counter(concurrently(one, range(n), threads=threads))
+    elapsed = time.monotonic() - started
+    assert statuses == {200: n}, f"{statuses}; first failures: {failures[:5]}"
+    after = wait_for(lambda: metric_samples(server),
+                     lambda s: metric_sum(s, "fraud_router_batch_size_sum")
+                     - metric_sum(before, "fraud_router_batch_size_sum") >= n, timeout=3)
+    assert metric_sum(after, "fraud_scoring_errors_total") == errors_before
+    rows = metric_sum(after, "fraud_router_batch_size_sum") - metric_sum(
+        before, "fraud_router_batch_size_sum")
+    assert rows == n
+    _record_batch_sizes(f"load-{n}x{threads} ({n / elapsed:.0f} req/s)", before, after)
