@@ -56,7 +56,7 @@ def test_gate_fails_closed_without_models(tmp_path):
 
 
 def test_build_and_image_stop_at_the_gate(bad):
-    store, report, _, root = bad
+    store, report, _, _root = bad
     env = store.env(FRAUDSERVE_GATE_REPORT=str(report))
     refused = subprocess.run([PYTHON, "-m", "gating.build"], cwd=ROOT, env=env,
                              capture_output=True, text=True)

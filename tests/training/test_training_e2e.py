@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 from helpers import PYTHON, ROOT, train
@@ -27,7 +28,7 @@ def _bentoml_models(store):
 def test_two_models_in_the_bentoml_store_with_serving_metadata(small_store):
     models = _bentoml_models(small_store)
     assert sorted(t.split(":")[0] for t, _, _ in models) == ["fraud_hgb", "fraud_rf"]
-    for tag, labels, meta in models:
+    for _tag, labels, meta in models:
         assert labels["role"] in {"champion", "challenger"}
         assert meta["features"] == list(FEATURE_NAMES)
         assert 0 < meta["threshold"] < 1
@@ -53,7 +54,7 @@ def test_mlflow_runs_registry_and_aliases(small_store):
         assert "importance_amount" in run.data.metrics
         assert run.data.params["model.random_state"] == "7"
         local = client.download_artifacts(run.info.run_id, "evaluation/test_report.json")
-        report = json.loads(open(local).read())
+        report = json.loads(Path(local).read_text())
         assert report["overall"]["num_samples"] == 4000
         assert all("num_samples" in s for s in report["slices"].values())
     champion = client.get_model_version_by_alias("fraud-detector", "champion")

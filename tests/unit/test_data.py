@@ -71,7 +71,7 @@ def test_csv_loader_reads_a_good_file(tmp_path):
 @pytest.mark.parametrize(("mutate", "message"), [
     (lambda d: d.drop(columns="merchant_risk"), "missing column(s): merchant_risk"),
     (lambda d: d.drop(columns=LABEL), f"missing column(s): {LABEL}"),
-    (lambda d: d.assign(hour=["x"] + list(d["hour"][1:])), "column 'hour' has a missing or "
+    (lambda d: d.assign(hour=["x", *list(d["hour"][1:])]), "column 'hour' has a missing or "
                                                             "non-numeric value"),
     (lambda d: d.assign(amount=-1.0), "column 'amount' must be a finite number > 0"),
     (lambda d: d.assign(is_international=3), "column 'is_international' must be an integer"),
