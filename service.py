@@ -26,7 +26,7 @@ from fraud.experiment import Experiment
 from fraud.gatecheck import readiness_problem
 from fraud.ledger import LabelOutcome, SQLiteLedger
 from fraud.models import ModelMismatch, ModelsMissing, resolve_arms
-from fraud.runtime import admin_key_ok, ledger_path
+from fraud.runtime import admin_key_ok, batching_enabled, ledger_path
 from fraud.schema import ARMS, EXAMPLE_TRANSACTION, Prediction, Transaction, to_matrix
 from fraud.telemetry import Metrics
 
@@ -145,6 +145,7 @@ class FraudDetection:
         self.ledger = SQLiteLedger(ledger_path())
         self.experiment = Experiment(AB, ARM_MODELS, self.ledger)
         self.tags = [ARM_MODELS[a].tag for a in ARMS]
+        self.batching = batching_enabled()
         self.not_ready = readiness_problem(self.tags)
         if self.not_ready:
             log.error("not ready: %s", self.not_ready)
@@ -178,7 +179,7 @@ class FraudDetection:
         rows = np.column_stack([np.array([ARM_INDEX[a] for a in arms], dtype=np.float64),
                                 to_matrix(transactions)])
         try:
-            if bulk:
+            if bulk or not self.batching:
                 proba = await self.router.to_async.score_bulk(rows)
             else:
                 proba = await self.router.to_async.score(rows)
@@ -199,6 +200,11 @@ class FraudDetection:
     async def predict(self, **fields: Any) -> Prediction:
         """Score one transaction (the reference's flat body) with the user's A/B arm."""
         return (await self._score([Transaction(**fields)], bulk=False))[0]
+
+    @bentoml.api(route="/noop", input_spec=Transaction)
+    async def noop(self, **fields: Any) -> dict[str, str]:
+        """Validates a transaction and scores nothing: the framework's floor, for benchmarks."""
+        return {"status": "ok"}
 
     @bentoml.api(route="/predict_batch", input_spec=BatchRequest)
     async def predict_batch(self, transactions: list[Transaction]) -> BatchResponse:

@@ -25,3 +25,8 @@ def admin_key_ok(given: str | None) -> tuple[bool, str]:
     if not given or not hmac.compare_digest(given.encode(), expected.encode()):
         return False, "missing or wrong X-Admin-Key header"
     return True, ""
+
+
+def batching_enabled() -> bool:
+    """FRAUDSERVE_BATCHING=0 sends single predictions to the router unbatched (benchmarks)."""
+    return os.environ.get("FRAUDSERVE_BATCHING", "1") != "0"
