@@ -13,6 +13,7 @@ import time
 from http import HTTPStatus
 from typing import Annotated, Any
 
+import aiohttp
 import bentoml
 import numpy as np
 from bentoml.exceptions import BentoMLException
@@ -179,10 +180,7 @@ class FraudDetection:
         rows = np.column_stack([np.array([ARM_INDEX[a] for a in arms], dtype=np.float64),
                                 to_matrix(transactions)])
         try:
-            if bulk or not self.batching:
-                proba = await self.router.to_async.score_bulk(rows)
-            else:
-                proba = await self.router.to_async.score(rows)
+            proba = await self._call_router(rows, bulk)
         except Exception:
             for arm in set(arms):
                 self.ledger.record_error(arm, "router")
@@ -195,6 +193,16 @@ class FraudDetection:
             self.metrics.observe(arm, [r.is_fraud for r in results if r.model_version == arm],
                                  seconds)
         return results
+
+    async def _call_router(self, rows: np.ndarray, bulk: bool) -> np.ndarray:
+        method = (self.router.to_async.score_bulk if bulk or not self.batching
+                  else self.router.to_async.score)
+        try:
+            return await method(rows)
+        except aiohttp.ClientConnectionError:
+            # The router closes keep-alive connections idle for 5 s while the client keeps
+            # them 15 s, so a reused one can die under us. Scoring is pure: retry once.
+            return await method(rows)
 
     @bentoml.api(route="/predict", input_spec=Transaction)
     async def predict(self, **fields: Any) -> Prediction:

@@ -30,6 +30,9 @@ from fraud.stats import (
 
 log = logging.getLogger("fraudserve.experiment")
 STATE_KEY = "experiment"
+# After a share change, workers keep routing with the old share until their next refresh
+# (<= 1 s): the new period's counts start only after this long.
+SETTLE_SECONDS = 3.0
 
 
 def new_request_id() -> str:
@@ -51,8 +54,17 @@ class ExperimentState:
     rolled_back_at: str | None = None
     share_override: float | None = None
     period_started_at: str | None = None
-    # Per-arm (total, flagged, errors) when the current allocation period began.
+    # The share the current period routes with; a config edit across restarts starts anew.
+    period_share: float | None = None
+    # Epoch seconds after which every worker routes with the period's share.
+    settle_until: float | None = None
+    # Per-arm (total, flagged, errors) once the period settled; None while settling (or
+    # zeros-from-the-start for the first period, when settle_until is None too).
     baseline: dict[str, list[int]] | None = None
+
+    @property
+    def settling(self) -> bool:
+        return self.baseline is None and self.settle_until is not None
 
     @classmethod
     def from_json(cls, value: dict[str, Any] | None) -> ExperimentState:
@@ -73,21 +85,29 @@ def period_counts(counts: dict[str, ArmAggregate],
     return out
 
 
-def guardrail_breaches(counts: dict[str, ArmAggregate], period: dict[str, tuple[int, int, int]],
+def guardrail_breaches(counts: dict[str, ArmAggregate],
+                       period: dict[str, tuple[int, int, int]] | None,
                        srm: dict[str, Any] | None, verdict: str,
                        cfg: GuardrailConfig) -> list[str]:
-    """Every guardrail the challenger breaks now, each as one readable reason."""
+    """Every guardrail the challenger breaks now, each as one readable reason.
+
+    `period` is None while a new allocation period settles: rates are not judged then.
+    """
     if not cfg.enabled:
         return []
     reasons: list[str] = []
-    (a_total, a_flagged, _), (b_total, b_flagged, b_errors) = period["model_a"], period["model_b"]
+    quiet = (0, 0, 0)
+    (a_total, a_flagged, _), (b_total, b_flagged, b_errors) = (
+        (period["model_a"], period["model_b"]) if period else (quiet, quiet))
     if b_total + b_errors >= cfg.min_decisions:
         error_rate = b_errors / (b_total + b_errors)
         if error_rate > cfg.max_error_rate:
             reasons.append(f"challenger error rate {error_rate:.3f} > {cfg.max_error_rate}")
-    p95 = counts["model_b"].latency_p95_ms
-    if b_total >= cfg.min_decisions and p95 is not None and p95 > cfg.max_p95_latency_ms:
-        reasons.append(f"challenger p95 latency {p95:.1f} ms > {cfg.max_p95_latency_ms} ms")
+    p95, p95_a = counts["model_b"].latency_p95_ms, counts["model_a"].latency_p95_ms
+    if (b_total >= cfg.min_decisions and p95 is not None and p95 > cfg.max_p95_latency_ms
+            and (p95_a is None or p95 > cfg.latency_ratio * p95_a)):
+        reasons.append(f"challenger p95 latency {p95:.1f} ms > {cfg.max_p95_latency_ms} ms "
+                       f"and > {cfg.latency_ratio}x champion's {p95_a or 0:.1f} ms")
     if a_total >= cfg.min_decisions and b_total >= cfg.min_decisions:
         rate_a, rate_b = a_flagged / a_total, b_flagged / b_total
         low = rate_a / cfg.flag_rate_ratio - cfg.flag_rate_slack
@@ -133,14 +153,35 @@ class Experiment:
 
     def effective_share(self) -> float:
         """The share actually served now: 0 while rolled back."""
-        return 0.0 if self.state.rolled_back else self.configured_share()
+        return self.effective_share_of(self.state)
 
     def _new_period(self, state: ExperimentState) -> ExperimentState:
-        self.ledger.flush()
-        counts = self.ledger.arm_counts()
-        state.baseline = {a: [counts[a].total, counts[a].flagged, counts[a].errors] for a in ARMS}
+        """Start an allocation period; its counts begin once every worker has the new share."""
+        state.baseline = None
+        state.settle_until = self.clock() + SETTLE_SECONDS
         state.period_started_at = utc_now_iso()
+        state.period_share = self.effective_share_of(state)
         return state
+
+    def effective_share_of(self, state: ExperimentState) -> float:
+        if state.rolled_back:
+            return 0.0
+        return self.cfg.challenger_share if state.share_override is None else state.share_override
+
+    def _advance_period(self) -> None:
+        """Settle a period whose grace time is over; start one if the config's share changed."""
+        state = self.state
+        if state.period_share is not None and state.period_share != self.effective_share():
+            self._save(self._new_period(state))
+        elif state.period_share is None:
+            state.period_share = self.effective_share()
+            self._save(state)
+        elif state.settling and self.clock() >= (state.settle_until or 0):
+            self.ledger.flush()
+            counts = self.ledger.arm_counts()
+            state.baseline = {a: [counts[a].total, counts[a].flagged, counts[a].errors]
+                              for a in ARMS}
+            self._save(state)
 
     def rollback(self, reason: str) -> bool:
         """Send all traffic to the champion and persist why; False if already rolled back."""
@@ -200,6 +241,7 @@ class Experiment:
     def report(self) -> tuple[dict[str, Any], dict[str, ArmAggregate], list[str]]:
         """The /ab-stats body, the raw counts, and the guardrails breached now."""
         self.refresh()
+        self._advance_period()
         counts = self.ledger.arm_counts()
         s = self.cfg.statistics
         arm_counts = {a: ArmCounts(total=counts[a].total, flagged=counts[a].flagged,
@@ -208,7 +250,9 @@ class Experiment:
         period = period_counts(counts, self.state.baseline)
         share = self.effective_share()
         srm = None
-        if 0 < share < 1 and period["model_a"][0] + period["model_b"][0] > 0:
+        if (0 < share < 1 and not self.state.settling
+                and period["model_a"][0] + period["model_b"][0]
+                >= self.cfg.guardrails.min_decisions):
             srm = sample_ratio_check(period["model_a"][0], period["model_b"][0], share,
                                      s.srm_alpha)
         xa, na = metric_counts(arm_counts["model_a"], s.primary_metric)
@@ -217,7 +261,8 @@ class Experiment:
             xa, na, xb, nb, tau=s.mixture_tau, alpha=s.sequential_alpha,
             min_trials=s.min_labelled_per_arm, margin=s.equivalence_margin,
             higher_is_better=True)}
-        breaches = guardrail_breaches(counts, period, srm, primary["verdict"],
+        breaches = guardrail_breaches(counts, None if self.state.settling else period, srm,
+                                      primary["verdict"],
                                       self.cfg.guardrails)
         body: dict[str, Any] = {}
         for arm in ARMS:
@@ -246,6 +291,7 @@ class Experiment:
             "rollback_reason": self.state.rollback_reason,
             "rolled_back_at": self.state.rolled_back_at,
             "period_started_at": self.state.period_started_at,
+            "period_settling": self.state.settling,
             "guardrail_breaches": breaches,
         }
         return body, counts, breaches

@@ -135,8 +135,9 @@ CREATE TABLE IF NOT EXISTS decisions (
     latency_ms  REAL    NOT NULL,
     source      TEXT    NOT NULL
 );
--- Covering index for "latency of the most recent N decisions of an arm".
-CREATE INDEX IF NOT EXISTS decisions_arm_ts ON decisions (arm, ts, latency_ms);
+-- Covering index for "latency of the most recent N single /predict decisions of an arm"
+-- (a bulk call's latency belongs to the whole call, not to each of its rows).
+CREATE INDEX IF NOT EXISTS decisions_arm_source_ts ON decisions (arm, source, ts, latency_ms);
 
 CREATE TABLE IF NOT EXISTS labels (
     request_id TEXT    PRIMARY KEY,
@@ -542,7 +543,7 @@ class SQLiteLedger:
                         r[0]
                         for r in conn.execute(
                             "SELECT latency_ms FROM decisions WHERE arm = ?"
-                            " ORDER BY ts DESC LIMIT ?",
+                            " AND source = 'predict' ORDER BY ts DESC LIMIT ?",
                             (arm, self.latency_window),
                         )
                     )

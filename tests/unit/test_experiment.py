@@ -105,20 +105,55 @@ def test_period_counts_subtract_the_baseline():
 
 
 def test_enforce_rolls_back_on_a_breach_and_reports_it(ledger):
-    exp = make(ledger, guardrails=GuardrailConfig(min_decisions=10, max_p95_latency_ms=1))
+    exp = make(ledger, guardrails=GuardrailConfig(min_decisions=10, max_p95_latency_ms=20))
     users = [f"u{i}" for i in range(200)]
     arms = [exp.route(u) for u in users]
-    exp.record(users, arms, [0.1] * len(users), latency_ms=50.0, source="batch")
+    for user, arm in zip(users, arms, strict=True):  # the challenger is 10x slower
+        exp.record([user], [arm], [0.1], 50.0 if arm == "model_b" else 5.0, "predict")
     ledger.flush()
     body, rolled = exp.enforce_guardrails()
     assert rolled and body["experiment"]["rolled_back"]
-    assert "p95 latency" in body["experiment"]["rollback_reason"]
+    assert "p95 latency 50.0 ms > 20.0 ms" in body["experiment"]["rollback_reason"]
     assert body["model_a"]["total_predictions"] + body["model_b"]["total_predictions"] == 200
     assert exp.refresh().rolled_back
 
 
+def test_latency_guardrail_spares_an_overloaded_host():
+    c = _counts(1000, 20, 1000, 20, b_p95=900.0)
+    c["model_a"] = ArmAggregate(total=1000, flagged=20, latency_p95_ms=600.0)
+    assert guardrail_breaches(c, period_counts(c, None), None, "collecting",
+                              GuardrailConfig()) == []
+
+
+def test_share_change_settles_before_the_sample_ratio_is_judged(ledger):
+    clock = [1000.0]
+    exp = Experiment(ABConfig(guardrails=GuardrailConfig(min_decisions=10)), ARMS, ledger,
+                     clock=lambda: clock[0])
+    exp.set_share(0.5)
+    # A stale worker still routes everyone to model_a right after the change.
+    exp.record([f"s{i}" for i in range(100)], ["model_a"] * 100, [0.1] * 100, 5.0, "predict")
+    body, _, breaches = exp.report()
+    assert body["experiment"]["period_settling"] and body["sample_ratio"] is None
+    assert breaches == []
+    clock[0] += 5  # every worker has the new share now
+    exp.report()  # settles: the baseline excludes the stale decisions
+    users = [f"n{i}" for i in range(400)]
+    exp.record(users, [exp.route(u) for u in users], [0.1] * 400, 5.0, "predict")
+    body, _, breaches = exp.report()
+    assert not body["experiment"]["period_settling"]
+    assert body["sample_ratio"]["n_a"] + body["sample_ratio"]["n_b"] == 400
+    assert not body["sample_ratio"]["mismatch"] and breaches == []
+
+
+def test_a_config_share_edit_starts_a_new_period(ledger, tmp_path):
+    make(ledger, challenger_share=0.5).report()
+    edited = make(ledger, challenger_share=0.2)
+    body, _, _ = edited.report()
+    assert body["experiment"]["period_settling"] and edited.state.period_share == 0.2
+
+
 def test_report_counts_and_labels(ledger):
-    exp = make(ledger, challenger_share=0.5)
+    exp = make(ledger, challenger_share=0.5, guardrails=GuardrailConfig(min_decisions=1))
     out = exp.record(["u1", "u2", "u3"], ["model_a", "model_a", "model_b"], [0.9, 0.1, 0.9],
                      5.0, "predict")
     ledger.label(out[0].request_id, True)   # tp for A
