@@ -42,6 +42,7 @@ ARM_INDEX = {arm: i for i, arm in enumerate(ARMS)}
 # The router's own calls never recycle their connection: BentoML 1.4.31-1.4.40 (issue #5540)
 # aborts in-flight calls when it does, which surfaced as 500s under load.
 NEVER = 2**31 - 1
+ROUTER_ATTEMPTS = 4
 
 
 @bentoml.service(name="ABRouter", workers=1, runner_connection={"max_requests": NEVER,
@@ -197,12 +198,17 @@ class FraudDetection:
     async def _call_router(self, rows: np.ndarray, bulk: bool) -> np.ndarray:
         method = (self.router.to_async.score_bulk if bulk or not self.batching
                   else self.router.to_async.score)
-        try:
-            return await method(rows)
-        except aiohttp.ClientConnectionError:
-            # The router closes keep-alive connections idle for 5 s while the client keeps
-            # them 15 s, so a reused one can die under us. Scoring is pure: retry once.
-            return await method(rows)
+        for attempt in range(ROUTER_ATTEMPTS):
+            try:
+                return await method(rows)
+            except aiohttp.ClientConnectionError:
+                # The router closes keep-alive connections idle for 5 s while the client
+                # keeps them 15 s (neither is configurable per dependency in BentoML 1.4), so
+                # after a quiet spell pooled connections die under us; each failure discards
+                # one. Scoring is pure: retry on another connection.
+                if attempt == ROUTER_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     @bentoml.api(route="/predict", input_spec=Transaction)
     async def predict(self, **fields: Any) -> Prediction:

@@ -105,7 +105,7 @@ class GuardrailConfig(_Strict):
     max_error_rate: float = Field(0.02, ge=0, le=1)
     max_p95_latency_ms: float = Field(250.0, gt=0)
     # ...and only when also this many times the champion's p95 (an overloaded host slows both).
-    latency_ratio: float = Field(2.0, ge=1)
+    latency_ratio: float = Field(2.0, ge=0)  # 0: judge the absolute limit alone
     # Challenger flag rate must stay within [champion/ratio, champion*ratio] (+ slack).
     flag_rate_ratio: float = Field(3.0, ge=1)
     flag_rate_slack: float = Field(0.01, ge=0, le=1)

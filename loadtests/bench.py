@@ -429,9 +429,14 @@ class RawModel:
 
 
 def raw_model_baseline(body: bytes, seconds: float) -> RawModel | None:
-    """Score the rows of one /predict_batch body as the router does (each arm its rows)."""
+    """Score the rows of one /predict_batch body as the router does (each arm its rows).
+
+    Single-threaded (BLAS and OpenMP limited to 1): the figure is per core, and stays
+    meaningful when other processes hold the other core.
+    """
     try:
         import bentoml
+        from threadpoolctl import threadpool_limits
 
         from fraud.assignment import assign
         from fraud.config import load_ab_config
@@ -459,20 +464,21 @@ def raw_model_baseline(body: bytes, seconds: float) -> RawModel | None:
             if mask.any():
                 out[mask] = model.predict_proba(x[mask])[:, 1]
 
-    score()  # warm
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        score()
-        done += len(x)
-    rate = done / (time.perf_counter() - start)
     one_row: dict[str, float] = {}
-    for arm, model in zip(ARMS, models, strict=True):
-        times = []
-        for i in range(100):
-            t0 = time.perf_counter()
-            model.predict_proba(x[i % len(x): i % len(x) + 1])
-            times.append(time.perf_counter() - t0)
-        one_row[arm] = 1000 * float(np.median(times))
+    with threadpool_limits(limits=1):  # one core, as the router should run (OMP_NUM_THREADS=1)
+        score()  # warm
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            score()
+            done += len(x)
+        rate = done / (time.perf_counter() - start)
+        for arm, model in zip(ARMS, models, strict=True):
+            times = []
+            for i in range(100):
+                t0 = time.perf_counter()
+                model.predict_proba(x[i % len(x): i % len(x) + 1])
+                times.append(time.perf_counter() - t0)
+            one_row[arm] = 1000 * float(np.median(times))
     return RawModel(rows_per_s=rate, rows=len(x), one_row_ms=one_row)
 
 

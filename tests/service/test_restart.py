@@ -99,8 +99,10 @@ def setup(trained_store: Store, gate_report: Path,
           tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     workdir = tmp_path_factory.mktemp("restart")
     cfg = yaml.safe_load((ROOT / "configs" / "ab.yaml").read_text())
+    # Only the latency guardrail can trip: any p95 beats 0.001 ms (ratio 0: absolute only).
     cfg["guardrails"].update(enabled=True, min_decisions=20, max_p95_latency_ms=0.001,
-                             check_interval_s=1)
+                             latency_ratio=0.0, flag_rate_ratio=1000.0, flag_rate_slack=1.0,
+                             rollback_on_srm=False, check_interval_s=1)
     ab_path = workdir / "ab.yaml"
     ab_path.write_text(yaml.safe_dump(cfg))
     env = {"FRAUDSERVE_GATE_REPORT": str(gate_report), "FRAUDSERVE_AB_CONFIG": str(ab_path),
