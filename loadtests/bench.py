@@ -1,7 +1,7 @@
 """`make bench`: fraudserve's performance, every figure beside a baseline measured in the same run.
 
     python -m loadtests.bench                 # ~4 min: two services, 14 phases of 15 s
-    python -m loadtests.bench --quick         # ~1.5 min smoke with 4 s phases
+    python -m loadtests.bench --quick         # ~2 min smoke with 4 s phases
     python -m loadtests.bench --url http://127.0.0.1:3000   # a running service, as it is
 
 What runs, against `bentoml serve service:FraudDetection` on a free 127.0.0.1 port:
@@ -251,7 +251,7 @@ async def open_loop(url: str, bodies: Sequence[bytes], rate: float, duration: fl
 
 
 def server_pid(url: str) -> int | None:
-    """PID of the process listening on `url`'s port on this machine (the serve arbiter)."""
+    """PID of the `bentoml serve` arbiter behind `url`'s port on this machine, if any."""
     import psutil
 
     port = urlparse(url).port
@@ -263,13 +263,23 @@ def server_pid(url: str) -> int | None:
                 if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid}
     except (psutil.AccessDenied, PermissionError):
         return None
-    for pid in pids:
+    for pid in sorted(pids):
         try:
-            if psutil.Process(pid).ppid() not in pids:
-                return pid
+            proc = psutil.Process(pid)
+            while (parent := proc.parent()) is not None and is_serve(parent.cmdline()):
+                proc = parent  # climb from a worker to the `bentoml serve` arbiter
+            return proc.pid
         except psutil.NoSuchProcess:
             continue
     return None
+
+
+def is_serve(cmdline: Sequence[str]) -> bool:
+    """True for a `bentoml serve` (arbiter) or BentoML worker command line."""
+    if "_bentoml_impl.worker.service" in cmdline:
+        return True
+    return any(Path(a).name == "bentoml" and cmdline[i + 1: i + 2] == ["serve"]
+               for i, a in enumerate(cmdline))
 
 
 def process_tree(pid: int | None) -> list[Any]:
@@ -731,8 +741,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="concurrent clients of the closed-loop phases (default 50)")
     p.add_argument("--batch-rows", type=int, default=500,
                    help="rows per /predict_batch request (default 500)")
-    p.add_argument("--batch-clients", type=int, default=4,
-                   help="concurrent /predict_batch clients (default 4)")
+    p.add_argument("--batch-clients", type=int, default=8,
+                   help="concurrent /predict_batch clients (default 8: keep-alive connections "
+                        "stick to one API worker, fewer may leave a worker idle)")
     p.add_argument("--url", help="bench a running service as it is (no batching-off part "
                                  "unless --url-off is given too)")
     p.add_argument("--url-off", help="with --url: a second running service started with "

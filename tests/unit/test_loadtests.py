@@ -174,6 +174,11 @@ def test_process_roles() -> None:
     assert bench.role([*worker, "--service-name", "ABRouter"]) == "router"
     assert bench.role([*worker, "--service-name", "FraudDetection"]) == "api"
     assert bench.role(["python", "-m", "bentoml", "serve", "service:FraudDetection"]) == "arbiter"
+    assert bench.is_serve(["python", "-m", "bentoml", "serve", "service:FraudDetection"])
+    assert bench.is_serve(["/v/bin/bentoml", "serve", "service:FraudDetection"])
+    assert bench.is_serve([*worker, "--service-name", "ABRouter"])
+    assert not bench.is_serve(["bash", "-c", "bentoml serve service:FraudDetection"])
+    assert not bench.is_serve(["python", "-m", "bentoml", "build"])
 
 
 def test_bench_ab_config_turns_rollbacks_off(tmp_path: Path) -> None:
