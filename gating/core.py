@@ -12,6 +12,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from fraud.config import CONFIG_DIR, DataConfig, _load_yaml
+from fraud.fastpredict import scorer
 from fraud.schema import EXAMPLE_TRANSACTION, FEATURE_NAMES, FEATURES_BY_NAME, LABEL, Transaction
 from training.data import Splits, frame_hash, load_splits, row_hashes
 from training.evaluate import SLICES, metrics
@@ -190,9 +191,16 @@ def behaviour_checks(ev: Evaluated, cfg: GateConfig) -> list[Check]:
     p = ev.estimator.predict_proba(np.array([t1.features(), t2.features()]))[:, 1]
     checks.append(judge(ev.tag, ev.arm, "behaviour:user_id_invariance", abs(p[0] - p[1]), 0.0,
                         "<="))
+    # The service scores small batches with a compiled copy of the trees: it must agree.
+    X = ev.splits.test[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
+    served = scorer(ev.estimator)
+    sample = X[: min(len(X), 4000)]
+    diff = max(float(np.max(np.abs(served(chunk) - ev.estimator.predict_proba(chunk)[:, 1])))
+               for chunk in np.array_split(sample, max(1, len(sample) // 8)))
+    checks.append(judge(ev.tag, ev.arm, "behaviour:served_scorer_matches_estimator", diff,
+                        1e-9, "<=", "(max |served - predict_proba| over test rows, 8 per call)"))
     b = cfg.behaviour
     rng = np.random.default_rng(b.seed)
-    X = ev.splits.test[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
     rows = X[rng.choice(len(X), size=min(b.sample_rows, len(X)), replace=False)]
     base = ev.estimator.predict_proba(rows)[:, 1]
     for feature, (op, amount) in b.perturbations.items():
