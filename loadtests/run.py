@@ -111,8 +111,13 @@ def wait_ready(service: Service, timeout: float = 180) -> None:
 
 def stop_service(service: Service, timeout: float = 20) -> None:
     """SIGTERM the service's process group (by its PID), SIGKILL it if it lingers."""
-    proc = service.proc
-    if proc is None or proc.poll() is not None:
+    if service.proc is not None:
+        stop_process_group(service.proc, timeout)
+
+
+def stop_process_group(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM a process started with start_new_session (by its PID), SIGKILL if it lingers."""
+    if proc.poll() is not None:
         return
     try:
         os.killpg(proc.pid, signal.SIGTERM)

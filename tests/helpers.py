@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,15 +14,12 @@ from pathlib import Path
 
 import requests
 
+from loadtests.run import free_port
+from loadtests.run import stop_process_group as stop
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 BIN = Path(PYTHON).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -112,20 +107,6 @@ def wait_ready(server: Server, timeout: float) -> None:
             pass
         time.sleep(0.5)
     raise TimeoutError(f"not ready after {timeout}s:\n{server.logs()[-4000:]}")
-
-
-def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
-    """Stop the server's process group by its PID (SIGTERM, then SIGKILL)."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    except ProcessLookupError:
-        pass
 
 
 def load_json(path: Path) -> dict:
