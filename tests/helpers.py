@@ -6,16 +6,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
-from loadtests.run import free_port
+from loadtests.run import Service, free_port
 from loadtests.run import stop_process_group as stop
+from loadtests.run import wait_ready as _wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -95,18 +93,8 @@ def serve(store: Store, workdir: Path, *, workers: int = 2, ready_timeout: float
 
 
 def wait_ready(server: Server, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"bentoml serve exited ({server.proc.returncode}):\n"
-                               f"{server.logs()[-4000:]}")
-        try:
-            if requests.get(f"{server.url}/readyz", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"not ready after {timeout}s:\n{server.logs()[-4000:]}")
+    """Poll /readyz until 200 (the load driver's loop); raises ServiceFailed with the log."""
+    _wait_ready(Service(url=server.url, proc=server.proc, log=server.log), timeout)
 
 
 def load_json(path: Path) -> dict:
