@@ -288,7 +288,6 @@ class FraudDetection:
 
     @app.get("/ab-stats", tags=["operations"], summary="Per-arm counts, quality and A/B tests")
     def ab_stats(self) -> dict[str, Any]:
-        self.ledger.flush()
         body, _, _ = self.experiment.report()
         return body
 

@@ -11,7 +11,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fraud.assignment import assign
@@ -19,14 +19,7 @@ from fraud.config import ABConfig, GuardrailConfig
 from fraud.ledger import ArmAggregate, Decision, Ledger, Source
 from fraud.models import ArmModel
 from fraud.schema import ARMS, Arm, Prediction, utc_now_iso
-from fraud.stats import (
-    ArmCounts,
-    arm_metrics,
-    flag_rate_chi2,
-    metric_counts,
-    sample_ratio_check,
-    sequential_test,
-)
+from fraud.stats import ArmCounts, experiment_report
 
 log = logging.getLogger("fraudserve.experiment")
 STATE_KEY = "experiment"
@@ -148,8 +141,7 @@ class Experiment:
 
     def configured_share(self) -> float:
         """The challenger's share before any rollback (override from admin, else the config)."""
-        s = self.state.share_override
-        return self.cfg.challenger_share if s is None else s
+        return self.effective_share_of(replace(self.state, rolled_back=False))
 
     def effective_share(self) -> float:
         """The share actually served now: 0 while rolled back."""
@@ -164,6 +156,7 @@ class Experiment:
         return state
 
     def effective_share_of(self, state: ExperimentState) -> float:
+        """The share `state` serves: 0 while rolled back, else the override or the config."""
         if state.rolled_back:
             return 0.0
         return self.cfg.challenger_share if state.share_override is None else state.share_override
@@ -177,7 +170,6 @@ class Experiment:
             state.period_share = self.effective_share()
             self._save(state)
         elif state.settling and self.clock() >= (state.settle_until or 0):
-            self.ledger.flush()
             counts = self.ledger.arm_counts()
             state.baseline = {a: [counts[a].total, counts[a].flagged, counts[a].errors]
                               for a in ARMS}
@@ -249,20 +241,13 @@ class Experiment:
                                    tn=counts[a].tn) for a in ARMS}
         period = period_counts(counts, self.state.baseline)
         share = self.effective_share()
-        srm = None
-        if (0 < share < 1 and not self.state.settling
-                and period["model_a"][0] + period["model_b"][0]
-                >= self.cfg.guardrails.min_decisions):
-            srm = sample_ratio_check(period["model_a"][0], period["model_b"][0], share,
-                                     s.srm_alpha)
-        xa, na = metric_counts(arm_counts["model_a"], s.primary_metric)
-        xb, nb = metric_counts(arm_counts["model_b"], s.primary_metric)
-        primary = {"metric": s.primary_metric, **sequential_test(
-            xa, na, xb, nb, tau=s.mixture_tau, alpha=s.sequential_alpha,
-            min_trials=s.min_labelled_per_arm, margin=s.equivalence_margin,
-            higher_is_better=True)}
-        breaches = guardrail_breaches(counts, None if self.state.settling else period, srm,
-                                      primary["verdict"],
+        judge_srm = (0 < share < 1 and not self.state.settling
+                     and period["model_a"][0] + period["model_b"][0]
+                     >= self.cfg.guardrails.min_decisions)
+        stats = experiment_report(arm_counts, share if judge_srm else None, s,
+                                  srm_counts=(period["model_a"][0], period["model_b"][0]))
+        breaches = guardrail_breaches(counts, None if self.state.settling else period,
+                                      stats["sample_ratio"], stats["primary"]["verdict"],
                                       self.cfg.guardrails)
         body: dict[str, Any] = {}
         for arm in ARMS:
@@ -277,12 +262,10 @@ class Experiment:
                 "errors": c.errors,
                 "latency_p50_ms": c.latency_p50_ms,
                 "latency_p95_ms": c.latency_p95_ms,
-                **arm_metrics(arm_counts[arm], s.confidence),
+                **stats["per_arm"][arm],
             }
-        body["flag_rate_chi2"] = flag_rate_chi2(counts["model_a"].flagged, counts["model_a"].total,
-                                                counts["model_b"].flagged, counts["model_b"].total)
-        body["sample_ratio"] = srm
-        body["primary"] = primary
+        for key in ("flag_rate_chi2", "sample_ratio", "primary"):
+            body[key] = stats[key]
         body["experiment"] = {
             "salt": self.cfg.salt,
             "configured_share": self.configured_share(),

@@ -110,7 +110,10 @@ class Ledger(Protocol):
         ...
 
     def arm_counts(self) -> dict[str, ArmAggregate]:
-        """Per-arm totals, confusion counts, errors and recent latency percentiles."""
+        """Per-arm totals, confusion counts, errors and recent latency percentiles.
+
+        Includes everything this process enqueued before the call.
+        """
         ...
 
     def get_state(self, key: str) -> dict[str, Any] | None:

@@ -296,9 +296,14 @@ def metric_counts(arm: ArmCounts, metric: Metric) -> tuple[int, int]:
 # the whole /ab-stats statistics block
 
 
-def experiment_report(arms: dict[str, ArmCounts], share_b: float,
-                      settings: StatsSettings | None = None) -> dict[str, Any]:
-    """All statistics for /ab-stats from per-arm counts keyed "model_a" and "model_b"."""
+def experiment_report(arms: dict[str, ArmCounts], share_b: float | None,
+                      settings: StatsSettings | None = None, *,
+                      srm_counts: tuple[int, int] | None = None) -> dict[str, Any]:
+    """All statistics for /ab-stats from per-arm counts keyed "model_a" and "model_b".
+
+    The sample ratio is judged on `srm_counts` (n_a, n_b) when given, else on the totals;
+    `share_b=None` means it is not judged now (`sample_ratio` is None).
+    """
     settings = settings or StatsSettings()
     missing = {CHAMPION, CHALLENGER} - set(arms)
     if missing:
@@ -315,6 +320,7 @@ def experiment_report(arms: dict[str, ArmCounts], share_b: float,
         "per_arm": {name: arm_metrics(arms[name], settings.confidence)
                     for name in (CHAMPION, CHALLENGER)},
         "flag_rate_chi2": flag_rate_chi2(a.flagged, a.total, b.flagged, b.total),
-        "sample_ratio": sample_ratio_check(a.total, b.total, share_b, settings.srm_alpha),
+        "sample_ratio": None if share_b is None else sample_ratio_check(
+            *(srm_counts or (a.total, b.total)), share_b, settings.srm_alpha),
         "primary": {"metric": settings.primary_metric, **primary},
     }
