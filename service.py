@@ -38,7 +38,7 @@ from fraud.ledger import LabelOutcome, SQLiteLedger
 from fraud.models import ModelMismatch, ModelsMissing, resolve_arms
 from fraud.runtime import admin_key_ok, batching_enabled, ledger_path
 from fraud.schema import ARMS, EXAMPLE_TRANSACTION, Prediction, Transaction, to_matrix
-from fraud.telemetry import Metrics
+from fraud.telemetry import Metrics, RouterMetrics
 
 log = logging.getLogger("fraudserve")
 AB = load_ab_config()
@@ -81,7 +81,7 @@ class ABRouter:
     def __init__(self) -> None:
         self.scorers = [scorer(bentoml.sklearn.load_model(self.model_a)),
                         scorer(bentoml.sklearn.load_model(self.model_b))]
-        self.metrics = Metrics.router()
+        self.metrics = RouterMetrics()
         tune_gc()
 
     def _score(self, rows: np.ndarray) -> np.ndarray:

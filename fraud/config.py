@@ -78,7 +78,7 @@ class TrainingConfig(_Strict):
     experiment_name: str = "fraudserve"
 
 
-def _load_yaml(path: Path) -> dict[str, Any]:
+def load_yaml(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"config file not found: {path}")
     data = yaml.safe_load(path.read_text()) or {}
@@ -89,7 +89,7 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 
 def load_training_config(path: Path | str | None = None) -> TrainingConfig:
     """Read and validate configs/training.yaml (or `path`)."""
-    return TrainingConfig.model_validate(_load_yaml(Path(path or CONFIG_DIR / "training.yaml")))
+    return TrainingConfig.model_validate(load_yaml(Path(path or CONFIG_DIR / "training.yaml")))
 
 
 def mlflow_tracking_uri() -> str:
@@ -129,4 +129,4 @@ class ABConfig(_Strict):
 def load_ab_config(path: Path | str | None = None) -> ABConfig:
     """Read and validate configs/ab.yaml (or `path`, or FRAUDSERVE_AB_CONFIG)."""
     path = path or os.environ.get("FRAUDSERVE_AB_CONFIG") or CONFIG_DIR / "ab.yaml"
-    return ABConfig.model_validate(_load_yaml(Path(path)))
+    return ABConfig.model_validate(load_yaml(Path(path)))

@@ -56,11 +56,6 @@ class Metrics:
                 self.predictions.labels(model_version=arm, prediction=outcome)
             self.errors.labels(model_version=arm)
 
-    @staticmethod
-    def router() -> RouterMetrics:
-        """The router process's metrics."""
-        return RouterMetrics()
-
     def observe(self, arm: str, flagged: list[bool], seconds: float) -> None:
         """Count decisions of one arm and their latency."""
         n_fraud = sum(flagged)

@@ -56,8 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if out.returncode != 0:
         print(out.stdout[-3000:], out.stderr[-3000:], file=sys.stderr)
         return out.returncode
-    match = re.search(r"__tag__:(\S+)", out.stdout) or re.search(r"(fraudserve:\w+)",
-                                                                  out.stdout)
+    match = re.search(r"__tag__:(\S+)", out.stdout)
     if not match:
         print(f"could not read the bento tag from:\n{out.stdout}", file=sys.stderr)
         return 1

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from fraud.config import CONFIG_DIR, DataConfig, _load_yaml
+from fraud.config import CONFIG_DIR, DataConfig, load_yaml
 from fraud.fastpredict import scorer
 from fraud.schema import EXAMPLE_TRANSACTION, FEATURE_NAMES, FEATURES_BY_NAME, LABEL, Transaction
 from training.data import Splits, frame_hash, load_splits, row_hashes
@@ -52,7 +52,7 @@ class GateConfig(_Strict):
 def load_gate_config(path: Path | str | None = None) -> GateConfig:
     """Read configs/gate.yaml (or `path`, or FRAUDSERVE_GATE_CONFIG)."""
     path = path or os.environ.get("FRAUDSERVE_GATE_CONFIG") or CONFIG_DIR / "gate.yaml"
-    return GateConfig.model_validate(_load_yaml(Path(path)))
+    return GateConfig.model_validate(load_yaml(Path(path)))
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 import bentoml
 
@@ -35,7 +34,7 @@ def set_role(tag: str, role: str) -> None:
     model._write_info()
 
 
-def swap_mlflow_aliases(name: str, champion_run: str | None, challenger_run: str | None) -> str:
+def swap_mlflow_aliases(name: str) -> str:
     """Point `champion` at the challenger's registered version and vice versa."""
     from mlflow import MlflowClient
 
@@ -73,10 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         champion, challenger = arms["model_a"], arms["model_b"]
         set_role(challenger.tag, "champion")
         set_role(champion.tag, "challenger")
-        registry: Any = load_training_config().registered_model_name
+        registry = load_training_config().registered_model_name
         try:
-            moved = swap_mlflow_aliases(registry, champion.metadata.get("mlflow_run_id"),
-                                        challenger.metadata.get("mlflow_run_id"))
+            moved = swap_mlflow_aliases(registry)
         except Exception as exc:  # the store is already swapped: say so, do not hide it
             moved = f"MLflow aliases NOT swapped ({exc.__class__.__name__}: {exc})"
         ledger.set_state("promotion", {"at": utc_now_iso(), "verdict": verdict,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -130,12 +129,3 @@ def _without_none(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_none(v) for v in value]
     return value
-
-
-def write_report(models: list[TrainedModel], path: Path | None = None) -> Path:
-    """Write both models' evaluation reports to one JSON file (default: a temp dir)."""
-    path = path or Path(tempfile.mkdtemp()) / "training_report.json"
-    path.write_text(json.dumps({m.role: {"name": m.spec.name, "threshold": m.threshold,
-                                         "test": m.test, "validation": m.validation}
-                                for m in models}, indent=2))
-    return path
