@@ -37,7 +37,14 @@ from fraud.gatecheck import readiness_problem
 from fraud.ledger import LabelOutcome, SQLiteLedger
 from fraud.models import ModelMismatch, ModelsMissing, resolve_arms
 from fraud.runtime import admin_key_ok, batching_enabled, ledger_path
-from fraud.schema import ARMS, EXAMPLE_TRANSACTION, Prediction, Transaction, to_matrix
+from fraud.schema import (
+    ARMS,
+    EXAMPLE_TRANSACTION,
+    Prediction,
+    Transaction,
+    feature_vector,
+    to_matrix,
+)
 from fraud.telemetry import Metrics, RouterMetrics
 
 log = logging.getLogger("fraudserve")
@@ -202,12 +209,13 @@ class FraudDetection:
         if self.not_ready:
             raise NotReady(f"service not ready: {self.not_ready}")
 
-    async def _score(self, transactions: list[Transaction], bulk: bool) -> list[Prediction]:
+    async def _score(self, user_ids: list[str], features: np.ndarray,
+                     bulk: bool) -> list[Prediction]:
         self._check_ready()
         started = time.perf_counter()
-        arms = [self.experiment.route(t.user_id) for t in transactions]
+        arms = [self.experiment.route(u) for u in user_ids]
         rows = np.column_stack([np.array([ARM_INDEX[a] for a in arms], dtype=np.float64),
-                                to_matrix(transactions)])
+                                features])
         try:
             proba = await self._call_router(rows, bulk)
         except Exception:
@@ -216,7 +224,7 @@ class FraudDetection:
                 self.metrics.errors.labels(model_version=arm).inc()
             raise
         seconds = time.perf_counter() - started
-        results = self.experiment.record([t.user_id for t in transactions], arms, proba,
+        results = self.experiment.record(user_ids, arms, proba,
                                          seconds * 1000, "batch" if bulk else "predict")
         for arm in set(arms):
             self.metrics.observe(arm, [r.is_fraud for r in results if r.model_version == arm],
@@ -252,7 +260,9 @@ class FraudDetection:
     @bentoml.api(route="/predict", input_spec=Transaction)
     async def predict(self, **fields: Any) -> Prediction:
         """Score one transaction (the reference's flat body) with the user's A/B arm."""
-        return (await self._score([Transaction(**fields)], bulk=False))[0]
+        # BentoML validated `fields` against Transaction already: no second validation here.
+        features = np.array([feature_vector(fields)], dtype=np.float64)
+        return (await self._score([fields["user_id"]], features, bulk=False))[0]
 
     @bentoml.api(route="/noop", input_spec=Transaction)
     async def noop(self, **fields: Any) -> dict[str, str]:
@@ -262,7 +272,8 @@ class FraudDetection:
     @bentoml.api(route="/predict_batch", input_spec=BatchRequest)
     async def predict_batch(self, transactions: list[Transaction]) -> BatchResponse:
         """Score up to max_batch_rows transactions in one call; results keep the order."""
-        return BatchResponse(results=await self._score(transactions, bulk=True))
+        return BatchResponse(results=await self._score(
+            [t.user_id for t in transactions], to_matrix(transactions), bulk=True))
 
     @bentoml.api(route="/feedback", input_spec=Feedback)
     def feedback(self, request_id: str, is_fraud: bool, ctx: bentoml.Context) -> dict[str, Any]:

@@ -7,9 +7,10 @@ the feature order.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -120,7 +121,12 @@ class Transaction(BaseModel):
 
     def features(self) -> list[float]:
         """The model input in the one feature order."""
-        return [float(getattr(self, n)) for n in FEATURE_NAMES]
+        return feature_vector(self.__dict__)
+
+
+def feature_vector(values: Mapping[str, Any]) -> list[float]:
+    """Already-validated field values as the model input, in the one feature order."""
+    return [float(values[n]) for n in FEATURE_NAMES]
 
 
 def to_matrix(transactions: list[Transaction]) -> np.ndarray:
