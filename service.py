@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 
 from fraud import logs
 from fraud.config import load_ab_config
-from fraud.experiment import Experiment
+from fraud.experiment import Experiment, list_experiments
 from fraud.fastpredict import scorer
 from fraud.gatecheck import readiness_problem
 from fraud.ledger import LabelOutcome, SQLiteLedger
@@ -92,12 +92,18 @@ class ABRouter:
         tune_gc()
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
+        """Each arm's rows with its model; a failing model gives NaN for its rows only, so
+        the other arm's rows in the same (mixed) batch still get their scores."""
         out = np.empty(len(rows), dtype=np.float64)
         arms = rows[:, 0].astype(np.int64)
         for index, score in enumerate(self.scorers):
             mask = arms == index
             if mask.any():
-                out[mask] = score(rows[mask, 1:])
+                try:
+                    out[mask] = score(rows[mask, 1:])
+                except Exception:
+                    log.exception("%s failed to score %d rows", ARMS[index], int(mask.sum()))
+                    out[mask] = np.nan
         return out
 
     @bentoml.api(batchable=True, batch_dim=0, max_batch_size=256, max_latency_ms=30_000)
@@ -157,6 +163,12 @@ class NotReady(BentoMLException):
     error_code = HTTPStatus.SERVICE_UNAVAILABLE
 
 
+class ScoringFailed(BentoMLException):
+    """A model failed on some rows of the request (500, naming the arm)."""
+
+    error_code = HTTPStatus.INTERNAL_SERVER_ERROR
+
+
 FEEDBACK_ANSWERS: dict[LabelOutcome, tuple[int, dict[str, str]]] = {
     LabelOutcome.CREATED: (200, {"status": "created"}),
     LabelOutcome.DUPLICATE: (200, {"status": "duplicate"}),
@@ -213,23 +225,36 @@ class FraudDetection:
                      bulk: bool) -> list[Prediction]:
         self._check_ready()
         started = time.perf_counter()
-        arms = [self.experiment.route(u) for u in user_ids]
+        state = self.experiment.state  # one snapshot: route and record under one period
+        arms = [self.experiment.route(u, state) for u in user_ids]
         rows = np.column_stack([np.array([ARM_INDEX[a] for a in arms], dtype=np.float64),
                                 features])
         try:
             proba = await self._call_router(rows, bulk)
         except Exception:
-            for arm in set(arms):
-                self.ledger.record_error(arm, "router")
-                self.metrics.errors.labels(model_version=arm).inc()
+            self._count_errors(user_ids, arms, state)
             raise
+        failed = ~np.isfinite(proba)
+        if failed.any():  # a model failed on its rows: count them against that arm only
+            bad = [i for i in range(len(arms)) if failed[i]]
+            self._count_errors([user_ids[i] for i in bad], [arms[i] for i in bad], state)
+            names = sorted({arms[i] for i in bad})
+            raise ScoringFailed(f"{', '.join(names)} failed to score {len(bad)} of "
+                                f"{len(arms)} rows; nothing was decided")
         seconds = time.perf_counter() - started
-        results = self.experiment.record(user_ids, arms, proba,
-                                         seconds * 1000, "batch" if bulk else "predict")
+        results = self.experiment.record(user_ids, arms, proba, seconds * 1000,
+                                         "batch" if bulk else "predict", state)
         for arm in set(arms):
             self.metrics.observe(arm, [r.is_fraud for r in results if r.model_version == arm],
                                  seconds)
         return results
+
+    def _count_errors(self, user_ids: list[str], arms: list[Any], state: Any) -> None:
+        self.experiment.record_errors(user_ids, arms, state)
+        for arm in ARMS:
+            n = sum(1 for a in arms if a == arm)
+            if n:
+                self.metrics.errors.labels(model_version=arm).inc(n)
 
     async def _call_router(self, rows: np.ndarray, bulk: bool) -> np.ndarray:
         # Adaptive batching only pays once calls queue up: with fewer than BATCH_WHEN_INFLIGHT
@@ -297,10 +322,17 @@ class FraudDetection:
             body["reason"] = self.not_ready
         return JSONResponse(body, status_code=200 if self.not_ready is None else 503)
 
-    @app.get("/ab-stats", tags=["operations"], summary="Per-arm counts, quality and A/B tests")
+    @app.get("/ab-stats", tags=["operations"], summary="The current experiment: per-arm "
+             "counts, per-user metrics, sequential tests, guardrails")
     def ab_stats(self) -> dict[str, Any]:
         body, _, _ = self.experiment.report()
         return body
+
+    @app.get("/experiments", tags=["operations"], summary="Every experiment, newest first, "
+             "with its final statistics and verdict")
+    def experiments(self) -> dict[str, Any]:
+        return {"current": self.experiment.id,
+                "experiments": list_experiments(AB, self.ledger)}
 
     # -- admin (need X-Admin-Key = FRAUDSERVE_ADMIN_KEY) --------------------------------------
 
@@ -312,11 +344,10 @@ class FraudDetection:
     def admin_resume(self, x_admin_key: Annotated[str | None, Header()] = None,
                      force: bool = False) -> Any:
         def resume() -> Any:
-            body, _, _ = self.experiment.report()
-            if body["primary"]["verdict"] == "challenger_worse" and not force:
-                return JSONResponse({"error": "the challenger is significantly worse; "
-                                     "resume with ?force=true to override"}, status_code=409)
-            return self.experiment.resume()
+            refusal = self.experiment.resume_refusal(force)
+            if refusal:
+                return JSONResponse({"error": refusal}, status_code=409)
+            return self.experiment.resume(force=force)
         return self._admin_call(x_admin_key, resume)
 
     @app.post("/admin/share", tags=["admin"], summary="Change the challenger's share of users")

@@ -98,20 +98,47 @@ def mlflow_tracking_uri() -> str:
 
 
 class GuardrailConfig(_Strict):
-    """Limits on the challenger; a breach rolls it back (all traffic to the champion)."""
+    """Limits on the challenger; a breach rolls it back (all traffic to the champion).
+
+    Each rule is an always-valid test at its own error rate (fraud/guardrails.py); the rates
+    add up to the false-alarm budget over a whole experiment (docs/statistics.md).
+    """
 
     enabled: bool = True
-    min_decisions: int = Field(200, ge=1)  # per arm, before any guardrail is judged
+    min_decisions: int = Field(200, ge=1)  # per arm, before any rate is judged
+    min_users: int = Field(20, ge=2)  # per arm, before any rate is judged
     max_error_rate: float = Field(0.02, ge=0, le=1)
+    alpha_error_rate: float = Field(0.002, gt=0, lt=1)
+    error_tau: float = Field(0.02, gt=0)
     max_p95_latency_ms: float = Field(250.0, gt=0)
     # ...and only when also this many times the champion's p95 (an overloaded host slows both).
     latency_ratio: float = Field(2.0, ge=0)  # 0: judge the absolute limit alone
-    # Challenger flag rate must stay within [champion/ratio, champion*ratio] (+ slack).
-    flag_rate_ratio: float = Field(3.0, ge=1)
-    flag_rate_slack: float = Field(0.01, ge=0, le=1)
-    rollback_on_srm: bool = True
-    rollback_on_worse: bool = True
+    latency_alpha_per_look: float = Field(1e-10, gt=0, lt=1)
+    # Challenger flag rate must stay within [champion / ratio, champion x ratio].
+    flag_rate_ratio: float = Field(2.0, gt=1)
+    alpha_flag_rate: float = Field(0.003, gt=0, lt=1)
+    flag_tau: float = Field(0.5, gt=0)
+    rollback_on_srm: bool = True  # sample-ratio mismatch over users (statistics.srm_alpha)
+    rollback_on_worse: bool = True  # primary comparison's CS at alpha_worse below 0
+    alpha_worse: float = Field(0.003, gt=0, lt=1)
     check_interval_s: float = Field(2.0, gt=0)
+
+    def alarm_budget(self, srm_alpha: float) -> float:
+        """The sum of the rules' error rates: a bound on an A/A experiment's rollback chance
+        (latency counted at its per-look rate times a month of looks)."""
+        looks_per_month = 30 * 86_400 / self.check_interval_s
+        return (self.alpha_error_rate + self.alpha_flag_rate
+                + (srm_alpha if self.rollback_on_srm else 0.0)
+                + (self.alpha_worse if self.rollback_on_worse else 0.0)
+                + self.latency_alpha_per_look * looks_per_month)
+
+
+class LabelPolicy(_Strict):
+    """How late labels (chargebacks) count."""
+
+    # An unlabelled decision older than this counts as legit ("no chargeback within N days");
+    # None (the default): only labelled decisions count in recall and precision.
+    maturity_days: float | None = Field(None, gt=0)
 
 
 class ABConfig(_Strict):
@@ -124,6 +151,7 @@ class ABConfig(_Strict):
     max_batch_rows: int = Field(1000, ge=1, le=10_000)
     guardrails: GuardrailConfig = GuardrailConfig()
     statistics: StatsSettings = StatsSettings()
+    labels: LabelPolicy = LabelPolicy()
 
 
 def load_ab_config(path: Path | str | None = None) -> ABConfig:

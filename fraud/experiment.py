@@ -1,8 +1,15 @@
-"""The A/B experiment: routing, decisions, statistics, guardrails and rollback, without a server.
+"""The A/B experiment: identity, routing, decisions, statistics, guardrails and rollback.
 
-State that must be shared by every worker and survive restarts (rollback, share override,
-the counts at the start of the current allocation period) lives in the ledger's state table;
-each worker re-reads it every second or so (`refresh`).
+An experiment is (salt, model A tag, model B tag): a change of any of them (or a promotion)
+ends the open one, which keeps its final statistics, and starts a new one with fresh counts
+(fraud.ledger.SQLiteLedger.current_experiment). Its shared state (rollback, share, allocation
+period, the sequence memory of the primary test) lives with it in the ledger and changes only
+by compare-and-set, so a change another worker saved in between is never overwritten.
+
+Allocation periods: every share change (admin, rollback, resume, config) starts a period.
+Each decision is stamped with the period its worker routed it under, so a worker that has not
+yet seen a change records under the old period with the old share: within a period the share
+is fixed, the users test holds, and arms are compared within periods (fraud/stats.py).
 """
 
 from __future__ import annotations
@@ -11,21 +18,21 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from fraud import guardrails, stats
+from fraud.aggregates import ArmPeriod, Periods
 from fraud.assignment import assign
-from fraud.config import ABConfig, GuardrailConfig
-from fraud.ledger import ArmAggregate, Decision, Ledger, Source
+from fraud.config import ABConfig
+from fraud.ledger import Decision, ExperimentRecord, ScoringError, Source, SQLiteLedger
 from fraud.models import ArmModel
 from fraud.schema import ARMS, Arm, Prediction, utc_now_iso
-from fraud.stats import ArmCounts, experiment_report
+from fraud.sequential import Memory
 
 log = logging.getLogger("fraudserve.experiment")
-STATE_KEY = "experiment"
-# After a share change, workers keep routing with the old share until their next refresh
-# (<= 1 s): the new period's counts start only after this long.
-SETTLE_SECONDS = 3.0
+LATENCY_WINDOW = 2000  # recent single predictions per arm for the latency guardrail
+CAS_ATTEMPTS = 50
 
 
 def new_request_id() -> str:
@@ -38,180 +45,171 @@ def decide(probability: float, threshold: float) -> bool:
     return probability >= threshold
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExperimentState:
-    """Shared, persisted experiment state (one JSON value in the ledger)."""
+    """Shared, persisted state of one experiment (JSON in the ledger, compare-and-set)."""
 
     rolled_back: bool = False
     rollback_reason: str | None = None
     rolled_back_at: str | None = None
     share_override: float | None = None
+    period: int = 0
+    period_share: float | None = None  # the share routed with during `period`
     period_started_at: str | None = None
-    # The share the current period routes with; a config edit across restarts starts anew.
-    period_share: float | None = None
-    # Epoch seconds after which every worker routes with the period's share.
-    settle_until: float | None = None
-    # Per-arm (total, flagged, errors) once the period settled; None while settling (or
-    # zeros-from-the-start for the first period, when settle_until is None too).
-    baseline: dict[str, list[int]] | None = None
-
-    @property
-    def settling(self) -> bool:
-        return self.baseline is None and self.settle_until is not None
+    srm_p_min: float = 1.0  # running minimum of the current period's users test
+    worse_overridden: bool = False  # a forced resume: "worse" no longer rolls back
+    primary: dict[str, Any] = field(default_factory=dict)  # fraud.sequential.Memory
 
     @classmethod
     def from_json(cls, value: dict[str, Any] | None) -> ExperimentState:
-        return cls(**{k: v for k, v in (value or {}).items() if k in cls.__dataclass_fields__})
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (value or {}).items() if k in names})
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return asdict(self)
 
 
-def period_counts(counts: dict[str, ArmAggregate],
-                  baseline: dict[str, list[int]] | None) -> dict[str, tuple[int, int, int]]:
-    """(total, flagged, errors) per arm since the current allocation period began."""
-    out = {}
-    for arm in ARMS:
-        c = counts[arm]
-        base = (baseline or {}).get(arm, [0, 0, 0])
-        out[arm] = (c.total - base[0], c.flagged - base[1], c.errors - base[2])
-    return out
+def effective_share(cfg: ABConfig, state: ExperimentState) -> float:
+    """The share `state` serves: 0 while rolled back, else the admin override or the config."""
+    if state.rolled_back:
+        return 0.0
+    return cfg.challenger_share if state.share_override is None else state.share_override
 
 
-def guardrail_breaches(counts: dict[str, ArmAggregate],
-                       period: dict[str, tuple[int, int, int]] | None,
-                       srm: dict[str, Any] | None, verdict: str,
-                       cfg: GuardrailConfig) -> list[str]:
-    """Every guardrail the challenger breaks now, each as one readable reason.
+def new_period(cfg: ABConfig, state: ExperimentState) -> ExperimentState:
+    """`state` with a fresh allocation period routing with its effective share."""
+    return replace(state, period=state.period + 1, period_share=effective_share(cfg, state),
+                   period_started_at=utc_now_iso(), srm_p_min=1.0)
 
-    `period` is None while a new allocation period settles: rates are not judged then.
-    """
-    if not cfg.enabled:
-        return []
-    reasons: list[str] = []
-    quiet = (0, 0, 0)
-    (a_total, a_flagged, _), (b_total, b_flagged, b_errors) = (
-        (period["model_a"], period["model_b"]) if period else (quiet, quiet))
-    if b_total + b_errors >= cfg.min_decisions:
-        error_rate = b_errors / (b_total + b_errors)
-        if error_rate > cfg.max_error_rate:
-            reasons.append(f"challenger error rate {error_rate:.3f} > {cfg.max_error_rate}")
-    p95, p95_a = counts["model_b"].latency_p95_ms, counts["model_a"].latency_p95_ms
-    if (b_total >= cfg.min_decisions and p95 is not None and p95 > cfg.max_p95_latency_ms
-            and (p95_a is None or p95 > cfg.latency_ratio * p95_a)):
-        reasons.append(f"challenger p95 latency {p95:.1f} ms > {cfg.max_p95_latency_ms} ms "
-                       f"and > {cfg.latency_ratio}x champion's {p95_a or 0:.1f} ms")
-    if a_total >= cfg.min_decisions and b_total >= cfg.min_decisions:
-        rate_a, rate_b = a_flagged / a_total, b_flagged / b_total
-        low = rate_a / cfg.flag_rate_ratio - cfg.flag_rate_slack
-        high = rate_a * cfg.flag_rate_ratio + cfg.flag_rate_slack
-        if not low <= rate_b <= high:
-            reasons.append(f"challenger flag rate {rate_b:.4f} outside [{max(low, 0):.4f}, "
-                           f"{high:.4f}] around champion's {rate_a:.4f}")
-    if cfg.rollback_on_srm and srm is not None and srm.get("mismatch"):
-        reasons.append(f"sample-ratio mismatch (p={srm['p_value']:.2e}, observed share "
-                       f"{srm['observed_share_b']:.4f} vs {srm['expected_share_b']})")
-    if cfg.rollback_on_worse and verdict == "challenger_worse":
-        reasons.append("sequential test verdict: challenger_worse")
-    return reasons
+
+def summary(cfg: ABConfig, record: ExperimentRecord, periods: Periods) -> dict[str, Any]:
+    """An experiment's statistics from its aggregates and its stored sequence memory."""
+    state = ExperimentState.from_json(record.state)
+    s = cfg.statistics
+    primary, _ = stats.primary(periods, s, Memory.from_json(state.primary))
+    current = periods.get(state.period, {})
+    srm = stats.sample_ratio(current.get("model_a", ArmPeriod()).users,
+                             current.get("model_b", ArmPeriod()).users, state.period_share, s,
+                             state.srm_p_min)
+    return {
+        "id": record.id, "salt": record.salt, "model_a": record.model_a,
+        "model_b": record.model_b, "started_at": record.started_at,
+        "ended_at": record.ended_at, "end_reason": record.end_reason,
+        "per_arm": {arm: stats.arm_metrics(stats.pooled(periods, arm), s.confidence)
+                    for arm in ARMS},
+        "sample_ratio": srm, "primary": primary, "verdict": primary["verdict"],
+        "rolled_back": state.rolled_back, "rollback_reason": state.rollback_reason,
+    }
 
 
 class Experiment:
     """Routes users, records decisions, reports statistics and enforces guardrails."""
 
-    def __init__(self, cfg: ABConfig, arms: dict[Arm, ArmModel], ledger: Ledger,
+    def __init__(self, cfg: ABConfig, arms: dict[Arm, ArmModel], ledger: SQLiteLedger,
                  clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
         self.arms = arms
         self.ledger = ledger
         self.clock = clock
-        self.state = ExperimentState()
-        self.refresh()
+        identity = (cfg.salt, arms["model_a"].tag, arms["model_b"].tag)
+        record, replaced = ledger.current_experiment(identity, utc_now_iso())
+        if replaced is not None and replaced.final is None:
+            ledger.finish(replaced.id, None, None,
+                          summary(cfg, replaced, ledger.aggregates(replaced.id)))
+        self.id = record.id
+        self.record_ = record
+        self.state = ExperimentState.from_json(record.state)
+        self.version = record.version
+        if self.state.period_share != effective_share(cfg, self.state):
+            self._update(lambda st: new_period(cfg, st) if st.period_share
+                         != effective_share(cfg, st) else st)
 
     # -- shared state ---------------------------------------------------------------------
 
     def refresh(self) -> ExperimentState:
-        """Re-read the shared state (rollback, share) that any worker may have changed."""
-        self.state = ExperimentState.from_json(self.ledger.get_state(STATE_KEY))
+        """Re-read the shared state (rollback, share, period) any worker may have changed."""
+        record = self.ledger.experiment(self.id)
+        if record is not None:
+            self.record_ = record
+            self.state, self.version = ExperimentState.from_json(record.state), record.version
         return self.state
 
-    def _save(self, state: ExperimentState) -> None:
-        self.ledger.set_state(STATE_KEY, state.to_json())
-        self.state = state
+    @property
+    def ended(self) -> bool:
+        return self.record_.ended_at is not None
+
+    def _update(self, change: Callable[[ExperimentState], ExperimentState]) -> ExperimentState:
+        """Apply `change` to the latest state by compare-and-set, retrying on a conflict."""
+        for _ in range(CAS_ATTEMPTS):
+            new = change(self.state)
+            if new == self.state:
+                return new
+            if self.ledger.compare_and_set(self.id, self.version, new.to_json()):
+                self.state, self.version = new, self.version + 1
+                return new
+            self.refresh()
+            if self.ended:
+                raise RuntimeError(f"experiment {self.id} has ended ({self.record_.end_reason})")
+        raise RuntimeError(f"experiment {self.id}: state kept changing under {CAS_ATTEMPTS} "
+                           "attempts")
 
     def configured_share(self) -> float:
         """The challenger's share before any rollback (override from admin, else the config)."""
-        return self.effective_share_of(replace(self.state, rolled_back=False))
+        return effective_share(self.cfg, replace(self.state, rolled_back=False))
 
     def effective_share(self) -> float:
         """The share actually served now: 0 while rolled back."""
-        return self.effective_share_of(self.state)
-
-    def _new_period(self, state: ExperimentState) -> ExperimentState:
-        """Start an allocation period; its counts begin once every worker has the new share."""
-        state.baseline = None
-        state.settle_until = self.clock() + SETTLE_SECONDS
-        state.period_started_at = utc_now_iso()
-        state.period_share = self.effective_share_of(state)
-        return state
-
-    def effective_share_of(self, state: ExperimentState) -> float:
-        """The share `state` serves: 0 while rolled back, else the override or the config."""
-        if state.rolled_back:
-            return 0.0
-        return self.cfg.challenger_share if state.share_override is None else state.share_override
-
-    def _advance_period(self) -> None:
-        """Settle a period whose grace time is over; start one if the config's share changed."""
-        state = self.state
-        if state.period_share is not None and state.period_share != self.effective_share():
-            self._save(self._new_period(state))
-        elif state.period_share is None:
-            state.period_share = self.effective_share()
-            self._save(state)
-        elif state.settling and self.clock() >= (state.settle_until or 0):
-            counts = self.ledger.arm_counts()
-            state.baseline = {a: [counts[a].total, counts[a].flagged, counts[a].errors]
-                              for a in ARMS}
-            self._save(state)
+        return effective_share(self.cfg, self.state)
 
     def rollback(self, reason: str) -> bool:
         """Send all traffic to the champion and persist why; False if already rolled back."""
-        state = self.refresh()
-        if state.rolled_back:
-            return False
-        state.rolled_back, state.rollback_reason = True, reason
-        state.rolled_back_at = utc_now_iso()
-        self._save(self._new_period(state))
-        log.warning("challenger rolled back: %s", reason)
-        return True
+        done = False
 
-    def resume(self, share: float | None = None) -> ExperimentState:
-        """Clear a rollback (and optionally set the share); starts a new allocation period."""
-        state = self.refresh()
-        state.rolled_back, state.rollback_reason, state.rolled_back_at = False, None, None
-        if share is not None:
-            state.share_override = share
-        self._save(self._new_period(state))
-        return state
+        def change(st: ExperimentState) -> ExperimentState:
+            nonlocal done
+            if st.rolled_back:
+                done = False
+                return st
+            done = True
+            return new_period(self.cfg, replace(st, rolled_back=True, rollback_reason=reason,
+                                                rolled_back_at=utc_now_iso()))
+
+        self._update(change)
+        if done:
+            log.warning("challenger rolled back: %s", reason)
+        return done
+
+    def resume(self, share: float | None = None, force: bool = False) -> ExperimentState:
+        """Clear a rollback (optionally setting the share): a new allocation period. A forced
+        resume also stops the primary verdict from rolling the challenger back again."""
+        return self._update(lambda st: new_period(self.cfg, replace(
+            st, rolled_back=False, rollback_reason=None, rolled_back_at=None,
+            share_override=st.share_override if share is None else share,
+            worse_overridden=st.worse_overridden or force)))
+
+    def resume_refusal(self, force: bool) -> str | None:
+        """Why /admin/resume is refused now (fraud.guardrails.resume_refusal), or None."""
+        return guardrails.resume_refusal(
+            Memory.from_json(self.refresh().primary).verdict, force)
 
     def set_share(self, share: float) -> ExperimentState:
         """Change the challenger's share of users (a new allocation period)."""
-        state = self.refresh()
-        state.share_override = share
-        self._save(self._new_period(state))
-        return state
+        return self._update(lambda st: new_period(self.cfg, replace(st, share_override=share)))
 
     # -- serving --------------------------------------------------------------------------
 
-    def route(self, user_id: str) -> Arm:
-        """The user's arm under the current effective share (sticky per user)."""
-        return assign(user_id, self.cfg.salt, self.effective_share())
+    def route(self, user_id: str, state: ExperimentState | None = None) -> Arm:
+        """The user's arm under `state`'s period share (sticky per user)."""
+        st = state or self.state
+        share = st.period_share if st.period_share is not None else effective_share(
+            self.cfg, st)
+        return assign(user_id, self.cfg.salt, share)
 
     def record(self, user_ids: Sequence[str], arms: Sequence[Arm],
-               probabilities: Sequence[float], latency_ms: float,
-               source: Source) -> list[Prediction]:
-        """Turn scores into decisions, ledger them (off the request path), return responses."""
+               probabilities: Sequence[float], latency_ms: float, source: Source,
+               state: ExperimentState | None = None) -> list[Prediction]:
+        """Turn scores into decisions, ledger them under `state`'s period, return responses."""
+        period = (state or self.state).period
         now, stamp = self.clock(), utc_now_iso()
         out: list[Prediction] = []
         decisions: list[Decision] = []
@@ -220,7 +218,7 @@ class Experiment:
             rid = new_request_id()
             flagged = decide(float(p), model.threshold)
             decisions.append(Decision(rid, now, user_id, arm, model.tag, float(p), flagged,
-                                      latency_ms, source))
+                                      latency_ms, source, self.id, period))
             out.append(Prediction(request_id=rid, is_fraud=flagged,
                                   fraud_probability=round(float(p), 6), model_version=arm,
                                   model_tag=model.tag, latency_ms=round(latency_ms, 3),
@@ -228,64 +226,109 @@ class Experiment:
         self.ledger.record(decisions)
         return out
 
+    def record_errors(self, user_ids: Sequence[str], arms: Sequence[Arm],
+                      state: ExperimentState | None = None) -> None:
+        """Count failed rows against their arm and user, in rows like decisions."""
+        period = (state or self.state).period
+        self.ledger.record_errors(ScoringError(self.id, period, arm, user)
+                                  for user, arm in zip(user_ids, arms, strict=True))
+
     # -- statistics -----------------------------------------------------------------------
 
-    def report(self) -> tuple[dict[str, Any], dict[str, ArmAggregate], list[str]]:
-        """The /ab-stats body, the raw counts, and the guardrails breached now."""
-        self.refresh()
-        self._advance_period()
-        counts = self.ledger.arm_counts()
-        s = self.cfg.statistics
-        arm_counts = {a: ArmCounts(total=counts[a].total, flagged=counts[a].flagged,
-                                   tp=counts[a].tp, fp=counts[a].fp, fn=counts[a].fn,
-                                   tn=counts[a].tn) for a in ARMS}
-        period = period_counts(counts, self.state.baseline)
-        share = self.effective_share()
-        judge_srm = (0 < share < 1 and not self.state.settling
-                     and period["model_a"][0] + period["model_b"][0]
-                     >= self.cfg.guardrails.min_decisions)
-        stats = experiment_report(arm_counts, share if judge_srm else None, s,
-                                  srm_counts=(period["model_a"][0], period["model_b"][0]))
-        breaches = guardrail_breaches(counts, None if self.state.settling else period,
-                                      stats["sample_ratio"], stats["primary"]["verdict"],
-                                      self.cfg.guardrails)
+    def report(self) -> tuple[dict[str, Any], list[str], ExperimentState]:
+        """(the /ab-stats body, the guardrails breached now, the state with this look's
+        sequence memory folded in). Reads only: nothing is written."""
+        state = self.refresh()
+        periods = self.ledger.aggregates(self.id)
+        s, g = self.cfg.statistics, self.cfg.guardrails
+        primary, memory = stats.primary(periods, s, Memory.from_json(state.primary))
+        current = periods.get(state.period, {})
+        a = current.get("model_a", ArmPeriod())
+        b = current.get("model_b", ArmPeriod())
+        srm = stats.sample_ratio(a.users, b.users, state.period_share, s, state.srm_p_min)
+        latency = self.ledger.latencies(self.id, state.period, LATENCY_WINDOW)
+        breaches = guardrails.breaches(
+            current, srm, stats.primary_look(periods, s, alpha=g.alpha_worse),
+            (latency["model_a"], latency["model_b"]), g,
+            worse_overridden=state.worse_overridden)
         body: dict[str, Any] = {}
         for arm in ARMS:
-            c = counts[arm]
+            total = stats.pooled(periods, arm)
+            lat = sorted(latency[arm])
             body[arm] = {
-                "total_predictions": c.total,
-                "fraud_count": c.flagged,
-                "legit_count": c.total - c.flagged,
-                "fraud_rate": c.flagged / c.total if c.total else 0.0,
+                "total_predictions": total.decisions,
+                "fraud_count": total.flagged,
+                "legit_count": total.decisions - total.flagged,
+                "fraud_rate": total.flagged / total.decisions if total.decisions else 0.0,
                 "model_tag": self.arms[arm].tag,
                 "threshold": self.arms[arm].threshold,
-                "errors": c.errors,
-                "latency_p50_ms": c.latency_p50_ms,
-                "latency_p95_ms": c.latency_p95_ms,
-                **stats["per_arm"][arm],
+                "errors": total.errors,
+                "latency_p50_ms": guardrails.percentile(lat, 50),
+                "latency_p95_ms": guardrails.percentile(lat, 95),
+                **stats.arm_metrics(total, s.confidence),
             }
-        for key in ("flag_rate_chi2", "sample_ratio", "primary"):
-            body[key] = stats[key]
+        body["sample_ratio"] = srm
+        body["primary"] = primary
         body["experiment"] = {
+            "id": self.id,
             "salt": self.cfg.salt,
+            "model_a": self.record_.model_a,
+            "model_b": self.record_.model_b,
+            "started_at": self.record_.started_at,
             "configured_share": self.configured_share(),
-            "effective_share": share,
-            "rolled_back": self.state.rolled_back,
-            "rollback_reason": self.state.rollback_reason,
-            "rolled_back_at": self.state.rolled_back_at,
-            "period_started_at": self.state.period_started_at,
-            "period_settling": self.state.settling,
+            "effective_share": self.effective_share(),
+            "period": state.period,
+            "period_share": state.period_share,
+            "period_started_at": state.period_started_at,
+            "periods": sorted(periods),
+            "rolled_back": state.rolled_back,
+            "rollback_reason": state.rollback_reason,
+            "rolled_back_at": state.rolled_back_at,
+            "worse_overridden": state.worse_overridden,
+            "maturity_days": self.cfg.labels.maturity_days,
             "guardrail_breaches": breaches,
         }
-        return body, counts, breaches
+        srm_p = srm["p_value"] if srm else state.srm_p_min
+        return body, breaches, replace(state, primary=memory.to_json(),
+                                       srm_p_min=min(state.srm_p_min, srm_p))
 
     def enforce_guardrails(self) -> tuple[dict[str, Any], bool]:
-        """Compute the report and roll the challenger back on any breach; (report, rolled)."""
-        body, _, breaches = self.report()
+        """One look: mature old decisions, fold the look into the shared sequence memory,
+        and roll the challenger back on any breach; (report, rolled back now)."""
+        if self.cfg.labels.maturity_days:
+            self.ledger.mature(self.clock() - self.cfg.labels.maturity_days * 86_400)
+        body, breaches, looked = self.report()
+        memory = Memory.from_json(looked.primary)
+
+        def fold(st: ExperimentState) -> ExperimentState:
+            merged = memory.merge(Memory.from_json(st.primary)).to_json()
+            srm_min = min(st.srm_p_min, looked.srm_p_min) if st.period == looked.period \
+                else st.srm_p_min
+            return replace(st, primary=merged, srm_p_min=srm_min)
+
+        self._update(fold)
         rolled = False
         if breaches and not self.state.rolled_back:
             rolled = self.rollback("; ".join(breaches))
             body["experiment"].update(rolled_back=True, rollback_reason=self.state.rollback_reason,
                                       rolled_back_at=self.state.rolled_back_at,
-                                      effective_share=0.0)
+                                      effective_share=0.0, period=self.state.period)
         return body, rolled
+
+    def end(self, reason: str) -> dict[str, Any]:
+        """End this experiment now (e.g. a promotion), storing its final statistics."""
+        self.refresh()
+        final = summary(self.cfg, self.record_, self.ledger.aggregates(self.id))
+        self.ledger.finish(self.id, utc_now_iso(), reason, final)
+        self.refresh()
+        return final
+
+
+def list_experiments(cfg: ABConfig, ledger: SQLiteLedger) -> list[dict[str, Any]]:
+    """Every experiment, newest first: ended ones with their stored final statistics, the
+    open one computed now."""
+    out = []
+    for record in ledger.experiments():
+        out.append(record.final if record.final is not None and record.ended_at else
+                   summary(cfg, record, ledger.aggregates(record.id)))
+    return out

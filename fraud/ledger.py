@@ -1,9 +1,10 @@
-"""The decision/label ledger: every decision, label and scoring error, persisted in SQLite.
+"""The decision/label ledger: decisions, labels, experiments and per-user aggregates in SQLite.
 
 Writes leave the request path: `record()` only enqueues and a daemon writer thread flushes in
-batches. Several worker processes may open their own Ledger on the same file (WAL mode); the
-aggregates for /ab-stats are counters kept in SQL in the writing transactions, so exact
-across workers. No BentoML dependency: the service imports this, not the other way round.
+batches. Several worker processes may open their own Ledger on the same file (WAL mode). The
+per-user aggregates /ab-stats reads are kept by triggers in the writing transactions
+(fraud/ledger_sql.py), so they are exact across workers, and experiment state changes by
+compare-and-set. No BentoML dependency: the service imports this, not the other way round.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import math
 import os
 import sqlite3
 import threading
@@ -22,15 +22,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
+from fraud import ledger_sql as sql
+from fraud.aggregates import ArmPeriod, Periods
 from fraud.schema import ARMS, Arm
 
 __all__ = [
-    "ArmAggregate",
     "Decision",
+    "ExperimentRecord",
     "LabelOutcome",
-    "Ledger",
     "SQLiteLedger",
     "Source",
 ]
@@ -54,22 +55,43 @@ class Decision:
     is_fraud: bool
     latency_ms: float
     source: Source
+    experiment_id: int = 0
+    period: int = 0
 
 
 @dataclass(frozen=True, slots=True)
-class ArmAggregate:
-    """Counts and latency percentiles of one A/B arm, as /ab-stats reports them."""
+class ScoringError:
+    """One row whose scoring failed: counted against its arm and user, like a decision."""
 
-    total: int = 0
-    flagged: int = 0
-    errors: int = 0
-    labelled: int = 0
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-    tn: int = 0
-    latency_p50_ms: float | None = None
-    latency_p95_ms: float | None = None
+    experiment_id: int
+    period: int
+    arm: Arm
+    user_id: str
+
+
+@dataclass(frozen=True)
+class ExperimentRecord:
+    """One experiment as stored: identity, lifetime, shared state and its version."""
+
+    id: int
+    salt: str
+    model_a: str
+    model_b: str
+    started_at: str
+    ended_at: str | None
+    end_reason: str | None
+    state: dict[str, Any]
+    version: int
+    final: dict[str, Any] | None
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> ExperimentRecord:
+        eid, salt, a, b, started, ended, reason, state, version, final = row
+        return cls(eid, salt, a, b, started, ended, reason, json.loads(state or "{}"),
+                   version, json.loads(final) if final else None)
+
+    def identity(self) -> tuple[str, str, str]:
+        return self.salt, self.model_a, self.model_b
 
 
 class LabelOutcome(StrEnum):
@@ -81,137 +103,7 @@ class LabelOutcome(StrEnum):
     UNKNOWN = "unknown"  # no such decision (HTTP 404)
 
 
-@runtime_checkable
-class Ledger(Protocol):
-    """What the service needs from a ledger; SQLiteLedger is the one implementation."""
-
-    def record(self, decisions: Iterable[Decision] | Decision) -> None:
-        """Enqueue decisions for the background writer (non-blocking)."""
-        ...
-
-    def record_error(self, arm: Arm, kind: str) -> None:
-        """Count one scoring error of `arm` (enqueued, non-blocking)."""
-        ...
-
-    def flush(self) -> None:
-        """Write everything this process has enqueued so far, synchronously."""
-        ...
-
-    def close(self) -> None:
-        """Flush, stop the writer and release the database."""
-        ...
-
-    def label(self, request_id: str, is_fraud: bool) -> LabelOutcome:
-        """Attach the ground-truth label to a decision, atomically and idempotently."""
-        ...
-
-    def lookup(self, request_id: str) -> Decision | None:
-        """The stored decision with this id, or None."""
-        ...
-
-    def arm_counts(self) -> dict[str, ArmAggregate]:
-        """Per-arm totals, confusion counts, errors and recent latency percentiles.
-
-        Includes everything this process enqueued before the call.
-        """
-        ...
-
-    def get_state(self, key: str) -> dict[str, Any] | None:
-        """The persisted experiment-state value under `key`, or None."""
-        ...
-
-    def set_state(self, key: str, value: dict[str, Any]) -> None:
-        """Persist an experiment-state value (durably) under `key`."""
-        ...
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS decisions (
-    id          INTEGER PRIMARY KEY,
-    request_id  TEXT    NOT NULL UNIQUE,
-    ts          REAL    NOT NULL,
-    user_id     TEXT    NOT NULL,
-    arm         TEXT    NOT NULL,
-    model_tag   TEXT    NOT NULL,
-    probability REAL    NOT NULL,
-    is_fraud    INTEGER NOT NULL,
-    latency_ms  REAL    NOT NULL,
-    source      TEXT    NOT NULL
-);
--- Covering index for "latency of the most recent N single /predict decisions of an arm"
--- (a bulk call's latency belongs to the whole call, not to each of its rows).
-CREATE INDEX IF NOT EXISTS decisions_arm_source_ts ON decisions (arm, source, ts, latency_ms);
-
-CREATE TABLE IF NOT EXISTS labels (
-    request_id TEXT    PRIMARY KEY,
-    is_fraud   INTEGER NOT NULL,
-    ts         REAL    NOT NULL
-);
-
-CREATE TABLE IF NOT EXISTS error_counts (
-    arm  TEXT    NOT NULL,
-    kind TEXT    NOT NULL,
-    n    INTEGER NOT NULL,
-    PRIMARY KEY (arm, kind)
-);
-
--- Per-arm counters, kept exact in the inserting transaction (total/flagged by the writer from
--- the rows actually inserted, label counts by trigger), so /ab-stats reads two rows instead of
--- scanning a million.
-CREATE TABLE IF NOT EXISTS arm_stats (
-    arm      TEXT    PRIMARY KEY,
-    total    INTEGER NOT NULL DEFAULT 0,
-    flagged  INTEGER NOT NULL DEFAULT 0,
-    labelled INTEGER NOT NULL DEFAULT 0,
-    tp       INTEGER NOT NULL DEFAULT 0,
-    fp       INTEGER NOT NULL DEFAULT 0,
-    fn       INTEGER NOT NULL DEFAULT 0,
-    tn       INTEGER NOT NULL DEFAULT 0
-);
-
-CREATE TRIGGER IF NOT EXISTS labels_count AFTER INSERT ON labels
-BEGIN
-    UPDATE arm_stats SET
-        labelled = labelled + 1,
-        tp = tp + (d.is_fraud = 1 AND NEW.is_fraud = 1),
-        fp = fp + (d.is_fraud = 1 AND NEW.is_fraud = 0),
-        fn = fn + (d.is_fraud = 0 AND NEW.is_fraud = 1),
-        tn = tn + (d.is_fraud = 0 AND NEW.is_fraud = 0)
-    FROM (SELECT arm, is_fraud FROM decisions WHERE request_id = NEW.request_id) AS d
-    WHERE arm_stats.arm = d.arm;
-END;
-
-CREATE TABLE IF NOT EXISTS state (
-    key        TEXT PRIMARY KEY,
-    value      TEXT NOT NULL,
-    updated_at REAL NOT NULL
-);
-"""
-
-_INSERT_DECISION = (
-    "INSERT INTO decisions (request_id, ts, user_id, arm, model_tag, probability, is_fraud,"
-    " latency_ms, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-)
-_UPSERT_ERRORS = (
-    "INSERT INTO error_counts (arm, kind, n) VALUES (?, ?, ?)"
-    " ON CONFLICT (arm, kind) DO UPDATE SET n = n + excluded.n"
-)
-_DECISION_COLUMNS = (
-    "request_id, ts, user_id, arm, model_tag, probability, is_fraud, latency_ms, source"
-)
-
-_Row = tuple[str, float, str, str, str, float, int, float, str]
-
-
-def _percentile(sorted_values: list[float], q: float) -> float | None:
-    """The q-th percentile (0-100) of sorted values, linear interpolation as numpy's default."""
-    n = len(sorted_values)
-    if n == 0:
-        return None
-    pos = (n - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, n - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+_Row = tuple[str, float, str, str, str, float, int, float, str, int, int]
 
 
 def _to_row(d: Decision) -> _Row:
@@ -222,6 +114,7 @@ def _to_row(d: Decision) -> _Row:
     return (
         str(d.request_id), float(d.ts), str(d.user_id), d.arm, str(d.model_tag),
         float(d.probability), 1 if d.is_fraud else 0, float(d.latency_ms), d.source,
+        int(d.experiment_id), int(d.period),
     )
 
 
@@ -253,7 +146,7 @@ class SQLiteLedger:
         self.busy_timeout = busy_timeout
 
         self._pending: deque[_Row] = deque()
-        self._pending_errors: deque[tuple[str, str]] = deque()
+        self._pending_errors: deque[ScoringError] = deque()
         self._accept_lock = threading.Lock()  # orders record() against close()
         self._closed = False
         self._closed_reason = "ledger is closed"
@@ -300,12 +193,15 @@ class SQLiteLedger:
             conn = self._wconn
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for statement in _split_sql(_SCHEMA):
+                for statement in _split_sql(sql.SCHEMA):
                     conn.execute(statement)
-                conn.executemany(
-                    "INSERT INTO arm_stats (arm) VALUES (?) ON CONFLICT (arm) DO NOTHING",
-                    [(arm,) for arm in ARMS],
-                )
+                for table, columns in sql.MIGRATIONS.items():
+                    have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+                    for name, decl in columns:
+                        if name not in have:
+                            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+                for statement in _split_sql(sql.INDEXES):
+                    conn.execute(statement)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -325,14 +221,16 @@ class SQLiteLedger:
         if len(self._pending) >= self.max_batch:
             self._wake.set()
 
-    def record_error(self, arm: Arm, kind: str) -> None:
-        """Count one scoring error of `arm` (e.g. kind="exception"); enqueued like decisions."""
-        if arm not in ARMS:
-            raise ValueError(f"arm must be one of {ARMS}, got {arm!r}")
+    def record_errors(self, errors: Iterable[ScoringError]) -> None:
+        """Count rows whose scoring failed, per arm and user (enqueued like decisions)."""
+        errors = list(errors)
+        for e in errors:
+            if e.arm not in ARMS:
+                raise ValueError(f"arm must be one of {ARMS}, got {e.arm!r}")
         with self._accept_lock:
             if self._closed:
                 raise RuntimeError(self._closed_reason)
-            self._pending_errors.append((arm, str(kind)))
+            self._pending_errors.extend(errors)
 
     def pending(self) -> int:
         """Rows (decisions and errors) enqueued in this process and not yet written."""
@@ -404,26 +302,15 @@ class SQLiteLedger:
         # Only the lock holder pops, so `n <= len(queue)` stays true while we pop.
         return [queue.popleft() for _ in range(n)]
 
-    def _write(self, rows: list[_Row], errors: list[tuple[str, str]]) -> None:
+    def _write(self, rows: list[_Row], errors: list[ScoringError]) -> None:
         conn = self._wconn
         conn.execute("BEGIN IMMEDIATE")
         try:
             if rows:
-                groups: dict[tuple[str, int], list[_Row]] = {}
-                for row in rows:
-                    groups.setdefault((row[3], row[6]), []).append(row)
-                added: Counter[tuple[str, int]] = Counter()
-                for key, group in groups.items():
-                    added[key] += self._insert(group)
-                conn.executemany(
-                    "UPDATE arm_stats SET total = total + ?, flagged = flagged + ? WHERE arm = ?",
-                    [(added[(arm, 0)] + added[(arm, 1)], added[(arm, 1)], arm) for arm in ARMS],
-                )
+                self._insert(rows)
             if errors:
-                counts = Counter(errors)
-                conn.executemany(
-                    _UPSERT_ERRORS, [(arm, kind, n) for (arm, kind), n in counts.items()]
-                )
+                counts = Counter((e.experiment_id, e.period, e.arm, e.user_id) for e in errors)
+                conn.executemany(sql.UPSERT_ERRORS, [(*key, n) for key, n in counts.items()])
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -431,11 +318,14 @@ class SQLiteLedger:
             raise
 
     def _insert(self, rows: list[_Row]) -> int:
-        """Insert decisions (duplicate request_ids ignored); return how many were new."""
+        """Insert decisions (duplicate request_ids ignored); return how many were new.
+
+        The `decisions_count` trigger adds each new row to its user's aggregates.
+        """
         conn = self._wconn
         conn.execute("SAVEPOINT batch")
         try:
-            inserted = conn.executemany(_INSERT_DECISION, rows).rowcount
+            inserted = conn.executemany(sql.INSERT_DECISION, rows).rowcount
         except sqlite3.OperationalError:
             raise
         except Exception:  # a poison row (e.g. unencodable text): isolate and drop it
@@ -443,7 +333,7 @@ class SQLiteLedger:
             inserted = 0
             for row in rows:
                 try:
-                    inserted += conn.execute(_INSERT_DECISION, row).rowcount
+                    inserted += conn.execute(sql.INSERT_DECISION, row).rowcount
                 except sqlite3.OperationalError:
                     raise
                 except Exception as exc:
@@ -517,53 +407,122 @@ class SQLiteLedger:
         self.flush()
         with self._rlock:
             row = self._rconn.execute(
-                f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE request_id = ?",
+                f"SELECT {sql.DECISION_COLUMNS} FROM decisions WHERE request_id = ?",
                 (request_id,),
             ).fetchone()
         if row is None:
             return None
-        rid, ts, user_id, arm, tag, prob, flagged, latency, source = row
-        return Decision(rid, ts, user_id, arm, tag, prob, bool(flagged), latency, source)
+        rid, ts, user_id, arm, tag, prob, flagged, latency, source, eid, period = row
+        return Decision(rid, ts, user_id, arm, tag, prob, bool(flagged), latency, source,
+                        eid, period)
 
-    def arm_counts(self) -> dict[str, ArmAggregate]:
-        """Per-arm aggregates over all workers' committed rows (this process's queue flushed)."""
+    def aggregates(self, experiment_id: int) -> Periods:
+        """Per period and arm, the sums over users of one experiment (this process flushed)."""
         self.flush()
         with self._rlock:
-            conn = self._rconn
-            conn.execute("BEGIN")  # one snapshot for all the reads
-            try:
-                stats = {
-                    row[0]: row[1:]
-                    for row in conn.execute(
-                        "SELECT arm, total, flagged, labelled, tp, fp, fn, tn FROM arm_stats"
-                    )
-                }
-                errors = dict(
-                    conn.execute("SELECT arm, SUM(n) FROM error_counts GROUP BY arm").fetchall()
-                )
-                latencies = {
-                    arm: sorted(
-                        r[0]
-                        for r in conn.execute(
-                            "SELECT latency_ms FROM decisions WHERE arm = ?"
-                            " AND source = 'predict' ORDER BY ts DESC LIMIT ?",
-                            (arm, self.latency_window),
-                        )
-                    )
-                    for arm in ARMS
-                }
-            finally:
-                conn.execute("COMMIT")
-        out: dict[str, ArmAggregate] = {}
-        for arm in ARMS:
-            total, flagged, labelled, tp, fp, fn, tn = stats.get(arm, (0,) * 7)
-            out[arm] = ArmAggregate(
-                total=total, flagged=flagged, errors=int(errors.get(arm) or 0),
-                labelled=labelled, tp=tp, fp=fp, fn=fn, tn=tn,
-                latency_p50_ms=_percentile(latencies[arm], 50),
-                latency_p95_ms=_percentile(latencies[arm], 95),
-            )
+            rows = self._rconn.execute(sql.AGGREGATES, (experiment_id,)).fetchall()
+        out: Periods = {}
+        for period, arm, *sums in rows:
+            out.setdefault(int(period), {})[arm] = ArmPeriod.from_sums(sums)
         return out
+
+    def latencies(self, experiment_id: int, period: int, limit: int) -> dict[str, list[float]]:
+        """The latest `limit` single-prediction latencies (ms) per arm in one period."""
+        with self._rlock:
+            return {arm: [r[0] for r in self._rconn.execute(
+                sql.LATENCIES, (experiment_id, period, arm, limit))] for arm in ARMS}
+
+    def mature(self, before_ts: float) -> int:
+        """Count unlabelled decisions older than `before_ts` as legit; how many matured."""
+        self.flush()
+        with self._wlock:
+            conn = self._wconn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(sql.MATURE_COUNT, (before_ts,))
+                n = conn.execute(sql.MATURE_MARK, (before_ts,)).rowcount
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        return n
+
+    # -- experiments ------------------------------------------------------------------------
+
+    def current_experiment(self, identity: tuple[str, str, str],
+                           started_at: str) -> tuple[ExperimentRecord, ExperimentRecord | None]:
+        """The open experiment with this (salt, model A, model B), and the one it replaced.
+
+        If the open experiment has another identity, it is ended (reason: what changed) and
+        a new one starts, in one transaction: two workers starting together agree.
+        """
+        with self._wlock:
+            conn = self._wconn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(f"SELECT {sql.EXPERIMENT_COLUMNS} FROM experiments WHERE"
+                                   " ended_at IS NULL ORDER BY id DESC LIMIT 1").fetchone()
+                old = ExperimentRecord.from_row(row) if row else None
+                if old is not None and old.identity() == identity:
+                    conn.execute("COMMIT")
+                    return old, None
+                if old is not None:
+                    changed = [name for name, x, y in zip(("salt", "model_a", "model_b"),
+                                                          old.identity(), identity, strict=True)
+                               if x != y]
+                    conn.execute("UPDATE experiments SET ended_at = ?, end_reason = ?"
+                                 " WHERE id = ?", (started_at, f"{', '.join(changed)} changed",
+                                                   old.id))
+                cur = conn.execute("INSERT INTO experiments (salt, model_a, model_b,"
+                                   " started_at) VALUES (?, ?, ?, ?)", (*identity, started_at))
+                new_id = cur.lastrowid
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        new = self.experiment(int(new_id or 0))
+        assert new is not None
+        return new, None if old is None else self.experiment(old.id)
+
+    def experiment(self, experiment_id: int) -> ExperimentRecord | None:
+        """One experiment by id, or None."""
+        with self._rlock:
+            row = self._rconn.execute(f"SELECT {sql.EXPERIMENT_COLUMNS} FROM experiments"
+                                      " WHERE id = ?", (experiment_id,)).fetchone()
+        return ExperimentRecord.from_row(row) if row else None
+
+    def experiments(self) -> list[ExperimentRecord]:
+        """Every experiment, newest first."""
+        with self._rlock:
+            rows = self._rconn.execute(f"SELECT {sql.EXPERIMENT_COLUMNS} FROM experiments"
+                                       " ORDER BY id DESC").fetchall()
+        return [ExperimentRecord.from_row(r) for r in rows]
+
+    def compare_and_set(self, experiment_id: int, version: int, state: dict[str, Any]) -> bool:
+        """Store `state` if the experiment is open and still at `version`; False otherwise."""
+        return self._write_experiment(
+            "UPDATE experiments SET state = ?, version = version + 1"
+            " WHERE id = ? AND version = ? AND ended_at IS NULL",
+            (json.dumps(state, sort_keys=True), experiment_id, version))
+
+    def finish(self, experiment_id: int, ended_at: str | None, reason: str | None,
+               final: dict[str, Any]) -> None:
+        """Store an experiment's final report (and end it if `ended_at` is given)."""
+        self._write_experiment(
+            "UPDATE experiments SET final = ?, ended_at = COALESCE(ended_at, ?),"
+            " end_reason = COALESCE(end_reason, ?) WHERE id = ?",
+            (json.dumps(final, sort_keys=True), ended_at, reason, experiment_id))
+
+    def _write_experiment(self, statement: str, params: tuple[Any, ...]) -> bool:
+        with self._wlock:
+            conn = self._wconn
+            conn.execute("PRAGMA synchronous = FULL")  # state changes survive power loss
+            try:
+                return conn.execute(statement, params).rowcount == 1
+            finally:
+                conn.execute("PRAGMA synchronous = NORMAL")
 
     # -- experiment state -------------------------------------------------------------------
 

@@ -1,51 +1,41 @@
-"""A/B experiment statistics for /ab-stats: pure functions of per-arm counts, no I/O.
+"""The A/B statistics of one experiment, with the user as the unit: pure functions, no I/O.
 
-Methods and references are in docs/statistics.md. Every public function returns plain Python
-values (float, int, bool, str, None, dict) so the result serialises with
-``json.dumps(..., allow_nan=False)``; undefined quantities are None, never NaN.
+Inputs are per-arm, per-period sums over users (`fraud.aggregates.ArmPeriod`) and the
+sequence memory of earlier looks (`fraud.sequential.Memory`); outputs are plain JSON values
+(None, never NaN). Methods and references: docs/statistics.md.
+
+- per arm: flag rate, error rate, recall and precision as ratio metrics over users, each with
+  a delta-method interval (decision counts are there to read, never to test);
+- `sample_ratio`: users at their first exposure in the current allocation period, judged by
+  the anytime-valid Beta-binomial Bayes factor (exact under correct assignment);
+- `primary`: recall (or precision) of challenger minus champion, stratified by allocation
+  period, with the mSPRT always-valid p-value (running minimum) and confidence sequence
+  (running intersection); its first verdict is final.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from scipy import stats as _sps
+
+from fraud import ratio
+from fraud.aggregates import ArmPeriod, Periods
+from fraud.ratio import RatioMoments
+from fraud.sequential import Memory, msprt, srm_p_value
 
 CHAMPION = "model_a"
 CHALLENGER = "model_b"
+ARM_NAMES = (CHAMPION, CHALLENGER)
 
 Verdict = Literal["collecting", "no_difference", "challenger_better", "challenger_worse"]
 Metric = Literal["recall", "precision"]
 
-SEQUENTIAL_METHOD = "mSPRT normal mixture (Johari et al. 2017), always-valid"
-
-
-@dataclass(frozen=True)
-class ArmCounts:
-    """Counts for one arm: all decisions, flagged ones, and the labelled confusion matrix."""
-
-    total: int
-    flagged: int
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-    tn: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("total", "flagged", "tp", "fp", "fn", "tn"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"ArmCounts.{name} must be a non-negative int, got {value!r}")
-        if self.flagged > self.total:
-            raise ValueError(f"ArmCounts.flagged ({self.flagged}) > total ({self.total})")
-
-    @property
-    def labelled(self) -> int:
-        """Decisions with a ground-truth label (tp + fp + fn + tn)."""
-        return self.tp + self.fp + self.fn + self.tn
+SEQUENTIAL_METHOD = ("mSPRT normal mixture (Johari et al. 2022) on a per-user ratio metric "
+                     "with delta-method variance; p = running minimum, CS = running "
+                     "intersection (Howard et al. 2021)")
+SRM_METHOD = "users at first exposure; Beta-binomial mixture Bayes factor (Lindon & Malek 2022)"
 
 
 class StatsSettings(BaseModel):
@@ -54,273 +44,151 @@ class StatsSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     confidence: float = Field(0.95, gt=0.0, lt=1.0,
-                              description="Level of the per-arm Wilson/F1 intervals.")
+                              description="Level of the per-arm intervals.")
     srm_alpha: float = Field(0.001, gt=0.0, lt=1.0,
-                             description="Sample-ratio mismatch is flagged when p < srm_alpha.")
+                             description="Sample-ratio mismatch when the anytime p < this.")
+    srm_concentration: float = Field(100.0, gt=0.0,
+                                     description="k of the Beta(k(1-s), ks) prior on the split.")
     sequential_alpha: float = Field(0.05, gt=0.0, lt=1.0,
                                     description="Error rate of the always-valid primary test.")
     mixture_tau: float = Field(0.1, gt=0.0,
-                               description="SD of the N(0, tau^2) mixing prior on p_b - p_a.")
+                               description="SD of the N(0, tau^2) mixing prior on the effect.")
     min_labelled_per_arm: int = Field(30, ge=1,
-                                      description="Trials per arm before any verdict is given.")
+                                      description="Mature metric trials per arm before a verdict.")
+    min_users_per_arm: int = Field(10, ge=2,
+                                   description="Users with metric trials per arm before a verdict.")
     equivalence_margin: float = Field(0.05, gt=0.0, lt=1.0,
-                                      description="|p_b - p_a| within this is 'no_difference'.")
+                                      description="|effect| within this is 'no_difference'.")
     primary_metric: Metric = Field("recall", description="Metric of the primary comparison.")
 
 
-# ---------------------------------------------------------------------------------------------
-# helpers
-
-
-def _finite(x: float | None) -> float | None:
-    """A plain float, or None for None/NaN/inf (keeps output JSON-clean)."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def _clip01(x: float) -> float:
-    return min(1.0, max(0.0, x))
-
-
 def _z(confidence: float) -> float:
-    return float(_sps.norm.ppf(0.5 + confidence / 2.0))
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(0.5 + confidence / 2.0)
 
 
-# ---------------------------------------------------------------------------------------------
-# per-arm point estimates and intervals
+def pooled(periods: Periods, arm: str) -> ArmPeriod:
+    """One arm over all periods (for reading: a user in two periods counts in both)."""
+    total = ArmPeriod()
+    for arms in periods.values():
+        if arm in arms:
+            total = total + arms[arm]
+    return total
 
 
-def wilson_interval(successes: int, trials: int,
-                    confidence: float = 0.95) -> tuple[float, float] | None:
-    """Wilson score interval for a binomial proportion; None when trials == 0."""
-    if trials < 0 or successes < 0 or successes > trials:
-        raise ValueError(f"need 0 <= successes <= trials, got {successes}/{trials}")
-    if trials == 0:
-        return None
+def arm_metrics(arm: ArmPeriod, confidence: float = 0.95) -> dict[str, Any]:
+    """Counts to read, and the four ratio metrics over users with delta-method intervals."""
     z = _z(confidence)
-    n, p = float(trials), successes / trials
-    z2 = z * z
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    low, high = _clip01(centre - half), _clip01(centre + half)
-    # Exact at the boundaries (the formula gives 0/1 there up to rounding).
-    if successes == 0:
-        low = 0.0
-    if successes == trials:
-        high = 1.0
-    return low, high
-
-
-def proportion_summary(successes: int, trials: int, confidence: float = 0.95) -> dict[str, Any]:
-    """{value, ci_low, ci_high, n} for successes/trials with a Wilson interval (None if n=0)."""
-    ci = wilson_interval(successes, trials, confidence)
-    if ci is None:
-        return {"value": None, "ci_low": None, "ci_high": None, "n": trials}
-    return {"value": successes / trials, "ci_low": ci[0], "ci_high": ci[1], "n": trials}
-
-
-def _jaccard_to_f1(j: float) -> float:
-    return 2.0 * j / (1.0 + j)
-
-
-def f1_summary(tp: int, fp: int, fn: int, confidence: float = 0.95) -> dict[str, Any]:
-    """F1 with a CI: Wilson on J = tp/(tp+fp+fn), mapped by the monotone F1 = 2J/(1+J)."""
-    m = tp + fp + fn
-    ci = wilson_interval(tp, m, confidence)
-    if ci is None:
-        return {"value": None, "ci_low": None, "ci_high": None, "n": m}
+    f1 = (2 * arm.tp / (2 * arm.tp + arm.fp + arm.fn)) if arm.tp + arm.fp + arm.fn else None
     return {
-        "value": 2.0 * tp / (2.0 * tp + fp + fn),
-        "ci_low": _jaccard_to_f1(ci[0]),
-        "ci_high": _jaccard_to_f1(ci[1]),
-        "n": m,
+        "users": arm.users, "labelled": arm.labelled, "mature": arm.mature,
+        "tp": arm.tp, "fp": arm.fp, "fn": arm.fn, "tn": arm.tn,
+        "flag_rate": ratio.summary(arm.flag, z),
+        "error_rate": ratio.summary(arm.error, z),
+        "precision": ratio.summary(arm.precision, z),
+        "recall": ratio.summary(arm.recall, z),
+        "f1": f1,
     }
 
 
-def arm_metrics(arm: ArmCounts, confidence: float = 0.95) -> dict[str, Any]:
-    """Precision, recall and F1 (each with a CI) plus label counts for one arm."""
-    return {
-        "labelled": arm.labelled,
-        "labelled_fraud": arm.tp + arm.fn,
-        "labelled_flagged": arm.tp + arm.fp,
-        "tp": arm.tp,
-        "fp": arm.fp,
-        "fn": arm.fn,
-        "tn": arm.tn,
-        "precision": proportion_summary(arm.tp, arm.tp + arm.fp, confidence),
-        "recall": proportion_summary(arm.tp, arm.tp + arm.fn, confidence),
-        "f1": f1_summary(arm.tp, arm.fp, arm.fn, confidence),
-    }
+def metric_moments(arm: ArmPeriod, metric: Metric) -> RatioMoments:
+    """The moments of `metric` for one arm."""
+    if metric == "recall":
+        return arm.recall
+    if metric == "precision":
+        return arm.precision
+    raise ValueError(f"unknown metric {metric!r}")
 
 
-# ---------------------------------------------------------------------------------------------
-# the reference's flag-rate test and the sample-ratio check
+def stratified_difference(periods: Periods, metric: Metric) -> dict[str, Any] | None:
+    """Challenger minus champion, stratified by allocation period (weights: metric trials).
+
+    Only periods where both arms have data count; within a period assignment is fixed, so
+    the arms are comparable there even when the share changed between periods.
+    """
+    strata = []
+    for arms in periods.values():
+        a, b = arms.get(CHAMPION), arms.get(CHALLENGER)
+        if a is None or b is None:
+            continue
+        ma, mb = metric_moments(a, metric), metric_moments(b, metric)
+        diff = ratio.difference(ma, mb)
+        if diff is not None:
+            strata.append((ma.sx + mb.sx, diff, ma, mb))
+    if not strata:
+        return None
+    weight = sum(s[0] for s in strata)
+    est = sum(w / weight * d[0] for w, d, _, _ in strata)
+    var = sum((w / weight) ** 2 * d[1] for w, d, _, _ in strata)
+    users = (sum(s[2].clusters for s in strata), sum(s[3].clusters for s in strata))
+    trials = (sum(int(s[2].sx) for s in strata), sum(int(s[3].sx) for s in strata))
+    return {"estimate": est, "variance": var, "strata": len(strata), "users": users,
+            "trials": trials}
 
 
-def flag_rate_chi2(flagged_a: int, total_a: int, flagged_b: int,
-                   total_b: int) -> dict[str, float | None]:
-    """chi2_contingency (scipy defaults: Yates-corrected for 2x2) on flagged vs not, per arm."""
-    table = [[flagged_a, total_a - flagged_a], [flagged_b, total_b - flagged_b]]
-    if any(c < 0 for row in table for c in row):
-        raise ValueError(f"flagged must be within 0..total, got {table}")
-    rows = [sum(r) for r in table]
-    cols = [table[0][j] + table[1][j] for j in range(2)]
-    if 0 in rows or 0 in cols:  # scipy raises on a zero expected frequency
-        return {"chi2": None, "p_value": None}
-    res = _sps.chi2_contingency(table)
-    return {"chi2": _finite(res.statistic), "p_value": _finite(res.pvalue)}
-
-
-def sample_ratio_check(n_a: int, n_b: int, share_b: float,
-                       alpha: float = 0.001) -> dict[str, Any]:
-    """Chi-square goodness of fit of (n_a, n_b) to shares (1 - share_b, share_b); SRM if p<alpha."""
-    if not 0.0 < share_b < 1.0:
-        raise ValueError(f"share_b must be in (0, 1), got {share_b}")
-    if n_a < 0 or n_b < 0:
-        raise ValueError(f"counts must be non-negative, got {n_a}, {n_b}")
-    n = n_a + n_b
-    out: dict[str, Any] = {
-        "expected_share_b": float(share_b),
-        "observed_share_b": None,
-        "n_a": n_a,
-        "n_b": n_b,
-        "chi2": None,
-        "p_value": None,
-        "alpha": float(alpha),
-        "mismatch": False,
-    }
-    if n == 0:
-        return out
-    res = _sps.chisquare([n_a, n_b], f_exp=[n * (1.0 - share_b), n * share_b])
-    p = _finite(res.pvalue)
-    out.update(observed_share_b=n_b / n, chi2=_finite(res.statistic), p_value=p,
-               mismatch=p is not None and p < alpha)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# the primary, always-valid comparison
-
-
-def _variance_term(successes: int, trials: int) -> float:
-    # Plug-in Bernoulli variance / n, with the (x+1)/(n+2) estimate so that it is never 0
-    # when an arm is at 0% or 100% (a zero variance would make the test certain).
-    p = (successes + 1.0) / (trials + 2.0)
-    return p * (1.0 - p) / trials
-
-
-def msprt_two_proportions(successes_a: int, trials_a: int, successes_b: int, trials_b: int,
-                          tau: float = 0.1, alpha: float = 0.05,
-                          theta0: float = 0.0) -> dict[str, float | None]:
-    """Normal-mixture mSPRT for theta = p_b - p_a: estimate, always-valid p and CS at 1-alpha."""
-    for x, n in ((successes_a, trials_a), (successes_b, trials_b)):
-        if n < 0 or x < 0 or x > n:
-            raise ValueError(f"need 0 <= successes <= trials, got {x}/{n}")
-    if tau <= 0 or not 0 < alpha < 1:
-        raise ValueError(f"need tau > 0 and 0 < alpha < 1, got tau={tau}, alpha={alpha}")
-    if trials_a == 0 or trials_b == 0:
-        return {"estimate": None, "p_value": None, "ci_low": None, "ci_high": None,
-                "std_error": None}
-    estimate = successes_b / trials_b - successes_a / trials_a
-    v = _variance_term(successes_a, trials_a) + _variance_term(successes_b, trials_b)
-    t2 = tau * tau
-    # log Lambda = 1/2 log(V/(V+tau^2)) + tau^2 (est - theta0)^2 / (2 V (V + tau^2))
-    log_lambda = 0.5 * math.log(v / (v + t2)) + t2 * (estimate - theta0) ** 2 / (
-        2.0 * v * (v + t2))
-    p_value = 1.0 if log_lambda <= 0 else math.exp(-log_lambda)
-    # {theta: Lambda(theta) < 1/alpha}
-    half = math.sqrt(v * (v + t2) / t2 * (math.log((v + t2) / v) - 2.0 * math.log(alpha)))
-    return {
-        "estimate": estimate,
-        "p_value": p_value,
-        "ci_low": estimate - half,
-        "ci_high": estimate + half,
-        "std_error": math.sqrt(v),
-    }
-
-
-def sequential_verdict(ci_low: float | None, ci_high: float | None, trials_a: int,
-                       trials_b: int, min_trials: int = 30, margin: float = 0.05,
-                       higher_is_better: bool = True) -> Verdict:
-    """The decision rule on a confidence sequence for p_b - p_a (see docs/statistics.md)."""
-    if ci_low is None or ci_high is None or min(trials_a, trials_b) < min_trials:
+def sequential_verdict(ci_low: float | None, ci_high: float | None, enough: bool,
+                       margin: float = 0.05) -> Verdict:
+    """The decision rule on a confidence sequence for the effect (higher is better)."""
+    if ci_low is None or ci_high is None or not enough:
         return "collecting"
     if ci_low > 0.0:
-        return "challenger_better" if higher_is_better else "challenger_worse"
+        return "challenger_better"
     if ci_high < 0.0:
-        return "challenger_worse" if higher_is_better else "challenger_better"
+        return "challenger_worse"
     if -margin <= ci_low and ci_high <= margin:
         return "no_difference"
     return "collecting"
 
 
-def sequential_test(successes_a: int, trials_a: int, successes_b: int, trials_b: int, *,
-                    tau: float = 0.1, alpha: float = 0.05, min_trials: int = 30,
-                    margin: float = 0.05, higher_is_better: bool = True) -> dict[str, Any]:
-    """Always-valid comparison of two proportions (arm a = champion) with a verdict."""
-    res = msprt_two_proportions(successes_a, trials_a, successes_b, trials_b, tau, alpha)
-    verdict = sequential_verdict(res["ci_low"], res["ci_high"], trials_a, trials_b,
-                                 min_trials, margin, higher_is_better)
+def primary_look(periods: Periods, s: StatsSettings, alpha: float | None = None) -> dict[str, Any]:
+    """This look alone: estimate, std error, p-value, CS and the verdict it would give."""
+    alpha = s.sequential_alpha if alpha is None else alpha
+    diff = stratified_difference(periods, s.primary_metric)
+    out: dict[str, Any] = {"estimate": None, "std_error": None, "p_value": None,
+                           "ci_low": None, "ci_high": None, "users_a": 0, "users_b": 0,
+                           "trials_a": 0, "trials_b": 0, "strata": 0, "verdict": "collecting"}
+    if diff is None:
+        return out
+    p, low, high = msprt(diff["estimate"], diff["variance"], s.mixture_tau, alpha)
+    enough = (min(diff["users"]) >= s.min_users_per_arm
+              and min(diff["trials"]) >= s.min_labelled_per_arm)
+    out.update(estimate=diff["estimate"], std_error=math.sqrt(diff["variance"]), p_value=p,
+               ci_low=low, ci_high=high, users_a=diff["users"][0], users_b=diff["users"][1],
+               trials_a=diff["trials"][0], trials_b=diff["trials"][1], strata=diff["strata"],
+               verdict=sequential_verdict(low, high, enough, s.equivalence_margin))
+    return out
+
+
+def primary(periods: Periods, s: StatsSettings, memory: Memory) -> tuple[dict[str, Any], Memory]:
+    """The primary comparison with its memory: (the /ab-stats block, the updated memory)."""
+    look = primary_look(periods, s)
+    mem = memory.observe(look["p_value"], look["ci_low"], look["ci_high"], look["verdict"])
     return {
-        "method": SEQUENTIAL_METHOD,
-        "estimate": res["estimate"],
-        "std_error": res["std_error"],
-        "p_value": res["p_value"],
-        "ci_low": res["ci_low"],
-        "ci_high": res["ci_high"],
-        "alpha": float(alpha),
-        "tau": float(tau),
-        "successes_a": successes_a,
-        "trials_a": trials_a,
-        "successes_b": successes_b,
-        "trials_b": trials_b,
-        "min_trials": min_trials,
-        "equivalence_margin": float(margin),
-        "higher_is_better": higher_is_better,
-        "verdict": verdict,
-    }
+        "metric": s.primary_metric, "method": SEQUENTIAL_METHOD,
+        "alpha": s.sequential_alpha, "tau": s.mixture_tau,
+        "min_users_per_arm": s.min_users_per_arm,
+        "min_labelled_per_arm": s.min_labelled_per_arm,
+        "equivalence_margin": s.equivalence_margin,
+        "estimate": look["estimate"], "std_error": look["std_error"],
+        "p_value": mem.p_min if look["p_value"] is not None else None,
+        "ci_low": mem.ci_low, "ci_high": mem.ci_high,
+        "this_look": {k: look[k] for k in ("p_value", "ci_low", "ci_high", "verdict")},
+        "users_a": look["users_a"], "users_b": look["users_b"],
+        "trials_a": look["trials_a"], "trials_b": look["trials_b"],
+        "strata": look["strata"], "verdict": mem.verdict, "verdict_final": mem.verdict !=
+        "collecting",
+    }, mem
 
 
-def metric_counts(arm: ArmCounts, metric: Metric) -> tuple[int, int]:
-    """(successes, trials) of `metric` for one arm: recall = tp/(tp+fn), precision = tp/(tp+fp)."""
-    if metric == "recall":
-        return arm.tp, arm.tp + arm.fn
-    if metric == "precision":
-        return arm.tp, arm.tp + arm.fp
-    raise ValueError(f"unknown metric {metric!r}")
-
-
-# ---------------------------------------------------------------------------------------------
-# the whole /ab-stats statistics block
-
-
-def experiment_report(arms: dict[str, ArmCounts], share_b: float | None,
-                      settings: StatsSettings | None = None, *,
-                      srm_counts: tuple[int, int] | None = None) -> dict[str, Any]:
-    """All statistics for /ab-stats from per-arm counts keyed "model_a" and "model_b".
-
-    The sample ratio is judged on `srm_counts` (n_a, n_b) when given, else on the totals;
-    `share_b=None` means it is not judged now (`sample_ratio` is None).
-    """
-    settings = settings or StatsSettings()
-    missing = {CHAMPION, CHALLENGER} - set(arms)
-    if missing:
-        raise ValueError(f"arms must include {CHAMPION!r} and {CHALLENGER!r}; missing {missing}")
-    a, b = arms[CHAMPION], arms[CHALLENGER]
-    xa, na = metric_counts(a, settings.primary_metric)
-    xb, nb = metric_counts(b, settings.primary_metric)
-    primary = sequential_test(xa, na, xb, nb, tau=settings.mixture_tau,
-                              alpha=settings.sequential_alpha,
-                              min_trials=settings.min_labelled_per_arm,
-                              margin=settings.equivalence_margin, higher_is_better=True)
-    return {
-        "confidence": settings.confidence,
-        "per_arm": {name: arm_metrics(arms[name], settings.confidence)
-                    for name in (CHAMPION, CHALLENGER)},
-        "flag_rate_chi2": flag_rate_chi2(a.flagged, a.total, b.flagged, b.total),
-        "sample_ratio": None if share_b is None else sample_ratio_check(
-            *(srm_counts or (a.total, b.total)), share_b, settings.srm_alpha),
-        "primary": {"metric": settings.primary_metric, **primary},
-    }
+def sample_ratio(users_a: int, users_b: int, share_b: float | None, s: StatsSettings,
+                 p_min: float = 1.0) -> dict[str, Any] | None:
+    """Users at first exposure in the period vs the share; None when the share is 0 or 1."""
+    if share_b is None or not 0.0 < share_b < 1.0:
+        return None
+    n = users_a + users_b
+    p = min(p_min, srm_p_value(users_a, users_b, share_b, s.srm_concentration))
+    return {"method": SRM_METHOD, "unit": "users", "expected_share_b": share_b,
+            "observed_share_b": users_b / n if n else None, "users_a": users_a,
+            "users_b": users_b, "p_value": p, "alpha": s.srm_alpha,
+            "mismatch": p < s.srm_alpha}

@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.force:
             return 1
     with SQLiteLedger(path) as ledger:
-        report, _, _ = Experiment(ab, arms, ledger).report()
+        experiment = Experiment(ab, arms, ledger)
+        report, _, _ = experiment.report()
         verdict = report["primary"]["verdict"]
         if verdict != "challenger_better" and not args.force:
             print(f"promote refused: verdict is {verdict!r}, not 'challenger_better' "
@@ -77,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             moved = swap_mlflow_aliases(registry)
         except Exception as exc:  # the store is already swapped: say so, do not hide it
             moved = f"MLflow aliases NOT swapped ({exc.__class__.__name__}: {exc})"
+        experiment.end(f"promotion: {challenger.tag} is the champion"
+                       f"{' (forced)' if args.force else ''}")
         ledger.set_state("promotion", {"at": utc_now_iso(), "verdict": verdict,
                                        "forced": bool(args.force),
                                        "champion": challenger.tag, "challenger": champion.tag})
