@@ -102,6 +102,33 @@ def summary(cfg: ABConfig, record: ExperimentRecord, periods: Periods) -> dict[s
     }
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """One look at an experiment: its statistics, breaches and the state after the look."""
+
+    primary: dict[str, Any]
+    sample_ratio: dict[str, Any] | None
+    breaches: list[str]
+    state: ExperimentState
+
+
+def judge(cfg: ABConfig, state: ExperimentState, periods: Periods,
+          latency: tuple[Sequence[float], Sequence[float]] = ((), ())) -> Judgement:
+    """Everything one look decides, from aggregates alone: the service (Experiment.report)
+    and the simulation (fraud/simulation.py) both call this."""
+    s, g = cfg.statistics, cfg.guardrails
+    primary, memory = stats.primary(periods, s, Memory.from_json(state.primary))
+    current = periods.get(state.period, {})
+    srm = stats.sample_ratio(current.get("model_a", ArmPeriod()).users,
+                             current.get("model_b", ArmPeriod()).users, state.period_share, s,
+                             state.srm_p_min)
+    breaches = guardrails.breaches(current, srm, stats.primary_look(periods, s, g.alpha_worse),
+                                   latency, g, worse_overridden=state.worse_overridden)
+    srm_p = srm["p_value"] if srm else state.srm_p_min
+    return Judgement(primary, srm, breaches, replace(
+        state, primary=memory.to_json(), srm_p_min=min(state.srm_p_min, srm_p)))
+
+
 class Experiment:
     """Routes users, records decisions, reports statistics and enforces guardrails."""
 
@@ -240,17 +267,10 @@ class Experiment:
         sequence memory folded in). Reads only: nothing is written."""
         state = self.refresh()
         periods = self.ledger.aggregates(self.id)
-        s, g = self.cfg.statistics, self.cfg.guardrails
-        primary, memory = stats.primary(periods, s, Memory.from_json(state.primary))
-        current = periods.get(state.period, {})
-        a = current.get("model_a", ArmPeriod())
-        b = current.get("model_b", ArmPeriod())
-        srm = stats.sample_ratio(a.users, b.users, state.period_share, s, state.srm_p_min)
         latency = self.ledger.latencies(self.id, state.period, LATENCY_WINDOW)
-        breaches = guardrails.breaches(
-            current, srm, stats.primary_look(periods, s, alpha=g.alpha_worse),
-            (latency["model_a"], latency["model_b"]), g,
-            worse_overridden=state.worse_overridden)
+        seen = judge(self.cfg, state, periods, (latency["model_a"], latency["model_b"]))
+        primary, srm, breaches = seen.primary, seen.sample_ratio, seen.breaches
+        s = self.cfg.statistics
         body: dict[str, Any] = {}
         for arm in ARMS:
             total = stats.pooled(periods, arm)
@@ -288,9 +308,7 @@ class Experiment:
             "maturity_days": self.cfg.labels.maturity_days,
             "guardrail_breaches": breaches,
         }
-        srm_p = srm["p_value"] if srm else state.srm_p_min
-        return body, breaches, replace(state, primary=memory.to_json(),
-                                       srm_p_min=min(state.srm_p_min, srm_p))
+        return body, breaches, seen.state
 
     def enforce_guardrails(self) -> tuple[dict[str, Any], bool]:
         """One look: mature old decisions, fold the look into the shared sequence memory,

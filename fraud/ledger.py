@@ -193,6 +193,8 @@ class SQLiteLedger:
             conn = self._wconn
             conn.execute("BEGIN IMMEDIATE")
             try:
+                for statement in sql.OBSOLETE:
+                    conn.execute(statement)
                 for statement in _split_sql(sql.SCHEMA):
                     conn.execute(statement)
                 for table, columns in sql.MIGRATIONS.items():
@@ -223,14 +225,19 @@ class SQLiteLedger:
 
     def record_errors(self, errors: Iterable[ScoringError]) -> None:
         """Count rows whose scoring failed, per arm and user (enqueued like decisions)."""
-        errors = list(errors)
+        checked = []
         for e in errors:
             if e.arm not in ARMS:
                 raise ValueError(f"arm must be one of {ARMS}, got {e.arm!r}")
+            user = str(e.user_id)
+            user.encode()  # refuse what SQLite could not store, here rather than in the writer
+            checked.append(ScoringError(int(e.experiment_id), int(e.period), e.arm, user))
         with self._accept_lock:
             if self._closed:
                 raise RuntimeError(self._closed_reason)
-            self._pending_errors.extend(errors)
+            self._pending_errors.extend(checked)
+        if len(self._pending_errors) >= self.max_batch:
+            self._wake.set()
 
     def pending(self) -> int:
         """Rows (decisions and errors) enqueued in this process and not yet written."""
@@ -571,6 +578,10 @@ def _disown_after_fork(ref: weakref.ref[SQLiteLedger]) -> None:
     if ledger is None:
         return
     ledger._accept_lock = threading.Lock()
+    ledger._wlock = threading.Lock()
+    ledger._rlock = threading.Lock()
+    ledger._pending = deque()  # the parent writes its own queue, never the child
+    ledger._pending_errors = deque()
     ledger._closed = True
     ledger._closed_reason = (
         "this Ledger was opened before fork(); open a new one in each worker process"

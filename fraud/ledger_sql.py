@@ -72,7 +72,7 @@ END;
 
 -- A label makes its decision mature. If the maturity sweep already counted it as legit
 -- (fp or tn), a fraud label moves it to tp or fn; a legit label changes nothing.
-CREATE TRIGGER IF NOT EXISTS labels_count AFTER INSERT ON labels
+CREATE TRIGGER IF NOT EXISTS labels_to_user_stats AFTER INSERT ON labels
 BEGIN
     UPDATE user_stats SET
         labelled = labelled + 1,
@@ -110,7 +110,14 @@ MIGRATIONS = {
                   ("period", "INTEGER NOT NULL DEFAULT 0"),
                   ("matured", "INTEGER NOT NULL DEFAULT 0")),
 }
-OBSOLETE = ("DROP TRIGGER IF EXISTS labels_count_v1",)
+# The first release counted per arm (arm_stats, error_counts) with a trigger of this name;
+# per-user aggregates replace them. Its decisions stay readable as experiment 0 but have no
+# per-user aggregates (they were counted per decision).
+OBSOLETE = (
+    "DROP TRIGGER IF EXISTS labels_count",
+    "DROP TABLE IF EXISTS arm_stats",
+    "DROP TABLE IF EXISTS error_counts",
+)
 
 INSERT_DECISION = (
     "INSERT INTO decisions (request_id, ts, user_id, arm, model_tag, probability, is_fraud,"

@@ -54,7 +54,7 @@ class RatioMoments:
 
 @dataclass(frozen=True, slots=True)
 class RatioEstimate:
-    """A ratio metric of one arm: its value, delta-method variance and support."""
+    """A ratio metric of one arm: its value, delta-method variance (None with < 2 users)."""
 
     value: float | None
     variance: float | None
@@ -71,9 +71,11 @@ def estimate(m: RatioMoments) -> RatioEstimate:
     if m.sx <= 0 or m.clusters == 0:
         return RatioEstimate(None, None, m.clusters, m.sx)
     r = m.sy / m.sx
-    residual = max(m.syy - 2.0 * r * m.sxy + r * r * m.sxx, 0.0)
     k = m.clusters
-    delta = residual / (m.sx * m.sx) * (k / (k - 1)) if k > 1 else math.inf
+    if k < 2:  # one user: a value, but no variance between users to estimate
+        return RatioEstimate(r, None, k, m.sx)
+    residual = max(m.syy - 2.0 * r * m.sxy + r * r * m.sxx, 0.0)
+    delta = residual / (m.sx * m.sx) * (k / (k - 1))
     p = (m.sy + 1.0) / (m.sx + 2.0)
     floor = p * (1.0 - p) / m.sx
     return RatioEstimate(r, max(delta, floor), k, m.sx)
@@ -83,7 +85,7 @@ def summary(m: RatioMoments, z: float) -> dict[str, Any]:
     """{value, ci_low, ci_high, std_error, users, n} with a normal interval clipped to [0, 1]."""
     e = estimate(m)
     if e.value is None or e.variance is None:
-        return {"value": None, "ci_low": None, "ci_high": None, "std_error": None,
+        return {"value": e.value, "ci_low": None, "ci_high": None, "std_error": None,
                 "users": e.clusters, "n": int(m.sx)}
     half = z * math.sqrt(e.variance)
     return {"value": e.value, "ci_low": max(0.0, e.value - half),

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -55,6 +56,18 @@ def srm_p_value(n_a: int, n_b: int, share_b: float, concentration: float) -> flo
     return min(1.0, math.exp(-srm_log_bayes_factor(n_a, n_b, share_b, concentration)))
 
 
+def _intersect(low: float | None, high: float | None, other_low: float | None,
+               other_high: float | None) -> tuple[float | None, float | None]:
+    """The intersection of two intervals (None = unbounded); their hull if disjoint (the
+    model's assumptions failed somewhere: keep the wider, not either one arbitrarily)."""
+    lows = [x for x in (low, other_low) if x is not None]
+    highs = [x for x in (high, other_high) if x is not None]
+    lo, hi = (max(lows) if lows else None), (min(highs) if highs else None)
+    if lo is not None and hi is not None and lo > hi:
+        return min(lows), max(highs)
+    return lo, hi
+
+
 @dataclass(frozen=True)
 class Memory:
     """Running minimum p, running CS intersection and the final verdict of one sequence."""
@@ -66,31 +79,25 @@ class Memory:
     verdict_look: int | None = None  # the look at which the verdict was reached
     looks: int = 0
 
-    def observe(self, p: float | None, ci_low: float | None, ci_high: float | None,
-                verdict: str) -> Memory:
-        """This look folded in: min p, intersected CS, the first non-collecting verdict."""
-        if p is None or ci_low is None or ci_high is None:
-            return replace(self, looks=self.looks + 1)
-        low = ci_low if self.ci_low is None else max(self.ci_low, ci_low)
-        high = ci_high if self.ci_high is None else min(self.ci_high, ci_high)
-        if low > high:  # disjoint: the model's assumptions failed; keep the last valid one
-            low, high = self.ci_low, self.ci_high
-        final = self.verdict != "collecting"
-        return Memory(p_min=min(self.p_min, p), ci_low=low, ci_high=high,
-                      verdict=self.verdict if final else verdict,
-                      verdict_look=self.verdict_look if final or verdict == "collecting"
-                      else self.looks + 1,
-                      looks=self.looks + 1)
+    def observe(self, p: float, ci_low: float, ci_high: float,
+                rule: Callable[[float, float], str]) -> Memory:
+        """This look folded in: min p, intersected CS, and the verdict `rule` gives on the
+        intersection, unless one was reached before (it is final)."""
+        low, high = _intersect(self.ci_low, self.ci_high, ci_low, ci_high)
+        assert low is not None and high is not None
+        looks = self.looks + 1
+        if self.verdict != "collecting":
+            return replace(self, p_min=min(self.p_min, p), ci_low=low, ci_high=high,
+                           looks=looks)
+        verdict = rule(low, high)
+        return Memory(p_min=min(self.p_min, p), ci_low=low, ci_high=high, verdict=verdict,
+                      verdict_look=None if verdict == "collecting" else looks, looks=looks)
 
     def merge(self, other: Memory) -> Memory:
-        """Combine two workers' memories of the same sequence (commutative)."""
-        lows = [x for x in (self.ci_low, other.ci_low) if x is not None]
-        highs = [x for x in (self.ci_high, other.ci_high) if x is not None]
+        """Combine two workers' memories of the same sequence (commutative, idempotent)."""
+        low, high = _intersect(self.ci_low, self.ci_high, other.ci_low, other.ci_high)
         first = min((m for m in (self, other) if m.verdict != "collecting"),
                     key=lambda m: (m.verdict_look or 0, m.verdict), default=None)
-        low, high = (max(lows) if lows else None), (min(highs) if highs else None)
-        if low is not None and high is not None and low > high:
-            low, high = self.ci_low, self.ci_high
         return Memory(p_min=min(self.p_min, other.p_min), ci_low=low, ci_high=high,
                       verdict=first.verdict if first else "collecting",
                       verdict_look=first.verdict_look if first else None,

@@ -147,8 +147,9 @@ def primary_look(periods: Periods, s: StatsSettings, alpha: float | None = None)
     diff = stratified_difference(periods, s.primary_metric)
     out: dict[str, Any] = {"estimate": None, "std_error": None, "p_value": None,
                            "ci_low": None, "ci_high": None, "users_a": 0, "users_b": 0,
-                           "trials_a": 0, "trials_b": 0, "strata": 0, "verdict": "collecting"}
-    if diff is None:
+                           "trials_a": 0, "trials_b": 0, "strata": 0, "verdict": "collecting",
+                           "enough": False}
+    if diff is None or not math.isfinite(diff["variance"]) or diff["variance"] <= 0:
         return out
     p, low, high = msprt(diff["estimate"], diff["variance"], s.mixture_tau, alpha)
     enough = (min(diff["users"]) >= s.min_users_per_arm
@@ -156,14 +157,23 @@ def primary_look(periods: Periods, s: StatsSettings, alpha: float | None = None)
     out.update(estimate=diff["estimate"], std_error=math.sqrt(diff["variance"]), p_value=p,
                ci_low=low, ci_high=high, users_a=diff["users"][0], users_b=diff["users"][1],
                trials_a=diff["trials"][0], trials_b=diff["trials"][1], strata=diff["strata"],
-               verdict=sequential_verdict(low, high, enough, s.equivalence_margin))
+               verdict=sequential_verdict(low, high, enough, s.equivalence_margin),
+               enough=enough)
     return out
 
 
 def primary(periods: Periods, s: StatsSettings, memory: Memory) -> tuple[dict[str, Any], Memory]:
-    """The primary comparison with its memory: (the /ab-stats block, the updated memory)."""
+    """The primary comparison with its memory: (the /ab-stats block, the updated memory).
+
+    Only looks with enough users and trials enter the memory; the verdict is the rule applied
+    to the running intersection, and the first one reached is final.
+    """
     look = primary_look(periods, s)
-    mem = memory.observe(look["p_value"], look["ci_low"], look["ci_high"], look["verdict"])
+    mem = memory
+    if look["enough"]:
+        mem = memory.observe(look["p_value"], look["ci_low"], look["ci_high"],
+                             lambda lo, hi: sequential_verdict(lo, hi, True,
+                                                               s.equivalence_margin))
     return {
         "metric": s.primary_metric, "method": SEQUENTIAL_METHOD,
         "alpha": s.sequential_alpha, "tau": s.mixture_tau,
@@ -171,7 +181,7 @@ def primary(periods: Periods, s: StatsSettings, memory: Memory) -> tuple[dict[st
         "min_labelled_per_arm": s.min_labelled_per_arm,
         "equivalence_margin": s.equivalence_margin,
         "estimate": look["estimate"], "std_error": look["std_error"],
-        "p_value": mem.p_min if look["p_value"] is not None else None,
+        "p_value": mem.p_min if mem.looks else None,
         "ci_low": mem.ci_low, "ci_high": mem.ci_high,
         "this_look": {k: look[k] for k in ("p_value", "ci_low", "ci_high", "verdict")},
         "users_a": look["users_a"], "users_b": look["users_b"],

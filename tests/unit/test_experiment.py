@@ -1,15 +1,19 @@
-"""The experiment without a server: routing, decisions, guardrails, rollback persistence."""
+"""The experiment without a server: identity, periods, decisions, guardrails, shared state."""
+
+import threading
 
 import pytest
 
 from fraud.assignment import assign
-from fraud.config import ABConfig, GuardrailConfig
-from fraud.experiment import Experiment, decide, guardrail_breaches, period_counts
-from fraud.ledger import ArmAggregate, SQLiteLedger
+from fraud.config import ABConfig, GuardrailConfig, LabelPolicy
+from fraud.experiment import Experiment, decide, list_experiments
+from fraud.ledger import SQLiteLedger
 from fraud.models import ArmModel
 
 ARMS = {"model_a": ArmModel("model_a", "fraud_rf:aaa", 0.7, {}),
         "model_b": ArmModel("model_b", "fraud_hgb:bbb", 0.4, {})}
+SWAPPED = {"model_a": ArmModel("model_a", "fraud_hgb:bbb", 0.4, {}),
+           "model_b": ArmModel("model_b", "fraud_rf:aaa", 0.7, {})}
 
 
 @pytest.fixture
@@ -18,8 +22,15 @@ def ledger(tmp_path):
         yield led
 
 
-def make(ledger, **cfg):
-    return Experiment(ABConfig(**cfg), ARMS, ledger)
+def make(ledger, arms=ARMS, **cfg):
+    return Experiment(ABConfig(**cfg), arms, ledger)
+
+
+def serve(exp, users, proba=0.1, latency=5.0, source="predict"):
+    """What FraudDetection._score does: one state snapshot, route, record."""
+    state = exp.state
+    arms = [exp.route(u, state) for u in users]
+    return exp.record(users, arms, [proba] * len(users), latency, source, state)
 
 
 def test_decision_uses_the_models_own_threshold():
@@ -35,6 +46,7 @@ def test_record_returns_responses_and_ledgers_them(ledger):
     assert out[0].request_id != out[1].request_id and len(out[0].request_id) == 32
     stored = ledger.lookup(out[1].request_id)
     assert stored.user_id == "u2" and stored.is_fraud and stored.source == "batch"
+    assert (stored.experiment_id, stored.period) == (exp.id, exp.state.period)
 
 
 def test_route_is_sticky_and_follows_the_share(ledger):
@@ -50,6 +62,7 @@ def test_rollback_persists_and_routes_everyone_to_the_champion(ledger, tmp_path)
     ledger.close()
     with SQLiteLedger(tmp_path / "ledger.sqlite") as reopened:  # a restart
         again = make(reopened, challenger_share=0.5)
+        assert again.id == exp.id
         assert again.state.rolled_back and again.state.rollback_reason == "manual test"
         assert again.effective_share() == 0.0
         again.resume()
@@ -58,102 +71,123 @@ def test_rollback_persists_and_routes_everyone_to_the_champion(ledger, tmp_path)
 
 def test_share_change_is_shared_between_instances(ledger):
     one, two = make(ledger), make(ledger)
+    assert one.id == two.id
     one.set_share(0.1)
     assert two.refresh().share_override == 0.1 and two.configured_share() == 0.1
 
 
-def _counts(a_total, a_flag, b_total, b_flag, b_errors=0, b_p95=10.0):
-    return {"model_a": ArmAggregate(total=a_total, flagged=a_flag, latency_p95_ms=10.0),
-            "model_b": ArmAggregate(total=b_total, flagged=b_flag, errors=b_errors,
-                                    latency_p95_ms=b_p95)}
+def test_a_rollback_saved_by_another_worker_is_never_overwritten(ledger):
+    x, y = make(ledger), make(ledger)
+    x.rollback("worker x saw a breach")
+    # y has not refreshed: its stale state says "not rolled back"; a share change from it
+    # must not undo x's rollback (compare-and-set re-reads and re-applies the change).
+    y.set_share(0.3)
+    assert y.state.rolled_back and y.state.share_override == 0.3
+    assert x.refresh().rolled_back and x.state.rollback_reason == "worker x saw a breach"
 
 
-def test_guardrails_quiet_on_a_healthy_challenger():
-    c = _counts(1000, 20, 1000, 25)
-    assert guardrail_breaches(c, period_counts(c, None), None, "collecting",
-                              GuardrailConfig()) == []
+def test_concurrent_state_changes_all_land(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    with SQLiteLedger(path) as la, SQLiteLedger(path) as lb:
+        x, y = make(la), make(lb)
+        start = x.state.period
+
+        def bump(exp, n):
+            for i in range(n):
+                exp.set_share(0.1 + 0.01 * (i % 5))
+
+        threads = [threading.Thread(target=bump, args=(e, 20)) for e in (x, y)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert x.refresh().period == start + 40  # no lost update
 
 
-@pytest.mark.parametrize(("counts", "srm", "verdict", "expected"), [
-    (_counts(1000, 20, 1000, 20, b_errors=50), None, "collecting", "error rate"),
-    (_counts(1000, 20, 1000, 20, b_p95=900.0), None, "collecting", "p95 latency"),
-    (_counts(1000, 20, 1000, 300), None, "collecting", "flag rate"),
-    (_counts(1000, 20, 1000, 0), None, "collecting", None),  # 0 is inside [A/3 - slack, ...]
-    (_counts(1000, 20, 1000, 20), {"mismatch": True, "p_value": 1e-9, "observed_share_b": 0.4,
-                                   "expected_share_b": 0.5}, "collecting", "sample-ratio"),
-    (_counts(1000, 20, 1000, 20), None, "challenger_worse", "challenger_worse"),
-])
-def test_each_guardrail_trips(counts, srm, verdict, expected):
-    breaches = guardrail_breaches(counts, period_counts(counts, None), srm, verdict,
-                                  GuardrailConfig())
-    if expected is None:
-        assert breaches == []
-    else:
-        assert len(breaches) == 1 and expected in breaches[0]
+def test_report_never_writes(ledger):
+    exp = make(ledger)
+    serve(exp, [f"u{i}" for i in range(50)])
+    version = ledger.experiment(exp.id).version
+    for _ in range(3):
+        exp.report()
+    assert ledger.experiment(exp.id).version == version
 
 
-def test_guardrails_wait_for_enough_decisions():
-    c = _counts(100, 2, 100, 90, b_errors=50)
-    assert guardrail_breaches(c, period_counts(c, None), None, "collecting",
-                              GuardrailConfig(min_decisions=200)) == []
+def test_decisions_routed_under_a_stale_period_count_in_that_period(tmp_path):
+    """A worker that has not seen a share change records under the old period, so the
+    users test of the new period sees only users routed with the new share."""
+    path = tmp_path / "ledger.sqlite"
+    cfg = {"guardrails": GuardrailConfig(min_decisions=10, min_users=10)}
+    with SQLiteLedger(path) as lx, SQLiteLedger(path) as ly:
+        x, y = make(lx, **cfg), make(ly, **cfg)
+        x.set_share(0.0)
+        y.refresh()
+        x.set_share(0.5)  # y is stale for up to a second
+        serve(y, [f"stale-{i}" for i in range(300)])  # all to A, under the old period
+        serve(x, [f"fresh-{i}" for i in range(400)])
+        ly.flush()
+        body, rolled = x.enforce_guardrails()
+        srm = body["sample_ratio"]
+        assert srm["users_a"] + srm["users_b"] == 400 and not srm["mismatch"]
+        assert not rolled and body["experiment"]["guardrail_breaches"] == []
 
 
-def test_period_counts_subtract_the_baseline():
-    c = _counts(1000, 20, 500, 10, b_errors=4)
-    assert period_counts(c, {"model_a": [900, 18, 0], "model_b": [500, 10, 1]}) == {
-        "model_a": (100, 2, 0), "model_b": (0, 0, 3)}
-
-
-def test_enforce_rolls_back_on_a_breach_and_reports_it(ledger):
-    exp = make(ledger, guardrails=GuardrailConfig(min_decisions=10, max_p95_latency_ms=20))
-    users = [f"u{i}" for i in range(200)]
-    arms = [exp.route(u) for u in users]
-    for user, arm in zip(users, arms, strict=True):  # the challenger is 10x slower
-        exp.record([user], [arm], [0.1], 50.0 if arm == "model_b" else 5.0, "predict")
-    ledger.flush()
+def test_enforce_rolls_back_a_slow_challenger_and_reports_it(ledger):
+    exp = make(ledger, guardrails=GuardrailConfig(min_decisions=50, min_users=10,
+                                                  max_p95_latency_ms=20))
+    for i in range(400):  # the challenger is 10x slower on every call
+        u = f"u{i}"
+        arm = exp.route(u)
+        exp.record([u], [arm], [0.1], 50.0 if arm == "model_b" else 5.0, "predict")
     body, rolled = exp.enforce_guardrails()
     assert rolled and body["experiment"]["rolled_back"]
-    assert "p95 latency 50.0 ms > 20.0 ms" in body["experiment"]["rollback_reason"]
-    assert body["model_a"]["total_predictions"] + body["model_b"]["total_predictions"] == 200
-    assert exp.refresh().rolled_back
+    assert "latency" in body["experiment"]["rollback_reason"]
+    assert exp.refresh().rolled_back and exp.effective_share() == 0.0
 
 
-def test_latency_guardrail_spares_an_overloaded_host():
-    c = _counts(1000, 20, 1000, 20, b_p95=900.0)
-    c["model_a"] = ArmAggregate(total=1000, flagged=20, latency_p95_ms=600.0)
-    assert guardrail_breaches(c, period_counts(c, None), None, "collecting",
-                              GuardrailConfig()) == []
+def test_errors_count_per_row_against_their_arm(ledger):
+    exp = make(ledger)
+    state = exp.state
+    exp.record_errors(["u1", "u1", "u2"], ["model_b", "model_b", "model_a"], state)
+    body, _, _ = exp.report()
+    assert body["model_b"]["errors"] == 2 and body["model_a"]["errors"] == 1
 
 
-def test_share_change_settles_before_the_sample_ratio_is_judged(ledger):
-    clock = [1000.0]
-    exp = Experiment(ABConfig(guardrails=GuardrailConfig(min_decisions=10)), ARMS, ledger,
-                     clock=lambda: clock[0])
-    exp.set_share(0.5)
-    # A stale worker still routes everyone to model_a right after the change.
-    exp.record([f"s{i}" for i in range(100)], ["model_a"] * 100, [0.1] * 100, 5.0, "predict")
-    body, _, breaches = exp.report()
-    assert body["experiment"]["period_settling"] and body["sample_ratio"] is None
-    assert breaches == []
-    clock[0] += 5  # every worker has the new share now
-    exp.report()  # settles: the baseline excludes the stale decisions
-    users = [f"n{i}" for i in range(400)]
-    exp.record(users, [exp.route(u) for u in users], [0.1] * 400, 5.0, "predict")
-    body, _, breaches = exp.report()
-    assert not body["experiment"]["period_settling"]
-    assert body["sample_ratio"]["n_a"] + body["sample_ratio"]["n_b"] == 400
-    assert not body["sample_ratio"]["mismatch"] and breaches == []
+def test_a_failing_challenger_is_rolled_back_on_its_error_rate(ledger):
+    exp = make(ledger)
+    users = [f"u{i}" for i in range(3000)]
+    state = exp.state
+    arms = [exp.route(u, state) for u in users]
+    ok = [(u, a) for i, (u, a) in enumerate(zip(users, arms, strict=True))
+          if not (a == "model_b" and i % 5 == 0)]  # the challenger fails 20% of its rows
+    failed = [(u, a) for u, a in zip(users, arms, strict=True) if (u, a) not in ok]
+    exp.record([u for u, _ in ok], [a for _, a in ok], [0.1] * len(ok), 5.0, "predict", state)
+    exp.record_errors([u for u, _ in failed], [a for _, a in failed], state)
+    _, rolled = exp.enforce_guardrails()
+    assert rolled and "error rate" in exp.state.rollback_reason
 
 
-def test_a_config_share_edit_starts_a_new_period(ledger, tmp_path):
-    make(ledger, challenger_share=0.5).report()
+def test_a_healthy_challenger_is_not_rolled_back_on_noise(ledger):
+    exp = make(ledger)
+    import random
+    rng = random.Random(3)
+    for _i in range(4000):
+        u = f"u{rng.randrange(60)}"  # few users, many decisions each
+        out = serve(exp, [u], proba=rng.random())
+        ledger.label(out[0].request_id, rng.random() < 0.3, wait=0)
+    body, rolled = exp.enforce_guardrails()
+    assert not rolled and body["experiment"]["guardrail_breaches"] == []
+
+
+def test_a_config_share_edit_starts_a_new_period(ledger):
+    first = make(ledger, challenger_share=0.5)
     edited = make(ledger, challenger_share=0.2)
-    body, _, _ = edited.report()
-    assert body["experiment"]["period_settling"] and edited.state.period_share == 0.2
+    assert edited.id == first.id
+    assert edited.state.period == first.state.period + 1 and edited.state.period_share == 0.2
 
 
 def test_report_counts_and_labels(ledger):
-    exp = make(ledger, challenger_share=0.5, guardrails=GuardrailConfig(min_decisions=1))
+    exp = make(ledger, challenger_share=0.5)
     out = exp.record(["u1", "u2", "u3"], ["model_a", "model_a", "model_b"], [0.9, 0.1, 0.9],
                      5.0, "predict")
     ledger.label(out[0].request_id, True)   # tp for A
@@ -162,6 +196,60 @@ def test_report_counts_and_labels(ledger):
     a = body["model_a"]
     assert (a["total_predictions"], a["fraud_count"], a["legit_count"]) == (2, 1, 1)
     assert a["fraud_rate"] == 0.5 and a["tp"] == 1 and a["fn"] == 1
-    assert a["recall"]["value"] == 0.5
+    assert a["recall"]["value"] == 0.5 and a["users"] == 2
     assert body["model_b"]["total_predictions"] == 1
-    assert body["sample_ratio"]["n_a"] == 2 and body["sample_ratio"]["n_b"] == 1
+
+
+def test_new_identity_ends_the_experiment_and_keeps_its_history(ledger):
+    old = make(ledger)
+    serve(old, [f"u{i}" for i in range(20)])
+    promoted = make(ledger, arms=SWAPPED)  # a promotion swaps the tags: a new experiment
+    assert promoted.id != old.id
+    body, _, _ = promoted.report()
+    assert body["model_a"]["total_predictions"] == 0  # fresh counts
+    history = list_experiments(ABConfig(), ledger)
+    assert [h["id"] for h in history] == [promoted.id, old.id]
+    ended = history[1]
+    assert ended["ended_at"] and "model_a" in ended["end_reason"]
+    assert (ended["per_arm"]["model_a"]["users"] + ended["per_arm"]["model_b"]["users"]) == 20
+    assert make(ledger, salt="another").id not in (old.id, promoted.id)
+
+
+def test_end_stores_final_statistics(ledger):
+    exp = make(ledger)
+    serve(exp, [f"u{i}" for i in range(10)])
+    final = exp.end("promotion: test")
+    assert final["end_reason"] is None or final["end_reason"] == "promotion: test"
+    stored = ledger.experiment(exp.id)
+    assert stored.ended_at and stored.end_reason == "promotion: test"
+    assert stored.final["per_arm"]["model_a"]["users"] + \
+        stored.final["per_arm"]["model_b"]["users"] == 10
+
+
+def test_resume_refusal_and_force_holds(ledger):
+    exp = make(ledger)
+    exp._update(lambda st: st.__class__(**{**st.to_json(), "primary": {
+        "p_min": 1e-4, "ci_low": -0.3, "ci_high": -0.1, "verdict": "challenger_worse",
+        "verdict_look": 3, "looks": 3}}))
+    exp.rollback("sequential test: worse")
+    assert "force" in exp.resume_refusal(force=False)
+    assert exp.resume_refusal(force=True) is None
+    exp.resume(force=True)
+    assert exp.state.worse_overridden and not exp.state.rolled_back
+
+
+def test_maturity_counts_old_unlabelled_decisions_as_legit(ledger):
+    clock = [1_000_000.0]
+    exp = Experiment(ABConfig(labels=LabelPolicy(maturity_days=30)), ARMS, ledger,
+                     clock=lambda: clock[0])
+    out = exp.record(["u1", "u2", "u3"], ["model_a"] * 3, [0.9, 0.1, 0.9], 5.0, "predict")
+    ledger.label(out[2].request_id, True)
+    body, _ = exp.enforce_guardrails()
+    assert body["model_a"]["mature"] == 1  # only the labelled one so far
+    clock[0] += 31 * 86_400
+    body, _ = exp.enforce_guardrails()
+    a = body["model_a"]
+    assert (a["mature"], a["tp"], a["fp"], a["tn"]) == (3, 1, 1, 1)
+    ledger.label(out[0].request_id, True)  # a late chargeback turns the fp into a tp
+    body, _, _ = exp.report()
+    assert (body["model_a"]["tp"], body["model_a"]["fp"]) == (2, 0)
