@@ -11,7 +11,7 @@ PROFILE ?= mix
 CONTAINERIZE_ARGS ?=
 export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: help install sysdeps train models gate build image serve test test-fast lint loadtest bench clean promote
+.PHONY: help install sysdeps train models gate build image serve test test-fast lint loadtest bench clean promote simulate
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ loadtest: gate  ## serve + locust headless (USERS, RUN_TIME, PROFILE=mix|referen
 
 promote: install  ## challenger -> champion (MLflow aliases + store roles) if the verdict is challenger_better
 	$(BIN)/python -m training.promote $(PROMOTE_ARGS)
+
+simulate: install  ## A/A and A/B experiments through the service's statistics: the table in docs/statistics.md
+	$(BIN)/python -m fraud.simulation $(SIMULATE_ARGS)
 
 bench: gate  ## the performance benchmark; figures beside baselines from the same run
 	$(BIN)/python -m loadtests.bench

@@ -36,6 +36,7 @@ from fraud.fastpredict import scorer
 from fraud.gatecheck import readiness_problem
 from fraud.ledger import LabelOutcome, SQLiteLedger
 from fraud.models import ModelMismatch, ModelsMissing, resolve_arms
+from fraud.routing import failed_rows, score_by_arm
 from fraud.runtime import admin_key_ok, batching_enabled, ledger_path
 from fraud.schema import (
     ARMS,
@@ -92,19 +93,7 @@ class ABRouter:
         tune_gc()
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
-        """Each arm's rows with its model; a failing model gives NaN for its rows only, so
-        the other arm's rows in the same (mixed) batch still get their scores."""
-        out = np.empty(len(rows), dtype=np.float64)
-        arms = rows[:, 0].astype(np.int64)
-        for index, score in enumerate(self.scorers):
-            mask = arms == index
-            if mask.any():
-                try:
-                    out[mask] = score(rows[mask, 1:])
-                except Exception:
-                    log.exception("%s failed to score %d rows", ARMS[index], int(mask.sum()))
-                    out[mask] = np.nan
-        return out
+        return score_by_arm(self.scorers, rows)
 
     @bentoml.api(batchable=True, batch_dim=0, max_batch_size=256, max_latency_ms=30_000)
     def score(self, rows: np.ndarray) -> np.ndarray:
@@ -234,9 +223,8 @@ class FraudDetection:
         except Exception:
             self._count_errors(user_ids, arms, state)
             raise
-        failed = ~np.isfinite(proba)
-        if failed.any():  # a model failed on its rows: count them against that arm only
-            bad = [i for i in range(len(arms)) if failed[i]]
+        bad = failed_rows(proba)
+        if bad:  # a model failed on its rows: count them against that arm only
             self._count_errors([user_ids[i] for i in bad], [arms[i] for i in bad], state)
             names = sorted({arms[i] for i in bad})
             raise ScoringFailed(f"{', '.join(names)} failed to score {len(bad)} of "

@@ -94,7 +94,7 @@ def latency_breach(latency_a: Sequence[float], latency_b: Sequence[float],
     tail = float(_sps.binom.sf(slow - 1, n, P95_EXCEEDANCE))
     if tail < cfg.latency_alpha_per_look:
         return (f"challenger p95 latency {percentile(latency_b, 95):.1f} ms: {slow}/{n} "
-                f"recent calls slower than {limit:.1f} ms (binomial tail {tail:.1e})")
+                f"recent calls slower than {limit:g} ms (binomial tail {tail:.1e})")
     return None
 
 

@@ -195,7 +195,7 @@ class SQLiteLedger:
             try:
                 for statement in sql.OBSOLETE:
                     conn.execute(statement)
-                for statement in _split_sql(sql.SCHEMA):
+                for statement in _split_sql(sql.SCHEMA + sql.MOMENTS_SCHEMA):
                     conn.execute(statement)
                 for table, columns in sql.MIGRATIONS.items():
                     have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
@@ -423,11 +423,16 @@ class SQLiteLedger:
         return Decision(rid, ts, user_id, arm, tag, prob, bool(flagged), latency, source,
                         eid, period)
 
-    def aggregates(self, experiment_id: int) -> Periods:
-        """Per period and arm, the sums over users of one experiment (this process flushed)."""
+    def aggregates(self, experiment_id: int, *, scan: bool = False) -> Periods:
+        """Per period and arm, the sums over users of one experiment (this process flushed).
+
+        Read from the running sums the triggers keep; `scan=True` recomputes them from the
+        per-user rows instead (a check: both must agree).
+        """
         self.flush()
         with self._rlock:
-            rows = self._rconn.execute(sql.AGGREGATES, (experiment_id,)).fetchall()
+            rows = self._rconn.execute(sql.AGGREGATES_SCAN if scan else sql.AGGREGATES,
+                                       (experiment_id,)).fetchall()
         out: Periods = {}
         for period, arm, *sums in rows:
             out.setdefault(int(period), {})[arm] = ArmPeriod.from_sums(sums)

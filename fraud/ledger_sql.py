@@ -134,16 +134,71 @@ UPSERT_ERRORS = (
     " errors = errors + excluded.errors"
 )
 
-# In fraud.aggregates.SUM_COLUMNS order.
-AGGREGATES = """
-SELECT period, arm, COUNT(*), SUM(decisions), SUM(flagged), SUM(errors), SUM(labelled),
-       SUM(tp), SUM(fp), SUM(fn), SUM(tn),
-       SUM(decisions > 0), SUM(decisions * decisions), SUM(flagged * flagged),
-       SUM(decisions * flagged),
-       SUM(decisions + errors > 0), SUM((decisions + errors) * (decisions + errors)),
-       SUM(errors * errors), SUM((decisions + errors) * errors),
-       SUM(tp + fn > 0), SUM((tp + fn) * (tp + fn)), SUM(tp * tp), SUM((tp + fn) * tp),
-       SUM(tp + fp > 0), SUM((tp + fp) * (tp + fp)), SUM((tp + fp) * tp)
+# Per (experiment, period, arm), the sums over users that fraud.aggregates.ArmPeriod needs, in
+# its SUM_COLUMNS order, each as a function of one user_stats row `{r}`. Triggers on user_stats
+# add a new row's terms and, on update, the difference NEW - OLD, so /ab-stats reads a few
+# rows whatever the number of users or decisions.
+MOMENTS: tuple[tuple[str, str], ...] = (
+    ("users", "1"),
+    ("decisions", "{r}.decisions"),
+    ("flagged", "{r}.flagged"),
+    ("errors", "{r}.errors"),
+    ("labelled", "{r}.labelled"),
+    ("tp", "{r}.tp"),
+    ("fp", "{r}.fp"),
+    ("fn", "{r}.fn"),
+    ("tn", "{r}.tn"),
+    ("users_decided", "({r}.decisions > 0)"),
+    ("dd", "{r}.decisions * {r}.decisions"),
+    ("ff", "{r}.flagged * {r}.flagged"),
+    ("df", "{r}.decisions * {r}.flagged"),
+    ("users_attempted", "({r}.decisions + {r}.errors > 0)"),
+    ("aa", "({r}.decisions + {r}.errors) * ({r}.decisions + {r}.errors)"),
+    ("ee", "{r}.errors * {r}.errors"),
+    ("ae", "({r}.decisions + {r}.errors) * {r}.errors"),
+    ("users_fraud", "({r}.tp + {r}.fn > 0)"),
+    ("pp", "({r}.tp + {r}.fn) * ({r}.tp + {r}.fn)"),
+    ("tt", "{r}.tp * {r}.tp"),
+    ("pt", "({r}.tp + {r}.fn) * {r}.tp"),
+    ("users_flagged_mature", "({r}.tp + {r}.fp > 0)"),
+    ("qq", "({r}.tp + {r}.fp) * ({r}.tp + {r}.fp)"),
+    ("qt", "({r}.tp + {r}.fp) * {r}.tp"),
+)
+_NAMES = ", ".join(name for name, _ in MOMENTS)
+_KEY = "experiment_id, period, arm"
+
+MOMENTS_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS arm_moments (
+    experiment_id INTEGER NOT NULL,
+    period        INTEGER NOT NULL,
+    arm           TEXT    NOT NULL,
+    {", ".join(f"{name} INTEGER NOT NULL DEFAULT 0" for name, _ in MOMENTS)},
+    PRIMARY KEY ({_KEY})
+) WITHOUT ROWID;
+
+CREATE TRIGGER IF NOT EXISTS user_stats_added AFTER INSERT ON user_stats
+BEGIN
+    INSERT INTO arm_moments ({_KEY}, {_NAMES})
+    VALUES (NEW.experiment_id, NEW.period, NEW.arm,
+            {", ".join(expr.format(r="NEW") for _, expr in MOMENTS)})
+    ON CONFLICT ({_KEY}) DO UPDATE SET
+        {", ".join(f"{name} = {name} + excluded.{name}" for name, _ in MOMENTS)};
+END;
+
+CREATE TRIGGER IF NOT EXISTS user_stats_changed AFTER UPDATE ON user_stats
+BEGIN
+    UPDATE arm_moments SET
+        {", ".join(f"{name} = {name} + ({expr.format(r='NEW')}) - ({expr.format(r='OLD')})"
+                   for name, expr in MOMENTS[1:])}
+    WHERE experiment_id = NEW.experiment_id AND period = NEW.period AND arm = NEW.arm;
+END;
+"""
+
+AGGREGATES = f"SELECT period, arm, {_NAMES} FROM arm_moments WHERE experiment_id = ?"
+
+# The same sums recomputed from user_stats (a full scan): for checks and for rebuilding.
+AGGREGATES_SCAN = f"""
+SELECT period, arm, {", ".join(f"SUM({expr.format(r='user_stats')})" for _, expr in MOMENTS)}
 FROM user_stats WHERE experiment_id = ? GROUP BY period, arm
 """
 

@@ -28,9 +28,10 @@ ARMS = {"model_a": ArmModel("model_a", "fraud_rf:aaa", 0.5, {}),
 
 
 def _serve(worker: Experiment, users: list[str]) -> list[str]:
-    """What FraudDetection._score does per request: route, then record the decision."""
-    arms = [worker.route(u) for u in users]
-    worker.record(users, arms, [0.1] * len(users), 5.0, "predict")
+    """What FraudDetection._score does per request: one state snapshot, route, record."""
+    state = worker.state
+    arms = [worker.route(u, state) for u in users]
+    worker.record(users, arms, [0.1] * len(users), 5.0, "predict", state)
     return arms
 
 
@@ -62,10 +63,12 @@ def test_ramping_the_share_up_does_not_trip_the_srm_guardrail(tmp_path: Path) ->
         exp, srm = report["experiment"], report["sample_ratio"]
         assert not rolled and not exp["rolled_back"], (
             "BUG: changing the share rolled the challenger back by itself: "
-            f"{exp['rollback_reason']!r} (period counts n_a={srm['n_a']}, n_b={srm['n_b']}). "
+            f"{exp['rollback_reason']!r} (period users {srm['users_a']}+{srm['users_b']}). "
             "The new allocation period counts the decisions the other worker made with the "
             "old share before its 1 s refresh (and any it still had queued), and the SRM "
             "guardrail has no minimum sample. Fix (fraud/experiment.py): judge SRM only on "
             "decisions routed under the current period (e.g. stamp each decision with the "
             "period id or the share it was routed with, or count from period_started_at plus "
             "2 refresh intervals), and require guardrails.min_decisions per arm first.")
+        # Only users routed with the new share count in the new period: 50 on X, 2 on Y.
+        assert srm["users_a"] + srm["users_b"] == 52, srm

@@ -1,12 +1,15 @@
 """`python -m training.promote`: refuses without evidence, swaps roles and aliases with it."""
 
 import subprocess
-import time
 
 import pytest
 from helpers import PYTHON, ROOT, train
 
-from fraud.ledger import Decision, SQLiteLedger
+from fraud.config import load_ab_config
+from fraud.experiment import Experiment
+from fraud.ledger import SQLiteLedger
+from fraud.models import ArmModel
+from fraud.schema import ARMS
 
 pytestmark = pytest.mark.slow
 
@@ -25,17 +28,18 @@ def _arms(store):
     return out.stdout.split()
 
 
-def _seed(path, recall_a, recall_b, n=200):
+def _seed(path, tags, recall_a, recall_b, n=200):
+    """An experiment of the served tags with n labelled fraud decisions per arm."""
+    arms = {arm: ArmModel(arm, tag, 0.5, {}) for arm, tag in zip(ARMS, tags, strict=True)}
     with SQLiteLedger(path) as led:
-        now = time.time()
+        exp = Experiment(load_ab_config(), arms, led)
         for arm, recall in (("model_a", recall_a), ("model_b", recall_b)):
             flagged = int(n * recall)
-            rows = [Decision(f"{arm}-{i}", now, f"u{i}", arm, "t", 0.9, i < flagged, 5.0,
-                             "predict") for i in range(n)]
-            led.record(rows)
-            led.flush()
-            for r in rows:
-                led.label(r.request_id, True)
+            users = [f"{arm}-u{i}" for i in range(n)]
+            out = exp.record(users, [arm] * n, [0.9 if i < flagged else 0.1 for i in range(n)],
+                             5.0, "predict")
+            for p in out:
+                led.label(p.request_id, True)
 
 
 def _promote(store, ledger, *extra):
@@ -48,14 +52,14 @@ def test_refuses_unless_challenger_better_then_swaps(store, tmp_path):
 
     before = _arms(store)
     worse = tmp_path / "worse.sqlite"
-    _seed(worse, recall_a=0.9, recall_b=0.5)
+    _seed(worse, before, recall_a=0.9, recall_b=0.5)
     refused = _promote(store, worse)
     assert refused.returncode == 1
     assert "verdict is 'challenger_worse'" in refused.stderr
     assert _arms(store) == before
 
     better = tmp_path / "better.sqlite"
-    _seed(better, recall_a=0.5, recall_b=0.95)
+    _seed(better, before, recall_a=0.5, recall_b=0.95)
     done = _promote(store, better)
     assert done.returncode == 0, done.stderr
     assert _arms(store) == before[::-1]
@@ -65,6 +69,9 @@ def test_refuses_unless_challenger_better_then_swaps(store, tmp_path):
     assert run.data.tags["bentoml_model"] == before[1].split(":")[0]
     with SQLiteLedger(better) as led:
         assert led.get_state("promotion")["champion"] == before[1]
+        ended = led.experiments()[0]  # the promotion ended the experiment, keeping its verdict
+        assert ended.ended_at and ended.end_reason.startswith("promotion")
+        assert ended.final["verdict"] == "challenger_better"
 
 
 def test_force_overrides(store, tmp_path):  # runs after the swap above: swaps back
