@@ -10,7 +10,6 @@ compare-and-set. No BentoML dependency: the service imports this, not the other 
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import sqlite3
@@ -20,12 +19,12 @@ import weakref
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from fraud import ledger_sql as sql
-from fraud.aggregates import ArmPeriod, Periods
+from fraud.ledger_experiments import ExperimentRecord, ExperimentStore
+from fraud.ledger_labels import SOURCES, Decision, LabelOutcome, LabelStore, Source
 from fraud.schema import ARMS, Arm
 
 __all__ = [
@@ -38,25 +37,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Source = Literal["predict", "batch"]
-SOURCES: tuple[str, str] = ("predict", "batch")
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """One scored transaction as the ledger stores it."""
-
-    request_id: str
-    ts: float  # epoch seconds
-    user_id: str
-    arm: Arm
-    model_tag: str
-    probability: float
-    is_fraud: bool
-    latency_ms: float
-    source: Source
-    experiment_id: int = 0
-    period: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,40 +47,6 @@ class ScoringError:
     period: int
     arm: Arm
     user_id: str
-
-
-@dataclass(frozen=True)
-class ExperimentRecord:
-    """One experiment as stored: identity, lifetime, shared state and its version."""
-
-    id: int
-    salt: str
-    model_a: str
-    model_b: str
-    started_at: str
-    ended_at: str | None
-    end_reason: str | None
-    state: dict[str, Any]
-    version: int
-    final: dict[str, Any] | None
-
-    @classmethod
-    def from_row(cls, row: tuple[Any, ...]) -> ExperimentRecord:
-        eid, salt, a, b, started, ended, reason, state, version, final = row
-        return cls(eid, salt, a, b, started, ended, reason, json.loads(state or "{}"),
-                   version, json.loads(final) if final else None)
-
-    def identity(self) -> tuple[str, str, str]:
-        return self.salt, self.model_a, self.model_b
-
-
-class LabelOutcome(StrEnum):
-    """What `label()` did; compares equal to the plain strings."""
-
-    CREATED = "created"  # stored
-    DUPLICATE = "duplicate"  # same label already stored: nothing changed
-    CONFLICT = "conflict"  # a different label already stored: nothing changed (HTTP 409)
-    UNKNOWN = "unknown"  # no such decision (HTTP 404)
 
 
 _Row = tuple[str, float, str, str, str, float, int, float, str, int, int]
@@ -118,7 +64,7 @@ def _to_row(d: Decision) -> _Row:
     )
 
 
-class SQLiteLedger:
+class SQLiteLedger(LabelStore, ExperimentStore):
     """Ledger on an embedded SQLite file (WAL); open one per process, share the file."""
 
     def __init__(
@@ -347,219 +293,6 @@ class SQLiteLedger:
                     log.error("ledger: dropping unwritable decision %r: %s", row[0], exc)
         conn.execute("RELEASE batch")
         return inserted
-
-    # -- labels -----------------------------------------------------------------------------
-
-    def label(
-        self, request_id: str, is_fraud: bool, *, wait: float | None = None
-    ) -> LabelOutcome:
-        """Store the label for a decision: created, duplicate, conflict or unknown.
-
-        An unknown id is retried for up to `wait` s (default `label_wait`): another worker
-        may still hold the decision in its queue.
-        """
-        deadline = time.monotonic() + (self.label_wait if wait is None else wait)
-        poll = min(max(self.flush_interval / 5, 0.002), 0.05)
-        while True:
-            self.flush()
-            outcome = self._try_label(request_id, bool(is_fraud))
-            remaining = deadline - time.monotonic()
-            if outcome is not LabelOutcome.UNKNOWN or remaining <= 0:
-                return outcome
-            time.sleep(min(poll, remaining))
-
-    def _try_label(self, request_id: str, is_fraud: bool) -> LabelOutcome:
-        with self._rlock:  # cheap read first: unknown ids must not take the write lock
-            seen = self._rconn.execute(
-                "SELECT 1 FROM decisions WHERE request_id = ?", (request_id,)
-            ).fetchone()
-        if seen is None:
-            return LabelOutcome.UNKNOWN
-        with self._wlock:
-            conn = self._wconn
-            conn.execute("BEGIN IMMEDIATE")  # check-insert-read is one locked transaction
-            try:
-                cur = conn.execute(
-                    "INSERT INTO labels (request_id, is_fraud, ts) VALUES (?, ?, ?)"
-                    " ON CONFLICT (request_id) DO NOTHING",
-                    (request_id, int(is_fraud), time.time()),
-                )
-                if cur.rowcount == 1:
-                    outcome = LabelOutcome.CREATED
-                else:
-                    stored = conn.execute(
-                        "SELECT is_fraud FROM labels WHERE request_id = ?", (request_id,)
-                    ).fetchone()[0]
-                    same = bool(stored) == is_fraud
-                    outcome = LabelOutcome.DUPLICATE if same else LabelOutcome.CONFLICT
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        return outcome
-
-    def get_label(self, request_id: str) -> bool | None:
-        """The stored label of a decision, or None if it has none."""
-        with self._rlock:
-            row = self._rconn.execute(
-                "SELECT is_fraud FROM labels WHERE request_id = ?", (request_id,)
-            ).fetchone()
-        return None if row is None else bool(row[0])
-
-    # -- reads ------------------------------------------------------------------------------
-
-    def lookup(self, request_id: str) -> Decision | None:
-        """The stored decision with this id (after flushing this process's queue), or None."""
-        self.flush()
-        with self._rlock:
-            row = self._rconn.execute(
-                f"SELECT {sql.DECISION_COLUMNS} FROM decisions WHERE request_id = ?",
-                (request_id,),
-            ).fetchone()
-        if row is None:
-            return None
-        rid, ts, user_id, arm, tag, prob, flagged, latency, source, eid, period = row
-        return Decision(rid, ts, user_id, arm, tag, prob, bool(flagged), latency, source,
-                        eid, period)
-
-    def aggregates(self, experiment_id: int, *, scan: bool = False) -> Periods:
-        """Per period and arm, the sums over users of one experiment (this process flushed).
-
-        Read from the running sums the triggers keep; `scan=True` recomputes them from the
-        per-user rows instead (a check: both must agree).
-        """
-        self.flush()
-        with self._rlock:
-            rows = self._rconn.execute(sql.AGGREGATES_SCAN if scan else sql.AGGREGATES,
-                                       (experiment_id,)).fetchall()
-        out: Periods = {}
-        for period, arm, *sums in rows:
-            out.setdefault(int(period), {})[arm] = ArmPeriod.from_sums(sums)
-        return out
-
-    def latencies(self, experiment_id: int, period: int, limit: int) -> dict[str, list[float]]:
-        """The latest `limit` single-prediction latencies (ms) per arm in one period."""
-        with self._rlock:
-            return {arm: [r[0] for r in self._rconn.execute(
-                sql.LATENCIES, (experiment_id, period, arm, limit))] for arm in ARMS}
-
-    def mature(self, before_ts: float) -> int:
-        """Count unlabelled decisions older than `before_ts` as legit; how many matured."""
-        self.flush()
-        with self._wlock:
-            conn = self._wconn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute(sql.MATURE_COUNT, (before_ts,))
-                n = conn.execute(sql.MATURE_MARK, (before_ts,)).rowcount
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        return n
-
-    # -- experiments ------------------------------------------------------------------------
-
-    def current_experiment(self, identity: tuple[str, str, str],
-                           started_at: str) -> tuple[ExperimentRecord, ExperimentRecord | None]:
-        """The open experiment with this (salt, model A, model B), and the one it replaced.
-
-        If the open experiment has another identity, it is ended (reason: what changed) and
-        a new one starts, in one transaction: two workers starting together agree.
-        """
-        with self._wlock:
-            conn = self._wconn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = conn.execute(f"SELECT {sql.EXPERIMENT_COLUMNS} FROM experiments WHERE"
-                                   " ended_at IS NULL ORDER BY id DESC LIMIT 1").fetchone()
-                old = ExperimentRecord.from_row(row) if row else None
-                if old is not None and old.identity() == identity:
-                    conn.execute("COMMIT")
-                    return old, None
-                if old is not None:
-                    changed = [name for name, x, y in zip(("salt", "model_a", "model_b"),
-                                                          old.identity(), identity, strict=True)
-                               if x != y]
-                    conn.execute("UPDATE experiments SET ended_at = ?, end_reason = ?"
-                                 " WHERE id = ?", (started_at, f"{', '.join(changed)} changed",
-                                                   old.id))
-                cur = conn.execute("INSERT INTO experiments (salt, model_a, model_b,"
-                                   " started_at) VALUES (?, ?, ?, ?)", (*identity, started_at))
-                new_id = cur.lastrowid
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        new = self.experiment(int(new_id or 0))
-        assert new is not None
-        return new, None if old is None else self.experiment(old.id)
-
-    def experiment(self, experiment_id: int) -> ExperimentRecord | None:
-        """One experiment by id, or None."""
-        with self._rlock:
-            row = self._rconn.execute(f"SELECT {sql.EXPERIMENT_COLUMNS} FROM experiments"
-                                      " WHERE id = ?", (experiment_id,)).fetchone()
-        return ExperimentRecord.from_row(row) if row else None
-
-    def experiments(self) -> list[ExperimentRecord]:
-        """Every experiment, newest first."""
-        with self._rlock:
-            rows = self._rconn.execute(f"SELECT {sql.EXPERIMENT_COLUMNS} FROM experiments"
-                                       " ORDER BY id DESC").fetchall()
-        return [ExperimentRecord.from_row(r) for r in rows]
-
-    def compare_and_set(self, experiment_id: int, version: int, state: dict[str, Any]) -> bool:
-        """Store `state` if the experiment is open and still at `version`; False otherwise."""
-        return self._write_experiment(
-            "UPDATE experiments SET state = ?, version = version + 1"
-            " WHERE id = ? AND version = ? AND ended_at IS NULL",
-            (json.dumps(state, sort_keys=True), experiment_id, version))
-
-    def finish(self, experiment_id: int, ended_at: str | None, reason: str | None,
-               final: dict[str, Any]) -> None:
-        """Store an experiment's final report (and end it if `ended_at` is given)."""
-        self._write_experiment(
-            "UPDATE experiments SET final = ?, ended_at = COALESCE(ended_at, ?),"
-            " end_reason = COALESCE(end_reason, ?) WHERE id = ?",
-            (json.dumps(final, sort_keys=True), ended_at, reason, experiment_id))
-
-    def _write_experiment(self, statement: str, params: tuple[Any, ...]) -> bool:
-        with self._wlock:
-            conn = self._wconn
-            conn.execute("PRAGMA synchronous = FULL")  # state changes survive power loss
-            try:
-                return conn.execute(statement, params).rowcount == 1
-            finally:
-                conn.execute("PRAGMA synchronous = NORMAL")
-
-    # -- experiment state -------------------------------------------------------------------
-
-    def get_state(self, key: str) -> dict[str, Any] | None:
-        """The JSON value stored under `key`, or None."""
-        with self._rlock:
-            row = self._rconn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
-        return None if row is None else json.loads(row[0])
-
-    def set_state(self, key: str, value: dict[str, Any]) -> None:
-        """Store `value` under `key`, committed with synchronous=FULL (survives power loss)."""
-        text = json.dumps(value, sort_keys=True)
-        with self._wlock:
-            conn = self._wconn
-            conn.execute("PRAGMA synchronous = FULL")
-            try:
-                conn.execute(
-                    "INSERT INTO state (key, value, updated_at) VALUES (?, ?, ?)"
-                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
-                    " updated_at = excluded.updated_at",
-                    (key, text, time.time()),
-                )
-            finally:
-                conn.execute("PRAGMA synchronous = NORMAL")
-
 
 def _split_sql(script: str) -> list[str]:
     """Split a schema script into statements (triggers keep their inner semicolons)."""
