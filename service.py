@@ -31,9 +31,10 @@ from pydantic import BaseModel, Field
 
 from fraud import logs
 from fraud.config import load_ab_config
-from fraud.experiment import Experiment, list_experiments
+from fraud.experiment import Experiment
 from fraud.fastpredict import scorer
 from fraud.gatecheck import readiness_problem
+from fraud.judge import list_experiments
 from fraud.ledger import LabelOutcome, SQLiteLedger
 from fraud.models import ModelMismatch, ModelsMissing, resolve_arms
 from fraud.routing import failed_rows, score_by_arm

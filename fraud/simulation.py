@@ -22,7 +22,7 @@ from multiprocessing import get_context
 from fraud import simulation_baseline as before
 from fraud.aggregates import ArmPeriod
 from fraud.config import ABConfig, load_ab_config
-from fraud.experiment import ExperimentState, judge
+from fraud.judge import ExperimentState, judge
 from fraud.traffic import ArmUsers, Look, ModelBehaviour, Population, Scenario, looks
 
 EXPECTED_SHARE = 0.5

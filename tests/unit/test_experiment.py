@@ -6,7 +6,8 @@ import pytest
 
 from fraud.assignment import assign
 from fraud.config import ABConfig, GuardrailConfig, LabelPolicy
-from fraud.experiment import Experiment, decide, list_experiments
+from fraud.experiment import Experiment, decide
+from fraud.judge import list_experiments
 from fraud.ledger import SQLiteLedger
 from fraud.models import ArmModel
 
