@@ -31,6 +31,8 @@ def _aa(name: str, population: Population, decisions: int) -> Scenario:
     (_aa("40 users, heavy-tailed", Population(40, 1.5), 5000), 400),
     (_aa("40 users, equal activity", Population(40, 0.0), 5000), 400),
     (_aa("5k users, heavy-tailed", Population(5000, 1.5), 30_000), 200),
+    (replace(_aa("late labels", Population(2000, 1.5, duration_days=90.0), 30_000),
+             label_delay_days=20.0, fraud_label_share=0.9, maturity_days=30.0), 200),
 ])
 def test_aa_experiments_raise_no_false_alarms(scenario: Scenario, runs: int) -> None:
     res = outcomes(scenario, runs, CFG, seed0=1000)
