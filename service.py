@@ -13,8 +13,10 @@ import os
 # core is busy the router burns its CPU waiting (measured: peak 47 -> ~220 requests/s).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import asyncio
 import gc
 import logging
+import sqlite3
 import sys
 import threading
 import time
@@ -35,7 +37,7 @@ from fraud.experiment import Experiment
 from fraud.fastpredict import scorer
 from fraud.gatecheck import readiness_problem
 from fraud.judge import list_experiments
-from fraud.ledger import LabelOutcome, SQLiteLedger
+from fraud.ledger import LabelOutcome, LedgerUnavailable, SQLiteLedger
 from fraud.models import ModelMismatch, ModelsMissing, resolve_arms
 from fraud.routing import failed_rows, score_by_arm
 from fraud.runtime import admin_key_ok, batching_enabled, ledger_path
@@ -153,6 +155,12 @@ class NotReady(BentoMLException):
     error_code = HTTPStatus.SERVICE_UNAVAILABLE
 
 
+class LedgerDown(BentoMLException):
+    """The ledger cannot store decisions: refuse rather than answer what is not kept (503)."""
+
+    error_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
 class ScoringFailed(BentoMLException):
     """A model failed on some rows of the request (500, naming the arm)."""
 
@@ -194,7 +202,13 @@ class FraudDetection:
     def _watch(self) -> None:
         """Every second: shared state; every check interval: guardrails and gauges."""
         last_check = 0.0
+        failures = 0
         while not self._stop.wait(1.0):
+            if self.ledger.problem:
+                self.ledger.probe()  # refusing traffic: find out when writes work again
+            self.metrics.ledger_up.set(0 if self.ledger.problem else 1)
+            self.metrics.ledger_failures.inc(self.ledger.write_failures - failures)
+            failures = self.ledger.write_failures
             try:
                 self.experiment.refresh()
                 if time.monotonic() - last_check >= AB.guardrails.check_interval_s:
@@ -205,11 +219,13 @@ class FraudDetection:
                 log.exception("experiment watch failed")
 
     def __is_ready__(self) -> bool:
-        return self.not_ready is None
+        return self.not_ready is None and self.ledger.problem is None
 
     def _check_ready(self) -> None:
         if self.not_ready:
             raise NotReady(f"service not ready: {self.not_ready}")
+        if self.ledger.problem:
+            raise LedgerDown(f"ledger unavailable ({self.ledger.path}): {self.ledger.problem}")
 
     async def _score(self, user_ids: list[str], features: np.ndarray,
                      bulk: bool) -> list[Prediction]:
@@ -231,8 +247,12 @@ class FraudDetection:
             raise ScoringFailed(f"{', '.join(names)} failed to score {len(bad)} of "
                                 f"{len(arms)} rows; nothing was decided")
         seconds = time.perf_counter() - started
-        results = self.experiment.record(user_ids, arms, proba, seconds * 1000,
-                                         "batch" if bulk else "predict", state)
+        try:  # a 200 means the decisions are committed (group commit with other requests)
+            results, committed = self.experiment.decide(user_ids, arms, proba, seconds * 1000,
+                                                        "batch" if bulk else "predict", state)
+            await asyncio.wrap_future(committed)
+        except LedgerUnavailable as exc:
+            raise LedgerDown(f"ledger unavailable, nothing was decided: {exc}") from None
         for arm in set(arms):
             self.metrics.observe(arm, [r.is_fraud for r in results if r.model_version == arm],
                                  seconds)
@@ -292,7 +312,12 @@ class FraudDetection:
     @bentoml.api(route="/feedback", input_spec=Feedback)
     def feedback(self, request_id: str, is_fraud: bool, ctx: bentoml.Context) -> dict[str, Any]:
         """Attach the true label to an earlier decision: 404 unknown id, 409 conflicting label."""
-        outcome = self.ledger.label(request_id, is_fraud)
+        try:
+            outcome = self.ledger.label(request_id, is_fraud)
+        except (LedgerUnavailable, sqlite3.Error) as exc:
+            ctx.response.status_code = 503
+            return {"request_id": request_id, "error": f"ledger unavailable "
+                    f"({self.ledger.path}): {exc}; the label was not stored"}
         status, body = FEEDBACK_ANSWERS[outcome]
         ctx.response.status_code = status
         return {"request_id": request_id, "is_fraud": is_fraud, **body}
@@ -313,15 +338,25 @@ class FraudDetection:
 
     @app.get("/ab-stats", tags=["operations"], summary="The current experiment: per-arm "
              "counts, per-user metrics, sequential tests, guardrails")
-    def ab_stats(self) -> dict[str, Any]:
-        body, _, _ = self.experiment.report()
+    def ab_stats(self) -> Any:
+        try:
+            body, _, _ = self.experiment.report()
+        except (LedgerUnavailable, sqlite3.Error) as exc:
+            return self._ledger_down(exc)
         return body
 
     @app.get("/experiments", tags=["operations"], summary="Every experiment, newest first, "
              "with its final statistics and verdict")
-    def experiments(self) -> dict[str, Any]:
-        return {"current": self.experiment.id,
-                "experiments": list_experiments(AB, self.ledger)}
+    def experiments(self) -> Any:
+        try:
+            return {"current": self.experiment.id,
+                    "experiments": list_experiments(AB, self.ledger)}
+        except (LedgerUnavailable, sqlite3.Error) as exc:
+            return self._ledger_down(exc)
+
+    def _ledger_down(self, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": f"ledger unavailable ({self.ledger.path}): {exc}"},
+                            status_code=503)
 
     # -- admin (need X-Admin-Key = FRAUDSERVE_ADMIN_KEY) --------------------------------------
 

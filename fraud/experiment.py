@@ -18,6 +18,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any
 
@@ -148,10 +149,11 @@ class Experiment:
             self.cfg, st)
         return assign(user_id, self.cfg.salt, share)
 
-    def record(self, user_ids: Sequence[str], arms: Sequence[Arm],
+    def decide(self, user_ids: Sequence[str], arms: Sequence[Arm],
                probabilities: Sequence[float], latency_ms: float, source: Source,
-               state: ExperimentState | None = None) -> list[Prediction]:
-        """Turn scores into decisions, ledger them under `state`'s period, return responses."""
+               state: ExperimentState | None = None) -> tuple[list[Prediction], Future[None]]:
+        """Turn scores into decisions under `state`'s period and queue them for the ledger:
+        (the responses, a future that completes once they are committed). Answer only then."""
         period = (state or self.state).period
         now, stamp = self.clock(), utc_now_iso()
         out: list[Prediction] = []
@@ -166,7 +168,14 @@ class Experiment:
                                   fraud_probability=round(float(p), 6), model_version=arm,
                                   model_tag=model.tag, latency_ms=round(latency_ms, 3),
                                   timestamp=stamp))
-        self.ledger.record(decisions)
+        return out, self.ledger.record(decisions)
+
+    def record(self, user_ids: Sequence[str], arms: Sequence[Arm],
+               probabilities: Sequence[float], latency_ms: float, source: Source,
+               state: ExperimentState | None = None) -> list[Prediction]:
+        """`decide`, waiting for the commit (raises LedgerUnavailable if it failed)."""
+        out, committed = self.decide(user_ids, arms, probabilities, latency_ms, source, state)
+        committed.result()
         return out
 
     def record_errors(self, user_ids: Sequence[str], arms: Sequence[Arm],

@@ -18,6 +18,7 @@ import time
 import weakref
 from collections import Counter, deque
 from collections.abc import Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,11 +32,16 @@ __all__ = [
     "Decision",
     "ExperimentRecord",
     "LabelOutcome",
+    "LedgerUnavailable",
     "SQLiteLedger",
     "Source",
 ]
 
 log = logging.getLogger(__name__)
+
+
+class LedgerUnavailable(RuntimeError):
+    """The ledger cannot store decisions now (the cause is in the message)."""
 
 
 
@@ -76,10 +82,13 @@ class SQLiteLedger(LabelStore, ExperimentStore):
         latency_window: int = 10_000,
         label_wait: float | None = None,
         busy_timeout: float = 5.0,
+        max_pending: int = 20_000,
     ) -> None:
         """Open (creating if needed) the ledger at `path` and start its writer thread.
 
-        `label_wait` bounds how long `label()` retries an unknown id (default 3 x interval).
+        `label_wait` bounds how long `label()` retries an unknown id (default 3 x interval);
+        `max_pending` bounds the rows waiting for their commit (memory stays bounded when the
+        database cannot be written: `record` refuses beyond it).
         """
         if flush_interval <= 0 or max_batch < 1 or latency_window < 1:
             raise ValueError("flush_interval, max_batch and latency_window must be positive")
@@ -91,8 +100,13 @@ class SQLiteLedger(LabelStore, ExperimentStore):
         self.label_wait = 3 * flush_interval if label_wait is None else label_wait
         self.busy_timeout = busy_timeout
 
-        self._pending: deque[_Row] = deque()
+        self.max_pending = max_pending
+        # Each record() call is one group: its rows and the future its caller waits on.
+        self._pending: deque[tuple[list[_Row], Future[None]]] = deque()
+        self._pending_rows = 0
         self._pending_errors: deque[ScoringError] = deque()
+        self.problem: str | None = None  # why the last write failed; None once one succeeds
+        self.write_failures = 0
         self._accept_lock = threading.Lock()  # orders record() against close()
         self._closed = False
         self._closed_reason = "ledger is closed"
@@ -157,17 +171,26 @@ class SQLiteLedger(LabelStore, ExperimentStore):
 
     # -- writes -----------------------------------------------------------------------------
 
-    def record(self, decisions: Iterable[Decision] | Decision) -> None:
-        """Enqueue decisions for the background writer; never touches the database."""
+    def record(self, decisions: Iterable[Decision] | Decision) -> Future[None]:
+        """Queue decisions for the writer thread; the future completes once they are committed
+        (group commit: the writer commits everything queued since its last commit in one
+        transaction) or fails with LedgerUnavailable. Callers answer only after it completes.
+        """
         if isinstance(decisions, Decision):
             decisions = (decisions,)
         rows = [_to_row(d) for d in decisions]
+        done: Future[None] = Future()
         with self._accept_lock:
             if self._closed:
                 raise RuntimeError(self._closed_reason)
-            self._pending.extend(rows)
-        if len(self._pending) >= self.max_batch:
-            self._wake.set()
+            if self._pending_rows + len(rows) > self.max_pending:
+                raise LedgerUnavailable(f"{self._pending_rows} decisions already wait for "
+                                        f"their commit to {self.path}"
+                                        + (f" ({self.problem})" if self.problem else ""))
+            self._pending.append((rows, done))
+            self._pending_rows += len(rows)
+        self._wake.set()
+        return done
 
     def record_errors(self, errors: Iterable[ScoringError]) -> None:
         """Count rows whose scoring failed, per arm and user (enqueued like decisions)."""
@@ -185,9 +208,24 @@ class SQLiteLedger(LabelStore, ExperimentStore):
         if len(self._pending_errors) >= self.max_batch:
             self._wake.set()
 
+    def probe(self) -> bool:
+        """One small real write (a heartbeat row): clears `problem` when the store can be
+        written again, sets it when not. The service calls it while it refuses traffic."""
+        try:
+            with self._wlock:
+                self._wconn.execute(
+                    "INSERT INTO state (key, value, updated_at) VALUES (?, '{}', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET updated_at = excluded.updated_at",
+                    (f"heartbeat:{os.getpid()}", time.time()))
+        except sqlite3.Error as exc:
+            self.problem = f"{type(exc).__name__}: {exc}"
+            return False
+        self.problem = None
+        return True
+
     def pending(self) -> int:
         """Rows (decisions and errors) enqueued in this process and not yet written."""
-        return len(self._pending) + len(self._pending_errors)
+        return self._pending_rows + len(self._pending_errors)
 
     def flush(self) -> None:
         """Write everything this process enqueued before the call; return once committed."""
@@ -229,8 +267,7 @@ class SQLiteLedger(LabelStore, ExperimentStore):
                 return  # close() does the final flush
             try:
                 self.flush()
-            except Exception:
-                log.exception("ledger: background flush failed; will retry")
+            except Exception:  # already reported to the waiting callers and in `problem`
                 self._stop.wait(min(1.0, 10 * self.flush_interval))
 
     def _drain_locked(self) -> None:
@@ -238,17 +275,44 @@ class SQLiteLedger(LabelStore, ExperimentStore):
         todo = len(self._pending)
         errors = self._take(self._pending_errors, len(self._pending_errors))
         while True:
-            rows = self._take(self._pending, min(todo, self.max_batch))
-            todo -= len(rows)
-            if not rows and not errors:
+            groups: list[tuple[list[_Row], Future[None]]] = []
+            n = 0
+            while todo and (not groups or n + len(self._pending[0][0]) <= self.max_batch):
+                groups.append(self._pending.popleft())
+                n += len(groups[-1][0])
+                todo -= 1
+            if not groups and not errors:
                 return
             try:
-                self._write(rows, errors)
-            except BaseException:
-                self._pending.extendleft(reversed(rows))
-                self._pending_errors.extendleft(reversed(errors))
+                self._write([row for rows, _ in groups for row in rows], errors)
+            except Exception as exc:
+                self._failed(exc, groups, errors)
+                raise LedgerUnavailable(f"cannot write to {self.path}: {self.problem}") from exc
+            except BaseException as exc:
+                self._failed(exc, groups, errors)
                 raise
+            finally:
+                with self._accept_lock:
+                    self._pending_rows -= n
+            if self.problem:
+                log.warning("ledger: writing to %s again", self.path)
+            self.problem = None
+            for _, done in groups:
+                done.set_result(None)
             errors = []
+
+    def _failed(self, exc: BaseException, groups: list[tuple[list[_Row], Future[None]]],
+                errors: list[ScoringError]) -> None:
+        """A failed commit: its callers get the cause (they answer with an error, so their
+        decisions are not kept for later); error counts are kept for the next attempt."""
+        self.write_failures += 1
+        self.problem = f"{type(exc).__name__}: {exc}"
+        log.error("ledger: cannot write to %s: %s", self.path, self.problem)
+        failure = LedgerUnavailable(f"cannot write to {self.path}: {self.problem}")
+        for _, done in groups:
+            done.set_exception(failure)
+        keep = errors[-self.max_pending:]
+        self._pending_errors.extendleft(reversed(keep))
 
     @staticmethod
     def _take(queue: deque[Any], n: int) -> list[Any]:
@@ -319,6 +383,7 @@ def _disown_after_fork(ref: weakref.ref[SQLiteLedger]) -> None:
     ledger._wlock = threading.Lock()
     ledger._rlock = threading.Lock()
     ledger._pending = deque()  # the parent writes its own queue, never the child
+    ledger._pending_rows = 0
     ledger._pending_errors = deque()
     ledger._closed = True
     ledger._closed_reason = (

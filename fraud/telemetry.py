@@ -51,6 +51,13 @@ class Metrics:
         self.verdict = pc.Gauge(
             "fraud_ab_verdict", "1 for the current sequential verdict.", ["verdict"],
             multiprocess_mode="mostrecent")
+        self.ledger_failures = pc.Counter(
+            "fraud_ledger_write_failures", "Commits to the ledger that failed (their requests "
+            "answered 503).")
+        self.ledger_up = pc.Gauge(
+            "fraud_ledger_up", "1 while this worker can write the ledger, 0 while it refuses "
+            "traffic.", multiprocess_mode="min")
+        self.ledger_up.set(1)
         for arm in ARMS:  # export zeros from the start, so absence means a dead service
             for outcome in ("fraud", "legit"):
                 self.predictions.labels(model_version=arm, prediction=outcome)
