@@ -108,6 +108,9 @@ def list_experiments(cfg: ABConfig, ledger: SQLiteLedger) -> list[dict[str, Any]
     open one computed now."""
     out = []
     for record in ledger.experiments():
-        out.append(record.final if record.final is not None and record.ended_at else
-                   summary(cfg, record, ledger.aggregates(record.id)))
+        if record.final is not None and record.ended_at:  # frozen at its end
+            out.append({**record.final, "ended_at": record.ended_at,
+                        "end_reason": record.end_reason})
+        else:
+            out.append(summary(cfg, record, ledger.aggregates(record.id)))
     return out

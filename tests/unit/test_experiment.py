@@ -219,8 +219,10 @@ def test_new_identity_ends_the_experiment_and_keeps_its_history(ledger):
 def test_end_stores_final_statistics(ledger):
     exp = make(ledger)
     serve(exp, [f"u{i}" for i in range(10)])
-    final = exp.end("promotion: test")
-    assert final["end_reason"] is None or final["end_reason"] == "promotion: test"
+    exp.end("promotion: test")
+    listed = list_experiments(ABConfig(), ledger)[0]
+    assert listed["id"] == exp.id and listed["end_reason"] == "promotion: test"
+    assert listed["ended_at"]
     stored = ledger.experiment(exp.id)
     assert stored.ended_at and stored.end_reason == "promotion: test"
     assert stored.final["per_arm"]["model_a"]["users"] + \
