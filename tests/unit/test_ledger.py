@@ -67,6 +67,23 @@ def arm_totals(periods: dict[int, dict[str, ArmPeriod]]) -> dict[str, ArmPeriod]
     return out
 
 
+def run_workers(workers: int, job: Any) -> dict[Any, Any]:
+    """Start `workers` spawned processes at once (a barrier); collect their (key, value)s.
+
+    `job(w, start, results)` gives the target and args of worker w.
+    """
+    start, results = SPAWN.Barrier(workers, timeout=30), SPAWN.Queue()
+    procs = [SPAWN.Process(target=target, args=args)
+             for target, args in (job(w, start, results) for w in range(workers))]
+    for p in procs:
+        p.start()
+    out = dict(results.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    return out
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     return tmp_path / "nested" / "dir" / "ledger.db"
@@ -799,15 +816,8 @@ def test_compare_and_set_across_processes_loses_no_update(db: Path) -> None:
     workers, n = 3, 20
     with SQLiteLedger(db) as led:
         rec, _ = led.current_experiment(IDENTITY, "t0")
-    start, results = SPAWN.Barrier(workers, timeout=30), SPAWN.Queue()
-    procs = [SPAWN.Process(target=_cas_incrementer, args=(str(db), rec.id, w, n, start, results))
-             for w in range(workers)]
-    for p in procs:
-        p.start()
-    lost = dict(results.get(timeout=60) for _ in procs)
-    for p in procs:
-        p.join(30)
-        assert p.exitcode == 0
+    lost = run_workers(workers, lambda w, start, results: (
+        _cas_incrementer, (str(db), rec.id, w, n, start, results)))
     with SQLiteLedger(db) as led:
         final = led.experiment(rec.id)
     assert final is not None
@@ -996,16 +1006,8 @@ def test_concurrent_processes_keep_exact_totals(db: Path) -> None:
     with SQLiteLedger(db) as led:  # decisions every worker will race to label
         led.record([dec(rid, "model_b", flagged=i % 2 == 0) for i, rid in enumerate(shared)])
 
-    start, results = SPAWN.Barrier(workers, timeout=30), SPAWN.Queue()
-    procs = [SPAWN.Process(target=_concurrent_writer,
-                           args=(str(db), w, n, list(shared), start, results))
-             for w in range(workers)]
-    for p in procs:
-        p.start()
-    outcomes = dict(results.get(timeout=60) for _ in procs)
-    for p in procs:
-        p.join(30)
-        assert p.exitcode == 0
+    outcomes = run_workers(workers, lambda w, start, results: (
+        _concurrent_writer, (str(db), w, n, list(shared), start, results)))
 
     assert raw_count(db) == workers * n + len(shared)
     with SQLiteLedger(db) as led:
