@@ -82,13 +82,15 @@ class Experiment:
     def ended(self) -> bool:
         return self.record_.ended_at is not None
 
-    def _update(self, change: Callable[[ExperimentState], ExperimentState]) -> ExperimentState:
+    def _update(self, change: Callable[[ExperimentState], ExperimentState], *,
+                durable: bool = True) -> ExperimentState:
         """Apply `change` to the latest state by compare-and-set, retrying on a conflict."""
         for _ in range(CAS_ATTEMPTS):
             new = change(self.state)
             if new == self.state:
                 return new
-            if self.ledger.compare_and_set(self.id, self.version, new.to_json()):
+            if self.ledger.compare_and_set(self.id, self.version, new.to_json(),
+                                           durable=durable):
                 self.state, self.version = new, self.version + 1
                 return new
             self.refresh()
@@ -249,7 +251,7 @@ class Experiment:
                 else st.srm_p_min
             return replace(st, primary=merged, srm_p_min=srm_min)
 
-        self._update(fold)
+        self._update(fold, durable=False)  # a look: no fsync (rollbacks below are durable)
         rolled = False
         if breaches and not self.state.rolled_back:
             rolled = self.rollback("; ".join(breaches))

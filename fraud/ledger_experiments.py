@@ -144,12 +144,18 @@ class ExperimentStore:
                                        " ORDER BY id DESC").fetchall()
         return [ExperimentRecord.from_row(r) for r in rows]
 
-    def compare_and_set(self, experiment_id: int, version: int, state: dict[str, Any]) -> bool:
-        """Store `state` if the experiment is open and still at `version`; False otherwise."""
+    def compare_and_set(self, experiment_id: int, version: int, state: dict[str, Any],
+                        *, durable: bool = True) -> bool:
+        """Store `state` if the experiment is open and still at `version`; False otherwise.
+
+        `durable` (rollback, share, resume) syncs to disk before returning; a look's sequence
+        memory is written without that wait (an fsync every look stalled the writer thread,
+        and with it every request waiting for its commit).
+        """
         return self._write_experiment(
             "UPDATE experiments SET state = ?, version = version + 1"
             " WHERE id = ? AND version = ? AND ended_at IS NULL",
-            (json.dumps(state, sort_keys=True), experiment_id, version))
+            (json.dumps(state, sort_keys=True), experiment_id, version), durable=durable)
 
     def finish(self, experiment_id: int, ended_at: str | None, reason: str | None,
                final: dict[str, Any]) -> None:
@@ -159,9 +165,12 @@ class ExperimentStore:
             " end_reason = COALESCE(end_reason, ?) WHERE id = ?",
             (json.dumps(final, sort_keys=True), ended_at, reason, experiment_id))
 
-    def _write_experiment(self, statement: str, params: tuple[Any, ...]) -> bool:
+    def _write_experiment(self, statement: str, params: tuple[Any, ...], *,
+                          durable: bool = True) -> bool:
         with self._wlock:
             conn = self._wconn
+            if not durable:
+                return conn.execute(statement, params).rowcount == 1
             conn.execute("PRAGMA synchronous = FULL")  # state changes survive power loss
             try:
                 return conn.execute(statement, params).rowcount == 1
