@@ -11,7 +11,7 @@ PROFILE ?= mix
 CONTAINERIZE_ARGS ?=
 export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: help install sysdeps train models gate build image serve test test-fast lint loadtest bench clean promote simulate
+.PHONY: help install sysdeps train models gate build image serve test test-fast lint loadtest bench clean promote simulate pipeline
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ build: gate  ## gate, then bentoml build with both gated tags pinned
 
 image: build  ## gate, build, then bentoml containerize (CONTAINERIZE_ARGS="--backend buildah")
 	$(BIN)/bentoml containerize $$(cat reports/build/bento_tag.txt) $(CONTAINERIZE_ARGS)
+
+pipeline: install  ## the delivery workflow's steps up to the image, locally: no push, no deploy (FULL_SUITE=1, RETRAIN=0)
+	CONTAINERIZE_ARGS='$(CONTAINERIZE_ARGS)' bash tools/pipeline.sh
 
 serve: gate  ## train if needed, gate, then bentoml serve on http://localhost:$(PORT)
 	$(BIN)/bentoml serve service:FraudDetection --port $(PORT)

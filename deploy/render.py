@@ -67,6 +67,15 @@ def render(overlay: Path, image: str | None = None) -> str:
         return kustomize(Path(tmp))
 
 
+def namespace(rendered: str) -> str:
+    """The one Namespace object of a rendered overlay."""
+    names = [d["metadata"]["name"] for d in yaml.safe_load_all(rendered)
+             if d and d["kind"] == "Namespace"]
+    if len(names) != 1:
+        raise ValueError(f"expected one Namespace in the overlay, found {names}")
+    return names[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.render", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,12 +84,18 @@ def main(argv: list[str] | None = None) -> int:
                              f"({', '.join(sorted(p.name for p in OVERLAYS.iterdir()))}) "
                              "or a kustomization directory")
     parser.add_argument("--image", help="registry/name:tag (or @sha256:digest) to deploy")
+    parser.add_argument("--print-namespace", action="store_true",
+                        help="print only the namespace the overlay deploys into")
     args = parser.parse_args(argv)
     overlay = OVERLAYS / args.overlay if (OVERLAYS / args.overlay).is_dir() \
         else Path(args.overlay)
     if not (overlay / "kustomization.yaml").exists():
         parser.error(f"no kustomization.yaml in {overlay}")
-    sys.stdout.write(render(overlay, args.image))
+    text = render(overlay, args.image)
+    if args.print_namespace:
+        print(namespace(text))
+    else:
+        sys.stdout.write(text)
     return 0
 
 
