@@ -16,9 +16,10 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
 from fraud.config import TrainingConfig, mlflow_tracking_uri
+from fraud.drift import build_reference
 from fraud.schema import FEATURE_NAMES
 from training.data import Splits
-from training.train import TrainedModel
+from training.train import TrainedModel, features
 
 # Types skops may load besides its defaults, checked rather than trusted blindly: only
 # scikit-learn's own classes (a forest's Tree, the boosting predictors) may appear.
@@ -110,6 +111,8 @@ def save_to_bentoml(model: TrainedModel, cfg: TrainingConfig, splits: Splits,
         "split_sizes": splits.sizes(),
         "data_spec": data_spec(cfg),
         "estimator": model.spec.estimator,
+        # PSI bins and a KS sketch of the training split: GET /drift needs no training data.
+        "drift_reference": build_reference(features(splits.train)),
         "library_versions": {"scikit-learn": sklearn.__version__, "numpy": np.__version__,
                              "python": platform.python_version()},
     }

@@ -38,6 +38,9 @@ def test_two_models_in_the_bentoml_store_with_serving_metadata(small_store):
         assert meta["mlflow_run_id"] and meta["mlflow_model_version"] in {"1", "2"}
         assert {"scikit-learn", "numpy", "python"} <= set(meta["library_versions"])
         assert 0.5 < meta["metrics"]["test"]["roc_auc"] <= 1
+        drift = meta["drift_reference"]  # PSI bins and KS sketch of the training split
+        assert drift["rows"] == 12000 and set(drift["features"]) == set(FEATURE_NAMES)
+        assert all(abs(sum(f["proportions"]) - 1) < 1e-9 for f in drift["features"].values())
 
 
 def test_mlflow_runs_registry_and_aliases(small_store):
