@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the project with its test tools
 
-sysdeps:  ## Debian packages the full suite needs (chromium, promtool/prometheus, buildah/podman)
+sysdeps:  ## Debian packages the full suite needs (chromium, prometheus, postgresql, buildah/podman)
 	@bash tools/sysdeps.sh
 
 train: install  ## train champion + challenger, log to MLflow, save to the BentoML store

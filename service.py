@@ -16,7 +16,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import asyncio
 import gc
 import logging
-import sqlite3
 import sys
 import threading
 import time
@@ -26,7 +25,7 @@ from typing import Annotated, Any
 import aiohttp
 import bentoml
 import numpy as np
-from bentoml.exceptions import BentoMLException
+from bentoml.exceptions import BentoMLException, InvalidArgument
 from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -37,10 +36,10 @@ from fraud.experiment import Experiment
 from fraud.fastpredict import scorer
 from fraud.gatecheck import readiness_problem
 from fraud.judge import list_experiments
-from fraud.ledger import LabelOutcome, LedgerUnavailable, SQLiteLedger
+from fraud.ledger import DecisionRejected, LabelOutcome, Ledger, LedgerUnavailable
 from fraud.models import ModelMismatch, ModelsMissing, resolve_arms
 from fraud.routing import failed_rows, score_by_arm
-from fraud.runtime import admin_key_ok, batching_enabled, ledger_path
+from fraud.runtime import admin_key_ok, batching_enabled, ledger_store
 from fraud.schema import (
     ARMS,
     EXAMPLE_TRANSACTION,
@@ -161,6 +160,10 @@ class LedgerDown(BentoMLException):
     error_code = HTTPStatus.SERVICE_UNAVAILABLE
 
 
+class NotStorable(InvalidArgument):
+    """The store refused the request's text (e.g. an unpaired surrogate in user_id): 400."""
+
+
 class ScoringFailed(BentoMLException):
     """A model failed on some rows of the request (500, naming the arm)."""
 
@@ -187,7 +190,7 @@ class FraudDetection:
         logs.install()
         self.started = time.monotonic()
         self.metrics = Metrics()
-        self.ledger = SQLiteLedger(ledger_path())
+        self.ledger = Ledger(ledger_store())
         self.experiment = Experiment(AB, ARM_MODELS, self.ledger)
         self.tags = [ARM_MODELS[a].tag for a in ARMS]
         self.batching = batching_enabled()
@@ -225,7 +228,7 @@ class FraudDetection:
         if self.not_ready:
             raise NotReady(f"service not ready: {self.not_ready}")
         if self.ledger.problem:
-            raise LedgerDown(f"ledger unavailable ({self.ledger.path}): {self.ledger.problem}")
+            raise LedgerDown(f"ledger unavailable ({self.ledger.where}): {self.ledger.problem}")
 
     async def _score(self, user_ids: list[str], features: np.ndarray,
                      bulk: bool) -> list[Prediction]:
@@ -253,6 +256,9 @@ class FraudDetection:
             await asyncio.wrap_future(committed)
         except LedgerUnavailable as exc:
             raise LedgerDown(f"ledger unavailable, nothing was decided: {exc}") from None
+        except DecisionRejected as exc:
+            raise NotStorable(f"user_id or another text field cannot be stored, nothing was "
+                              f"decided: {exc}") from None
         for arm in set(arms):
             self.metrics.observe(arm, [r.is_fraud for r in results if r.model_version == arm],
                                  seconds)
@@ -314,10 +320,10 @@ class FraudDetection:
         """Attach the true label to an earlier decision: 404 unknown id, 409 conflicting label."""
         try:
             outcome = self.ledger.label(request_id, is_fraud)
-        except (LedgerUnavailable, sqlite3.Error) as exc:
+        except (LedgerUnavailable, *self.ledger.errors) as exc:
             ctx.response.status_code = 503
             return {"request_id": request_id, "error": f"ledger unavailable "
-                    f"({self.ledger.path}): {exc}; the label was not stored"}
+                    f"({self.ledger.where}): {exc}; the label was not stored"}
         status, body = FEEDBACK_ANSWERS[outcome]
         ctx.response.status_code = status
         return {"request_id": request_id, "is_fraud": is_fraud, **body}
@@ -341,7 +347,7 @@ class FraudDetection:
     def ab_stats(self) -> Any:
         try:
             body, _, _ = self.experiment.report()
-        except (LedgerUnavailable, sqlite3.Error) as exc:
+        except (LedgerUnavailable, *self.ledger.errors) as exc:
             return self._ledger_down(exc)
         return body
 
@@ -351,11 +357,11 @@ class FraudDetection:
         try:
             return {"current": self.experiment.id,
                     "experiments": list_experiments(AB, self.ledger)}
-        except (LedgerUnavailable, sqlite3.Error) as exc:
+        except (LedgerUnavailable, *self.ledger.errors) as exc:
             return self._ledger_down(exc)
 
     def _ledger_down(self, exc: Exception) -> JSONResponse:
-        return JSONResponse({"error": f"ledger unavailable ({self.ledger.path}): {exc}"},
+        return JSONResponse({"error": f"ledger unavailable ({self.ledger.where}): {exc}"},
                             status_code=503)
 
     # -- admin (need X-Admin-Key = FRAUDSERVE_ADMIN_KEY) --------------------------------------

@@ -2,7 +2,7 @@
 
 An experiment is (salt, model A tag, model B tag): a change of any of them (or a promotion)
 ends the open one, which keeps its final statistics, and starts a new one with fresh counts
-(fraud.ledger.SQLiteLedger.current_experiment). Its shared state (rollback, share, allocation
+(fraud.ledger.Ledger.current_experiment). Its shared state (rollback, share, allocation
 period, the sequence memory of the primary test) lives with it in the ledger and changes only
 by compare-and-set, so a change another worker saved in between is never overwritten.
 
@@ -26,7 +26,7 @@ from fraud import guardrails, stats
 from fraud.assignment import assign
 from fraud.config import ABConfig
 from fraud.judge import ExperimentState, effective_share, judge, new_period, summary
-from fraud.ledger import Decision, ScoringError, Source, SQLiteLedger
+from fraud.ledger import Decision, Ledger, ScoringError, Source
 from fraud.models import ArmModel
 from fraud.schema import ARMS, Arm, Prediction, utc_now_iso
 from fraud.sequential import Memory
@@ -49,7 +49,7 @@ def decide(probability: float, threshold: float) -> bool:
 class Experiment:
     """Routes users, records decisions, reports statistics and enforces guardrails."""
 
-    def __init__(self, cfg: ABConfig, arms: dict[Arm, ArmModel], ledger: SQLiteLedger,
+    def __init__(self, cfg: ABConfig, arms: dict[Arm, ArmModel], ledger: Ledger,
                  clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
         self.arms = arms

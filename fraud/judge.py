@@ -14,7 +14,7 @@ from typing import Any
 from fraud import guardrails, stats
 from fraud.aggregates import ArmPeriod, Periods
 from fraud.config import ABConfig
-from fraud.ledger import ExperimentRecord, SQLiteLedger
+from fraud.ledger import ExperimentRecord, Ledger
 from fraud.schema import ARMS, utc_now_iso
 from fraud.sequential import Memory
 
@@ -103,7 +103,7 @@ def judge(cfg: ABConfig, state: ExperimentState, periods: Periods,
         state, primary=memory.to_json(), srm_p_min=min(state.srm_p_min, srm_p)))
 
 
-def list_experiments(cfg: ABConfig, ledger: SQLiteLedger) -> list[dict[str, Any]]:
+def list_experiments(cfg: ABConfig, ledger: Ledger) -> list[dict[str, Any]]:
     """Every experiment, newest first: ended ones with their stored final statistics, the
     open one computed now."""
     out = []

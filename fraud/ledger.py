@@ -1,10 +1,13 @@
-"""The decision/label ledger: decisions, labels, experiments and per-user aggregates in SQLite.
+"""The decision/label ledger's writer: group commit of decisions from a process's requests.
 
-Writes leave the request path: `record()` only enqueues and a daemon writer thread flushes in
-batches. Several worker processes may open their own Ledger on the same file (WAL mode). The
+`record()` queues a request's decisions and returns a future; a writer thread commits
+everything queued since its last commit in one transaction (group commit) and completes the
+futures, so a caller answers only once its decisions are stored. Every process opens its own
+Ledger on the shared store (fraud/ledger_backend.py: a SQLite file or PostgreSQL). The
 per-user aggregates /ab-stats reads are kept by triggers in the writing transactions
-(fraud/ledger_sql.py), so they are exact across workers, and experiment state changes by
-compare-and-set. No BentoML dependency: the service imports this, not the other way round.
+(fraud/ledger_sql.py), so they are exact across workers and replicas; labels
+(fraud/ledger_labels.py) and experiments (fraud/ledger_experiments.py) are mixins. No BentoML
+dependency: the service imports this, not the other way round.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import sqlite3
 import threading
 import time
 import weakref
@@ -20,20 +22,21 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from fraud import ledger_sql as sql
+from fraud.ledger_backend import Backend, Conn, open_backend
 from fraud.ledger_experiments import ExperimentRecord, ExperimentStore
 from fraud.ledger_labels import SOURCES, Decision, LabelOutcome, LabelStore, Source
 from fraud.schema import ARMS, Arm
 
 __all__ = [
     "Decision",
+    "DecisionRejected",
     "ExperimentRecord",
     "LabelOutcome",
+    "Ledger",
     "LedgerUnavailable",
-    "SQLiteLedger",
     "Source",
 ]
 
@@ -42,6 +45,11 @@ log = logging.getLogger(__name__)
 
 class LedgerUnavailable(RuntimeError):
     """The ledger cannot store decisions now (the cause is in the message)."""
+
+
+class DecisionRejected(ValueError):
+    """The store refused a request's decisions for their content (e.g. text it cannot hold);
+    nothing of that request was stored."""
 
 
 
@@ -70,12 +78,12 @@ def _to_row(d: Decision) -> _Row:
     )
 
 
-class SQLiteLedger(LabelStore, ExperimentStore):
-    """Ledger on an embedded SQLite file (WAL); open one per process, share the file."""
+class Ledger(LabelStore, ExperimentStore):
+    """The ledger on a store (a path or URL, or a Backend); open one per process."""
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        store: str | os.PathLike[str] | Backend,
         *,
         flush_interval: float = 0.05,
         max_batch: int = 1000,
@@ -84,7 +92,7 @@ class SQLiteLedger(LabelStore, ExperimentStore):
         busy_timeout: float = 5.0,
         max_pending: int = 20_000,
     ) -> None:
-        """Open (creating if needed) the ledger at `path` and start its writer thread.
+        """Open (creating if needed) the ledger in `store` and start its writer thread.
 
         `label_wait` bounds how long `label()` retries an unknown id (default 3 x interval);
         `max_pending` bounds the rows waiting for their commit (memory stays bounded when the
@@ -92,8 +100,6 @@ class SQLiteLedger(LabelStore, ExperimentStore):
         """
         if flush_interval <= 0 or max_batch < 1 or latency_window < 1:
             raise ValueError("flush_interval, max_batch and latency_window must be positive")
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.flush_interval = flush_interval
         self.max_batch = max_batch
         self.latency_window = latency_window
@@ -113,61 +119,17 @@ class SQLiteLedger(LabelStore, ExperimentStore):
         self._wake = threading.Event()
         self._stop = threading.Event()
 
-        # Two connections shared by this process's threads, each behind its own lock:
-        # writes (writer thread, flush, label, set_state) and reads (stats, lookup, state).
-        self._wlock = threading.Lock()
-        self._rlock = threading.Lock()
-        self._wconn = self._connect()
-        self._init_schema()
-        self._rconn = self._connect()
+        self.backend = store if hasattr(store, "write") else open_backend(
+            store, busy_timeout=busy_timeout)  # type: ignore[arg-type]
+        self.where = self.backend.where
+        self.errors = self.backend.errors
+        self._wlock = threading.Lock()  # one flush at a time in this process
 
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._thread.start()
         atexit.register(self.close)
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _disown_after_fork(ref))
-
-    # -- connections ----------------------------------------------------------------------
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
-        )
-        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        deadline = time.monotonic() + self.busy_timeout
-        while True:  # switching to WAL takes a lock another process may hold briefly
-            try:
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                break
-            except sqlite3.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
-        if str(mode).lower() != "wal":
-            raise RuntimeError(f"could not put {self.path} in WAL mode (got {mode!r})")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        return conn
-
-    def _init_schema(self) -> None:
-        with self._wlock:
-            conn = self._wconn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in sql.OBSOLETE:
-                    conn.execute(statement)
-                for statement in _split_sql(sql.SCHEMA + sql.MOMENTS_SCHEMA):
-                    conn.execute(statement)
-                for table, columns in sql.MIGRATIONS.items():
-                    have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
-                    for name, decl in columns:
-                        if name not in have:
-                            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
-                for statement in _split_sql(sql.INDEXES):
-                    conn.execute(statement)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -185,7 +147,7 @@ class SQLiteLedger(LabelStore, ExperimentStore):
                 raise RuntimeError(self._closed_reason)
             if self._pending_rows + len(rows) > self.max_pending:
                 raise LedgerUnavailable(f"{self._pending_rows} decisions already wait for "
-                                        f"their commit to {self.path}"
+                                        f"their commit to {self.where}"
                                         + (f" ({self.problem})" if self.problem else ""))
             self._pending.append((rows, done))
             self._pending_rows += len(rows)
@@ -199,7 +161,7 @@ class SQLiteLedger(LabelStore, ExperimentStore):
             if e.arm not in ARMS:
                 raise ValueError(f"arm must be one of {ARMS}, got {e.arm!r}")
             user = str(e.user_id)
-            user.encode()  # refuse what SQLite could not store, here rather than in the writer
+            user.encode()  # refuse what the store could not take, here rather than in the writer
             checked.append(ScoringError(int(e.experiment_id), int(e.period), e.arm, user))
         with self._accept_lock:
             if self._closed:
@@ -212,12 +174,9 @@ class SQLiteLedger(LabelStore, ExperimentStore):
         """One small real write (a heartbeat row): clears `problem` when the store can be
         written again, sets it when not. The service calls it while it refuses traffic."""
         try:
-            with self._wlock:
-                self._wconn.execute(
-                    "INSERT INTO state (key, value, updated_at) VALUES (?, '{}', ?)"
-                    " ON CONFLICT (key) DO UPDATE SET updated_at = excluded.updated_at",
-                    (f"heartbeat:{os.getpid()}", time.time()))
-        except sqlite3.Error as exc:
+            with self.backend.write(durable=False) as conn:
+                conn.execute(sql.HEARTBEAT, (f"heartbeat:{os.getpid()}", time.time()))
+        except self.errors as exc:
             self.problem = f"{type(exc).__name__}: {exc}"
             return False
         self.problem = None
@@ -248,12 +207,9 @@ class SQLiteLedger(LabelStore, ExperimentStore):
             log.exception("ledger: final flush failed; %d rows lost", self.pending())
             raise
         finally:
-            with self._wlock:
-                self._wconn.close()
-            with self._rlock:
-                self._rconn.close()
+            self.backend.close()
 
-    def __enter__(self) -> SQLiteLedger:
+    def __enter__(self) -> Ledger:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -284,10 +240,10 @@ class SQLiteLedger(LabelStore, ExperimentStore):
             if not groups and not errors:
                 return
             try:
-                self._write([row for rows, _ in groups for row in rows], errors)
+                rejected = self._write([rows for rows, _ in groups], errors)
             except Exception as exc:
                 self._failed(exc, groups, errors)
-                raise LedgerUnavailable(f"cannot write to {self.path}: {self.problem}") from exc
+                raise LedgerUnavailable(f"cannot write to {self.where}: {self.problem}") from exc
             except BaseException as exc:
                 self._failed(exc, groups, errors)
                 raise
@@ -295,10 +251,14 @@ class SQLiteLedger(LabelStore, ExperimentStore):
                 with self._accept_lock:
                     self._pending_rows -= n
             if self.problem:
-                log.warning("ledger: writing to %s again", self.path)
+                log.warning("ledger: writing to %s again", self.where)
             self.problem = None
-            for _, done in groups:
-                done.set_result(None)
+            for i, (_, done) in enumerate(groups):
+                if i in rejected:
+                    done.set_exception(DecisionRejected(
+                        f"the store refused this request's decisions: {rejected[i]}"))
+                else:
+                    done.set_result(None)
             errors = []
 
     def _failed(self, exc: BaseException, groups: list[tuple[list[_Row], Future[None]]],
@@ -307,8 +267,8 @@ class SQLiteLedger(LabelStore, ExperimentStore):
         decisions are not kept for later); error counts are kept for the next attempt."""
         self.write_failures += 1
         self.problem = f"{type(exc).__name__}: {exc}"
-        log.error("ledger: cannot write to %s: %s", self.path, self.problem)
-        failure = LedgerUnavailable(f"cannot write to {self.path}: {self.problem}")
+        log.error("ledger: cannot write to %s: %s", self.where, self.problem)
+        failure = LedgerUnavailable(f"cannot write to {self.where}: {self.problem}")
         for _, done in groups:
             done.set_exception(failure)
         keep = errors[-self.max_pending:]
@@ -319,69 +279,54 @@ class SQLiteLedger(LabelStore, ExperimentStore):
         # Only the lock holder pops, so `n <= len(queue)` stays true while we pop.
         return [queue.popleft() for _ in range(n)]
 
-    def _write(self, rows: list[_Row], errors: list[ScoringError]) -> None:
-        conn = self._wconn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if rows:
-                self._insert(rows)
+    def _write(self, groups: list[list[_Row]],
+               errors: list[ScoringError]) -> dict[int, BaseException]:
+        """One transaction: the groups' decisions and the error counts. Returns the groups the
+        store refused for their content (a bad row), which were not written."""
+        with self.backend.write(durable=False) as conn:
+            rejected = self._insert(conn, groups) if groups else {}
             if errors:
                 counts = Counter((e.experiment_id, e.period, e.arm, e.user_id) for e in errors)
                 conn.executemany(sql.UPSERT_ERRORS, [(*key, n) for key, n in counts.items()])
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        return rejected
 
-    def _insert(self, rows: list[_Row]) -> int:
-        """Insert decisions (duplicate request_ids ignored); return how many were new.
-
-        The `decisions_count` trigger adds each new row to its user's aggregates.
-        """
-        conn = self._wconn
+    def _insert(self, conn: Conn, groups: list[list[_Row]]) -> dict[int, BaseException]:
+        """Insert decisions (duplicate request_ids ignored; the `decisions_count` trigger adds
+        each new one to its user's aggregates). A row the store refuses for its content fails
+        its own group (request) alone; any other failure fails the transaction."""
+        bad_row = (*self.backend.bad_row, ValueError, UnicodeError)
         conn.execute("SAVEPOINT batch")
         try:
-            inserted = conn.executemany(sql.INSERT_DECISION, rows).rowcount
-        except sqlite3.OperationalError:
-            raise
-        except Exception:  # a poison row (e.g. unencodable text): isolate and drop it
-            conn.execute("ROLLBACK TO batch")
-            inserted = 0
-            for row in rows:
-                try:
-                    inserted += conn.execute(sql.INSERT_DECISION, row).rowcount
-                except sqlite3.OperationalError:
-                    raise
-                except Exception as exc:
-                    log.error("ledger: dropping unwritable decision %r: %s", row[0], exc)
-        conn.execute("RELEASE batch")
-        return inserted
-
-def _split_sql(script: str) -> list[str]:
-    """Split a schema script into statements (triggers keep their inner semicolons)."""
-    statements: list[str] = []
-    buf = ""
-    for line in script.splitlines(keepends=True):
-        if line.lstrip().startswith("--"):
-            continue
-        buf += line
-        if sqlite3.complete_statement(buf):
-            statements.append(buf.strip())
-            buf = ""
-    if buf.strip():
-        statements.append(buf.strip())
-    return statements
+            conn.executemany(sql.INSERT_DECISION, [row for rows in groups for row in rows])
+            conn.execute("RELEASE SAVEPOINT batch")
+            return {}
+        except bad_row as exc:
+            log.warning("ledger: a batch of %d requests failed (%s); writing them one by one",
+                        len(groups), exc)
+            conn.execute("ROLLBACK TO SAVEPOINT batch")
+            conn.execute("RELEASE SAVEPOINT batch")
+        rejected: dict[int, BaseException] = {}
+        for i, rows in enumerate(groups):
+            conn.execute("SAVEPOINT one")
+            try:
+                conn.executemany(sql.INSERT_DECISION, rows)
+            except bad_row as exc:
+                conn.execute("ROLLBACK TO SAVEPOINT one")
+                rejected[i] = exc
+                log.error("ledger: refusing a request's decisions %r: %s",
+                          [r[0] for r in rows][:5], exc)
+            conn.execute("RELEASE SAVEPOINT one")
+        return rejected
 
 
-def _disown_after_fork(ref: weakref.ref[SQLiteLedger]) -> None:
+def _disown_after_fork(ref: weakref.ref[Ledger]) -> None:
     """In a forked child, the parent's ledger has no writer thread: refuse further records."""
     ledger = ref()
     if ledger is None:
         return
     ledger._accept_lock = threading.Lock()
     ledger._wlock = threading.Lock()
-    ledger._rlock = threading.Lock()
+    ledger.backend.after_fork()
     ledger._pending = deque()  # the parent writes its own queue, never the child
     ledger._pending_rows = 0
     ledger._pending_errors = deque()

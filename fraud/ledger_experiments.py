@@ -1,21 +1,20 @@
 """The ledger's experiment side: per-user aggregates, maturity, and experiments with CAS state.
 
-A mixin of `fraud.ledger.SQLiteLedger` (which owns the connections, their locks and the writer
-queue): everything here reads the aggregates the triggers keep (fraud/ledger_sql.py) or changes
-the `experiments` table in one short transaction.
+A mixin of `fraud.ledger.Ledger` (which owns the store's backend and the writer queue):
+everything here reads the aggregates the triggers keep (fraud/ledger_sql.py) or changes the
+`experiments` table in one short transaction.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from fraud import ledger_sql as sql
 from fraud.aggregates import ArmPeriod, Periods
+from fraud.ledger_backend import Backend
 from fraud.schema import ARMS
 
 
@@ -45,14 +44,11 @@ class ExperimentRecord:
 
 
 class ExperimentStore:
-    """Aggregates and experiments; needs the host's connections, locks and `flush`."""
+    """Aggregates and experiments; needs the host's backend and `flush`."""
 
-    _wlock: threading.Lock
-    _rlock: threading.Lock
-    _wconn: sqlite3.Connection
-    _rconn: sqlite3.Connection
+    backend: Backend
 
-    def flush(self) -> None:  # provided by SQLiteLedger
+    def flush(self) -> None:  # provided by Ledger
         raise NotImplementedError
 
     def aggregates(self, experiment_id: int, *, scan: bool = False) -> Periods:
@@ -62,35 +58,41 @@ class ExperimentStore:
         per-user rows instead (a check: both must agree).
         """
         self.flush()
-        with self._rlock:
-            rows = self._rconn.execute(sql.AGGREGATES_SCAN if scan else sql.AGGREGATES,
-                                       (experiment_id,)).fetchall()
+        with self.backend.read() as conn:
+            rows = conn.execute(sql.AGGREGATES_SCAN if scan else sql.AGGREGATES,
+                                (experiment_id,)).fetchall()
         out: Periods = {}
-        for period, arm, *sums in rows:
-            out.setdefault(int(period), {})[arm] = ArmPeriod.from_sums(sums)
+        for period, arm, *sums in rows:  # PostgreSQL sums bigints as numeric: back to int
+            out.setdefault(int(period), {})[arm] = ArmPeriod.from_sums(
+                [None if v is None else int(v) for v in sums])
         return out
 
     def latencies(self, experiment_id: int, period: int, limit: int) -> dict[str, list[float]]:
         """The latest `limit` single-prediction latencies (ms) per arm in one period."""
-        with self._rlock:
-            return {arm: [r[0] for r in self._rconn.execute(
+        with self.backend.read() as conn:
+            return {arm: [r[0] for r in conn.execute(
                 sql.LATENCIES, (experiment_id, period, arm, limit))] for arm in ARMS}
 
     def mature(self, before_ts: float) -> int:
         """Count unlabelled decisions older than `before_ts` as legit; how many matured."""
         self.flush()
-        with self._wlock:
-            conn = self._wconn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute(sql.MATURE_COUNT, (before_ts,))
-                n = conn.execute(sql.MATURE_MARK, (before_ts,)).rowcount
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        return n
+        with self.backend.write(durable=False) as conn:
+            conn.execute(sql.MATURE_COUNT, (before_ts,))
+            return conn.execute(sql.MATURE_MARK, (before_ts,)).rowcount
+
+    def prune(self, before_ts: float, *, batch: int = 1000, max_batches: int = 100) -> int:
+        """Delete matured decisions older than `before_ts` (and their labels), oldest first,
+        `batch` rows per short transaction; the aggregates do not change. How many went."""
+        total = 0
+        for _ in range(max_batches):
+            with self.backend.write(durable=False) as conn:
+                picked = conn.execute(sql.PRUNE_PICK, (batch, before_ts)).fetchall()
+                if not picked:
+                    break
+                conn.executemany(sql.PRUNE_LABEL, [(rid,) for _, rid in picked])
+                conn.executemany(sql.PRUNE_DECISION, [(i,) for i, _ in picked])
+            total += len(picked)
+        return total
 
     # -- experiments ------------------------------------------------------------------------
 
@@ -101,47 +103,37 @@ class ExperimentStore:
         If the open experiment has another identity, it is ended (reason: what changed) and
         a new one starts, in one transaction: two workers starting together agree.
         """
-        with self._wlock:
-            conn = self._wconn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = conn.execute(f"SELECT {sql.EXPERIMENT_COLUMNS} FROM experiments WHERE"
-                                   " ended_at IS NULL ORDER BY id DESC LIMIT 1").fetchone()
-                old = ExperimentRecord.from_row(row) if row else None
-                if old is not None and old.identity() == identity:
-                    conn.execute("COMMIT")
-                    return old, None
-                if old is not None:
-                    changed = [name for name, x, y in zip(("salt", "model_a", "model_b"),
-                                                          old.identity(), identity, strict=True)
-                               if x != y]
-                    conn.execute("UPDATE experiments SET ended_at = ?, end_reason = ?"
-                                 " WHERE id = ?", (started_at, f"{', '.join(changed)} changed",
-                                                   old.id))
-                cur = conn.execute("INSERT INTO experiments (salt, model_a, model_b,"
-                                   " started_at) VALUES (?, ?, ?, ?)", (*identity, started_at))
-                new_id = cur.lastrowid
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        with self.backend.write() as conn:
+            row = conn.execute(f"SELECT {sql.EXPERIMENT_COLUMNS} FROM experiments WHERE"
+                               " ended_at IS NULL ORDER BY id DESC LIMIT 1").fetchone()
+            old = ExperimentRecord.from_row(row) if row else None
+            if old is not None and old.identity() == identity:
+                return old, None
+            if old is not None:
+                changed = [name for name, x, y in zip(("salt", "model_a", "model_b"),
+                                                      old.identity(), identity, strict=True)
+                           if x != y]
+                conn.execute("UPDATE experiments SET ended_at = ?, end_reason = ? WHERE id = ?",
+                             (started_at, f"{', '.join(changed)} changed", old.id))
+            new_id = conn.execute("INSERT INTO experiments (salt, model_a, model_b, started_at)"
+                                  " VALUES (?, ?, ?, ?) RETURNING id",
+                                  (*identity, started_at)).fetchone()[0]
         new = self.experiment(int(new_id or 0))
         assert new is not None
         return new, None if old is None else self.experiment(old.id)
 
     def experiment(self, experiment_id: int) -> ExperimentRecord | None:
         """One experiment by id, or None."""
-        with self._rlock:
-            row = self._rconn.execute(f"SELECT {sql.EXPERIMENT_COLUMNS} FROM experiments"
-                                      " WHERE id = ?", (experiment_id,)).fetchone()
+        with self.backend.read() as conn:
+            row = conn.execute(f"SELECT {sql.EXPERIMENT_COLUMNS} FROM experiments"
+                               " WHERE id = ?", (experiment_id,)).fetchone()
         return ExperimentRecord.from_row(row) if row else None
 
     def experiments(self) -> list[ExperimentRecord]:
         """Every experiment, newest first."""
-        with self._rlock:
-            rows = self._rconn.execute(f"SELECT {sql.EXPERIMENT_COLUMNS} FROM experiments"
-                                       " ORDER BY id DESC").fetchall()
+        with self.backend.read() as conn:
+            rows = conn.execute(f"SELECT {sql.EXPERIMENT_COLUMNS} FROM experiments"
+                                " ORDER BY id DESC").fetchall()
         return [ExperimentRecord.from_row(r) for r in rows]
 
     def compare_and_set(self, experiment_id: int, version: int, state: dict[str, Any],
@@ -167,36 +159,24 @@ class ExperimentStore:
 
     def _write_experiment(self, statement: str, params: tuple[Any, ...], *,
                           durable: bool = True) -> bool:
-        with self._wlock:
-            conn = self._wconn
-            if not durable:
-                return conn.execute(statement, params).rowcount == 1
-            conn.execute("PRAGMA synchronous = FULL")  # state changes survive power loss
-            try:
-                return conn.execute(statement, params).rowcount == 1
-            finally:
-                conn.execute("PRAGMA synchronous = NORMAL")
+        with self.backend.write(durable=durable) as conn:
+            return conn.execute(statement, params).rowcount == 1
 
     # -- experiment state -------------------------------------------------------------------
 
     def get_state(self, key: str) -> dict[str, Any] | None:
         """The JSON value stored under `key`, or None."""
-        with self._rlock:
-            row = self._rconn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        with self.backend.read() as conn:
+            row = conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return None if row is None else json.loads(row[0])
 
     def set_state(self, key: str, value: dict[str, Any]) -> None:
-        """Store `value` under `key`, committed with synchronous=FULL (survives power loss)."""
+        """Store `value` under `key`, durably (survives power loss)."""
         text = json.dumps(value, sort_keys=True)
-        with self._wlock:
-            conn = self._wconn
-            conn.execute("PRAGMA synchronous = FULL")
-            try:
-                conn.execute(
-                    "INSERT INTO state (key, value, updated_at) VALUES (?, ?, ?)"
-                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
-                    " updated_at = excluded.updated_at",
-                    (key, text, time.time()),
-                )
-            finally:
-                conn.execute("PRAGMA synchronous = NORMAL")
+        with self.backend.write() as conn:
+            conn.execute(
+                "INSERT INTO state (key, value, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
+                " updated_at = excluded.updated_at",
+                (key, text, time.time()),
+            )

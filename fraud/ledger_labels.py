@@ -1,20 +1,19 @@
 """The ledger's decision side: what a decision is, and labels attached to decisions.
 
-A mixin of `fraud.ledger.SQLiteLedger` (which owns the connections, their locks and the writer
-queue). A label is stored once; the `labels_to_user_stats` trigger (fraud/ledger_sql.py) adds it
-to its user's aggregates in the same transaction.
+A mixin of `fraud.ledger.Ledger` (which owns the store's backend and the writer queue). A label
+is stored once; the `labels_to_user_stats` trigger (fraud/ledger_sql.py) adds it to its user's
+aggregates in the same transaction.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
 from fraud import ledger_sql as sql
+from fraud.ledger_backend import Backend
 from fraud.schema import Arm
 
 Source = Literal["predict", "batch"]
@@ -48,16 +47,13 @@ class LabelOutcome(StrEnum):
 
 
 class LabelStore:
-    """Labels and lookups; needs the host's connections, locks, `flush` and `label_wait`."""
+    """Labels and lookups; needs the host's backend, `flush` and `label_wait`."""
 
-    _wlock: threading.Lock
-    _rlock: threading.Lock
-    _wconn: sqlite3.Connection
-    _rconn: sqlite3.Connection
+    backend: Backend
     label_wait: float
     flush_interval: float
 
-    def flush(self) -> None:  # provided by SQLiteLedger
+    def flush(self) -> None:  # provided by Ledger
         raise NotImplementedError
 
     # -- labels -----------------------------------------------------------------------------
@@ -81,40 +77,29 @@ class LabelStore:
             time.sleep(min(poll, remaining))
 
     def _try_label(self, request_id: str, is_fraud: bool) -> LabelOutcome:
-        with self._rlock:  # cheap read first: unknown ids must not take the write lock
-            seen = self._rconn.execute(
+        with self.backend.read() as conn:  # cheap read first: unknown ids skip the write lock
+            seen = conn.execute(
                 "SELECT 1 FROM decisions WHERE request_id = ?", (request_id,)
             ).fetchone()
         if seen is None:
             return LabelOutcome.UNKNOWN
-        with self._wlock:
-            conn = self._wconn
-            conn.execute("BEGIN IMMEDIATE")  # check-insert-read is one locked transaction
-            try:
-                cur = conn.execute(
-                    "INSERT INTO labels (request_id, is_fraud, ts) VALUES (?, ?, ?)"
-                    " ON CONFLICT (request_id) DO NOTHING",
-                    (request_id, int(is_fraud), time.time()),
-                )
-                if cur.rowcount == 1:
-                    outcome = LabelOutcome.CREATED
-                else:
-                    stored = conn.execute(
-                        "SELECT is_fraud FROM labels WHERE request_id = ?", (request_id,)
-                    ).fetchone()[0]
-                    same = bool(stored) == is_fraud
-                    outcome = LabelOutcome.DUPLICATE if same else LabelOutcome.CONFLICT
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        return outcome
+        with self.backend.write() as conn:  # check-insert-read is one locked transaction
+            cur = conn.execute(
+                "INSERT INTO labels (request_id, is_fraud, ts) VALUES (?, ?, ?)"
+                " ON CONFLICT (request_id) DO NOTHING",
+                (request_id, int(is_fraud), time.time()),
+            )
+            if cur.rowcount == 1:
+                return LabelOutcome.CREATED
+            stored = conn.execute(
+                "SELECT is_fraud FROM labels WHERE request_id = ?", (request_id,)
+            ).fetchone()[0]
+        return LabelOutcome.DUPLICATE if bool(stored) == is_fraud else LabelOutcome.CONFLICT
 
     def get_label(self, request_id: str) -> bool | None:
         """The stored label of a decision, or None if it has none."""
-        with self._rlock:
-            row = self._rconn.execute(
+        with self.backend.read() as conn:
+            row = conn.execute(
                 "SELECT is_fraud FROM labels WHERE request_id = ?", (request_id,)
             ).fetchone()
         return None if row is None else bool(row[0])
@@ -124,8 +109,8 @@ class LabelStore:
     def lookup(self, request_id: str) -> Decision | None:
         """The stored decision with this id (after flushing this process's queue), or None."""
         self.flush()
-        with self._rlock:
-            row = self._rconn.execute(
+        with self.backend.read() as conn:
+            row = conn.execute(
                 f"SELECT {sql.DECISION_COLUMNS} FROM decisions WHERE request_id = ?",
                 (request_id,),
             ).fetchone()

@@ -1,4 +1,5 @@
-"""The ledger's SQLite schema and queries: decisions, labels, experiments, per-user aggregates.
+"""The ledger's schema and queries, shared by both backends: decisions, labels, experiments,
+per-user aggregates. Placeholders are `?`; the PostgreSQL backend translates them.
 
 Per-user aggregates (`user_stats`, one row per experiment, allocation period, arm and user)
 are kept exact by triggers in the transaction that inserts a decision or a label, and by the
@@ -8,19 +9,21 @@ grows with users, not decisions.
 
 from __future__ import annotations
 
-SCHEMA = """
+# Tables in both dialects: `{id}` an auto-increment key, `{int}` a 64-bit integer, `{real}` a
+# double, `{norowid}` SQLite's clustered-key option (nothing in PostgreSQL).
+TABLES = """
 CREATE TABLE IF NOT EXISTS decisions (
-    id            INTEGER PRIMARY KEY,
+    id            {id},
     request_id    TEXT    NOT NULL UNIQUE,
-    ts            REAL    NOT NULL,
+    ts            {real}  NOT NULL,
     user_id       TEXT    NOT NULL,
     arm           TEXT    NOT NULL,
     model_tag     TEXT    NOT NULL,
-    probability   REAL    NOT NULL,
+    probability   {real}  NOT NULL,
     is_fraud      INTEGER NOT NULL,
-    latency_ms    REAL    NOT NULL,
+    latency_ms    {real}  NOT NULL,
     source        TEXT    NOT NULL,
-    experiment_id INTEGER NOT NULL DEFAULT 0,
+    experiment_id {int}   NOT NULL DEFAULT 0,
     period        INTEGER NOT NULL DEFAULT 0,
     matured       INTEGER NOT NULL DEFAULT 0
 );
@@ -28,72 +31,72 @@ CREATE TABLE IF NOT EXISTS decisions (
 CREATE TABLE IF NOT EXISTS labels (
     request_id TEXT    PRIMARY KEY,
     is_fraud   INTEGER NOT NULL,
-    ts         REAL    NOT NULL
+    ts         {real}  NOT NULL
 );
 
 -- One experiment = (salt, model A tag, model B tag); the current one has ended_at NULL.
 -- `state` (rollback, share, period, sequence memory) changes by compare-and-set on `version`.
 CREATE TABLE IF NOT EXISTS experiments (
-    id         INTEGER PRIMARY KEY,
+    id         {id},
     salt       TEXT    NOT NULL,
     model_a    TEXT    NOT NULL,
     model_b    TEXT    NOT NULL,
     started_at TEXT    NOT NULL,
     ended_at   TEXT,
     end_reason TEXT,
-    state      TEXT    NOT NULL DEFAULT '{}',
-    version    INTEGER NOT NULL DEFAULT 0,
+    state      TEXT    NOT NULL DEFAULT '{{}}',
+    version    {int}   NOT NULL DEFAULT 0,
     final      TEXT
 );
 
 CREATE TABLE IF NOT EXISTS user_stats (
-    experiment_id INTEGER NOT NULL,
+    experiment_id {int}   NOT NULL,
     period        INTEGER NOT NULL,
     arm           TEXT    NOT NULL,
     user_id       TEXT    NOT NULL,
-    decisions     INTEGER NOT NULL DEFAULT 0,
-    flagged       INTEGER NOT NULL DEFAULT 0,
-    errors        INTEGER NOT NULL DEFAULT 0,
-    labelled      INTEGER NOT NULL DEFAULT 0,
-    tp            INTEGER NOT NULL DEFAULT 0,
-    fp            INTEGER NOT NULL DEFAULT 0,
-    fn            INTEGER NOT NULL DEFAULT 0,
-    tn            INTEGER NOT NULL DEFAULT 0,
+    decisions     {int}   NOT NULL DEFAULT 0,
+    flagged       {int}   NOT NULL DEFAULT 0,
+    errors        {int}   NOT NULL DEFAULT 0,
+    labelled      {int}   NOT NULL DEFAULT 0,
+    tp            {int}   NOT NULL DEFAULT 0,
+    fp            {int}   NOT NULL DEFAULT 0,
+    fn            {int}   NOT NULL DEFAULT 0,
+    tn            {int}   NOT NULL DEFAULT 0,
     PRIMARY KEY (experiment_id, period, arm, user_id)
-) WITHOUT ROWID;
+){norowid};
 
-CREATE TRIGGER IF NOT EXISTS decisions_count AFTER INSERT ON decisions
-BEGIN
+CREATE TABLE IF NOT EXISTS state (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at {real} NOT NULL
+);
+"""
+
+# Trigger bodies, the same SQL in both dialects (each backend wraps them in its own syntax).
+# A new decision is added to its user's aggregates.
+ON_DECISION = """
     INSERT INTO user_stats (experiment_id, period, arm, user_id, decisions, flagged)
     VALUES (NEW.experiment_id, NEW.period, NEW.arm, NEW.user_id, 1, NEW.is_fraud)
     ON CONFLICT (experiment_id, period, arm, user_id) DO UPDATE SET
-        decisions = decisions + 1, flagged = flagged + excluded.flagged;
-END;
+        decisions = user_stats.decisions + 1, flagged = user_stats.flagged + excluded.flagged;
+"""
 
--- A label makes its decision mature. If the maturity sweep already counted it as legit
--- (fp or tn), a fraud label moves it to tp or fn; a legit label changes nothing.
-CREATE TRIGGER IF NOT EXISTS labels_to_user_stats AFTER INSERT ON labels
-BEGIN
+# A label makes its decision mature. If the maturity sweep already counted it as legit
+# (fp or tn), a fraud label moves it to tp or fn; a legit label changes nothing.
+ON_LABEL = """
     UPDATE user_stats SET
-        labelled = labelled + 1,
-        tp = tp + (d.is_fraud = 1 AND NEW.is_fraud = 1),
-        fn = fn + (d.is_fraud = 0 AND NEW.is_fraud = 1),
-        fp = fp + (d.is_fraud = 1 AND NEW.is_fraud = 0 AND d.matured = 0)
-                - (d.is_fraud = 1 AND NEW.is_fraud = 1 AND d.matured = 1),
-        tn = tn + (d.is_fraud = 0 AND NEW.is_fraud = 0 AND d.matured = 0)
-                - (d.is_fraud = 0 AND NEW.is_fraud = 1 AND d.matured = 1)
+        labelled = user_stats.labelled + 1,
+        tp = user_stats.tp + CAST(d.is_fraud = 1 AND NEW.is_fraud = 1 AS INTEGER),
+        fn = user_stats.fn + CAST(d.is_fraud = 0 AND NEW.is_fraud = 1 AS INTEGER),
+        fp = user_stats.fp + CAST(d.is_fraud = 1 AND NEW.is_fraud = 0 AND d.matured = 0 AS INTEGER)
+                - CAST(d.is_fraud = 1 AND NEW.is_fraud = 1 AND d.matured = 1 AS INTEGER),
+        tn = user_stats.tn + CAST(d.is_fraud = 0 AND NEW.is_fraud = 0 AND d.matured = 0 AS INTEGER)
+                - CAST(d.is_fraud = 0 AND NEW.is_fraud = 1 AND d.matured = 1 AS INTEGER)
     FROM (SELECT experiment_id, period, arm, user_id, is_fraud, matured FROM decisions
           WHERE request_id = NEW.request_id) AS d
     WHERE user_stats.experiment_id = d.experiment_id AND user_stats.period = d.period
       AND user_stats.arm = d.arm AND user_stats.user_id = d.user_id;
     UPDATE decisions SET matured = 1 WHERE request_id = NEW.request_id;
-END;
-
-CREATE TABLE IF NOT EXISTS state (
-    key        TEXT PRIMARY KEY,
-    value      TEXT NOT NULL,
-    updated_at REAL NOT NULL
-);
 """
 
 # Added after the first release: created separately so an older ledger gains them after the
@@ -131,7 +134,7 @@ DECISION_COLUMNS = (
 UPSERT_ERRORS = (
     "INSERT INTO user_stats (experiment_id, period, arm, user_id, errors) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (experiment_id, period, arm, user_id) DO UPDATE SET"
-    " errors = errors + excluded.errors"
+    " errors = user_stats.errors + excluded.errors"
 )
 
 # Per (experiment, period, arm), the sums over users that fraud.aggregates.ArmPeriod needs, in
@@ -148,51 +151,57 @@ MOMENTS: tuple[tuple[str, str], ...] = (
     ("fp", "{r}.fp"),
     ("fn", "{r}.fn"),
     ("tn", "{r}.tn"),
-    ("users_decided", "({r}.decisions > 0)"),
+    ("users_decided", "CAST({r}.decisions > 0 AS INTEGER)"),
     ("dd", "{r}.decisions * {r}.decisions"),
     ("ff", "{r}.flagged * {r}.flagged"),
     ("df", "{r}.decisions * {r}.flagged"),
-    ("users_attempted", "({r}.decisions + {r}.errors > 0)"),
+    ("users_attempted", "CAST({r}.decisions + {r}.errors > 0 AS INTEGER)"),
     ("aa", "({r}.decisions + {r}.errors) * ({r}.decisions + {r}.errors)"),
     ("ee", "{r}.errors * {r}.errors"),
     ("ae", "({r}.decisions + {r}.errors) * {r}.errors"),
-    ("users_fraud", "({r}.tp + {r}.fn > 0)"),
+    ("users_fraud", "CAST({r}.tp + {r}.fn > 0 AS INTEGER)"),
     ("pp", "({r}.tp + {r}.fn) * ({r}.tp + {r}.fn)"),
     ("tt", "{r}.tp * {r}.tp"),
     ("pt", "({r}.tp + {r}.fn) * {r}.tp"),
-    ("users_flagged_mature", "({r}.tp + {r}.fp > 0)"),
+    ("users_flagged_mature", "CAST({r}.tp + {r}.fp > 0 AS INTEGER)"),
     ("qq", "({r}.tp + {r}.fp) * ({r}.tp + {r}.fp)"),
     ("qt", "({r}.tp + {r}.fp) * {r}.tp"),
 )
 _NAMES = ", ".join(name for name, _ in MOMENTS)
 _KEY = "experiment_id, period, arm"
 
-MOMENTS_SCHEMA = f"""
+MOMENTS_TABLE = f"""
 CREATE TABLE IF NOT EXISTS arm_moments (
-    experiment_id INTEGER NOT NULL,
+    experiment_id {{int}}   NOT NULL,
     period        INTEGER NOT NULL,
     arm           TEXT    NOT NULL,
-    {", ".join(f"{name} INTEGER NOT NULL DEFAULT 0" for name, _ in MOMENTS)},
+    {", ".join(f"{name} {{int}} NOT NULL DEFAULT 0" for name, _ in MOMENTS)},
     PRIMARY KEY ({_KEY})
-) WITHOUT ROWID;
+){{norowid}};
+"""
 
-CREATE TRIGGER IF NOT EXISTS user_stats_added AFTER INSERT ON user_stats
-BEGIN
+ON_USER_ADDED = f"""
     INSERT INTO arm_moments ({_KEY}, {_NAMES})
     VALUES (NEW.experiment_id, NEW.period, NEW.arm,
             {", ".join(expr.format(r="NEW") for _, expr in MOMENTS)})
     ON CONFLICT ({_KEY}) DO UPDATE SET
-        {", ".join(f"{name} = {name} + excluded.{name}" for name, _ in MOMENTS)};
-END;
+        {", ".join(f"{name} = arm_moments.{name} + excluded.{name}" for name, _ in MOMENTS)};
+"""
 
-CREATE TRIGGER IF NOT EXISTS user_stats_changed AFTER UPDATE ON user_stats
-BEGIN
+ON_USER_CHANGED = f"""
     UPDATE arm_moments SET
         {", ".join(f"{name} = {name} + ({expr.format(r='NEW')}) - ({expr.format(r='OLD')})"
                    for name, expr in MOMENTS[1:])}
     WHERE experiment_id = NEW.experiment_id AND period = NEW.period AND arm = NEW.arm;
-END;
 """
+
+# (name, table, event, body): each backend creates them in its own syntax.
+TRIGGERS: tuple[tuple[str, str, str, str], ...] = (
+    ("decisions_count", "decisions", "INSERT", ON_DECISION),
+    ("labels_to_user_stats", "labels", "INSERT", ON_LABEL),
+    ("user_stats_added", "user_stats", "INSERT", ON_USER_ADDED),
+    ("user_stats_changed", "user_stats", "UPDATE", ON_USER_CHANGED),
+)
 
 AGGREGATES = f"SELECT period, arm, {_NAMES} FROM arm_moments WHERE experiment_id = ?"
 
@@ -220,4 +229,17 @@ MATURE_MARK = "UPDATE decisions SET matured = 1 WHERE matured = 0 AND ts < ?"
 
 EXPERIMENT_COLUMNS = (
     "id, salt, model_a, model_b, started_at, ended_at, end_reason, state, version, final"
+)
+
+# Retention: among the oldest `?` decisions, those matured and older than the horizon. Only
+# insert triggers keep the aggregates, so deleting old rows changes no experiment's counts.
+PRUNE_PICK = (
+    "SELECT id, request_id FROM (SELECT id, request_id, ts, matured FROM decisions"
+    " ORDER BY id LIMIT ?) AS oldest WHERE ts < ? AND matured = 1"
+)
+PRUNE_LABEL = "DELETE FROM labels WHERE request_id = ?"
+PRUNE_DECISION = "DELETE FROM decisions WHERE id = ?"
+HEARTBEAT = (
+    "INSERT INTO state (key, value, updated_at) VALUES (?, '{}', ?)"
+    " ON CONFLICT (key) DO UPDATE SET updated_at = excluded.updated_at"
 )

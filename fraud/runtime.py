@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import hmac
 import os
-from pathlib import Path
 
 from fraud.config import PROJECT_ROOT
 
 ADMIN_KEY_ENV = "FRAUDSERVE_ADMIN_KEY"
 
 
-def ledger_path() -> Path:
-    """FRAUDSERVE_LEDGER, else data/ledger.sqlite in the project."""
+def ledger_store() -> str:
+    """FRAUDSERVE_LEDGER (a path, sqlite:/// or postgresql:// URL), else data/ledger.sqlite in
+    the project."""
     env = os.environ.get("FRAUDSERVE_LEDGER")
-    return Path(env) if env else PROJECT_ROOT / "data" / "ledger.sqlite"
+    return env or str(PROJECT_ROOT / "data" / "ledger.sqlite")
 
 
 def admin_key_ok(given: str | None) -> tuple[bool, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import Server, Store, run_gate, serve, train
+from postgres import PostgresServer, bindir
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +38,17 @@ def server(trained_store: Store, gate_report: Path,
     with serve(trained_store, workdir, FRAUDSERVE_GATE_REPORT=str(gate_report),
                FRAUDSERVE_ADMIN_KEY="test-admin-key") as srv:
         yield srv
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server (Debian's package) for the session; fresh databases per test."""
+    if bindir() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is missing in CI: `make sysdeps` installs it")
+        pytest.skip("PostgreSQL not installed: `make sysdeps` installs it")
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.close()

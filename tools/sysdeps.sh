@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Debian packages the full test suite needs; installs only what is missing (needs root).
+# Debian packages the full test suite needs (chromium, prometheus, postgresql, buildah...); installs only what is missing (needs root).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 need=()
 command -v chromium >/dev/null || need+=(chromium)
 command -v promtool >/dev/null || need+=(prometheus)
+# PostgreSQL server binaries for the ledger tests (the tests run their own server, never the
+# system one: policy-rc.d below keeps the package from starting it).
+compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "sysdeps: missing ${need[*]}; run as root: apt-get install -y ${need[*]}" >&2

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import bentoml
 
 from fraud.config import load_ab_config, load_training_config, mlflow_tracking_uri
 from fraud.experiment import Experiment
-from fraud.ledger import SQLiteLedger
+from fraud.ledger import Ledger
+from fraud.ledger_backend import sqlite_path
 from fraud.models import resolve_arms
-from fraud.runtime import ledger_path
+from fraud.runtime import ledger_store
 from fraud.schema import utc_now_iso
 
 
@@ -51,17 +51,20 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--force", action="store_true",
                         help="promote whatever the verdict (the reason is recorded)")
-    parser.add_argument("--ledger", type=Path, default=None,
-                        help="ledger to read the verdict from (default: FRAUDSERVE_LEDGER)")
+    parser.add_argument("--ledger", default=None,
+                        help="ledger (path or URL) to read the verdict from "
+                             "(default: FRAUDSERVE_LEDGER)")
     args = parser.parse_args(argv)
     ab = load_ab_config()
     arms = resolve_arms(ab)
-    path = args.ledger or ledger_path()
-    if not path.exists():
-        print(f"promote: no ledger at {path}: no experiment to judge", file=sys.stderr)
-        if not args.force:
-            return 1
-    with SQLiteLedger(path) as ledger:
+    store = args.ledger or ledger_store()
+    if "://" not in store or store.startswith("sqlite:"):
+        path = sqlite_path(store)
+        if not path.exists():
+            print(f"promote: no ledger at {path}: no experiment to judge", file=sys.stderr)
+            if not args.force:
+                return 1
+    with Ledger(store) as ledger:
         experiment = Experiment(ab, arms, ledger)
         report, _, _ = experiment.report()
         verdict = report["primary"]["verdict"]

@@ -22,7 +22,7 @@ import psutil
 import pytest
 from helpers import Server, Store, serve
 
-from fraud.ledger import SQLiteLedger
+from fraud.ledger import Ledger
 from fraud.schema import EXAMPLE_TRANSACTION
 
 pytestmark = [pytest.mark.service]
@@ -107,7 +107,7 @@ def back_again(server: Server, service: str, count: int, killed: list[int]) -> l
 
 def ledgered(path: Path, request_ids: list[str]) -> list[str]:
     """The ids NOT found in the ledger file."""
-    with SQLiteLedger(path) as led:
+    with Ledger(path) as led:
         return [rid for rid in request_ids if led.lookup(rid) is None]
 
 

@@ -18,7 +18,7 @@ import pytest
 from fraud.assignment import assign
 from fraud.config import load_ab_config
 from fraud.experiment import Experiment
-from fraud.ledger import SQLiteLedger
+from fraud.ledger import Ledger
 from fraud.models import ArmModel
 
 pytestmark = [pytest.mark.service]
@@ -39,7 +39,7 @@ def test_ramping_the_share_up_does_not_trip_the_srm_guardrail(tmp_path: Path) ->
     cfg = load_ab_config()  # configs/ab.yaml: share 0.5, rollback_on_srm, srm_alpha 0.001
     assert cfg.guardrails.rollback_on_srm and 0 < cfg.challenger_share < 1
     path = tmp_path / "ledger.sqlite"
-    with SQLiteLedger(path) as lx, SQLiteLedger(path) as ly:
+    with Ledger(path) as lx, Ledger(path) as ly:
         x, y = Experiment(cfg, ARMS, lx), Experiment(cfg, ARMS, ly)
         x.set_share(0.0)
         y.refresh()  # both workers now serve the champion only

@@ -7,7 +7,7 @@ from helpers import PYTHON, ROOT, train
 
 from fraud.config import load_ab_config
 from fraud.experiment import Experiment
-from fraud.ledger import SQLiteLedger
+from fraud.ledger import Ledger
 from fraud.models import ArmModel
 from fraud.schema import ARMS
 
@@ -31,7 +31,7 @@ def _arms(store):
 def _seed(path, tags, recall_a, recall_b, n=200):
     """An experiment of the served tags with n labelled fraud decisions per arm."""
     arms = {arm: ArmModel(arm, tag, 0.5, {}) for arm, tag in zip(ARMS, tags, strict=True)}
-    with SQLiteLedger(path) as led:
+    with Ledger(path) as led:
         exp = Experiment(load_ab_config(), arms, led)
         for arm, recall in (("model_a", recall_a), ("model_b", recall_b)):
             flagged = int(n * recall)
@@ -67,7 +67,7 @@ def test_refuses_unless_challenger_better_then_swaps(store, tmp_path):
     champion = client.get_model_version_by_alias("fraud-detector", "champion")
     run = client.get_run(champion.run_id)
     assert run.data.tags["bentoml_model"] == before[1].split(":")[0]
-    with SQLiteLedger(better) as led:
+    with Ledger(better) as led:
         assert led.get_state("promotion")["champion"] == before[1]
         ended = led.experiments()[0]  # the promotion ended the experiment, keeping its verdict
         assert ended.ended_at and ended.end_reason.startswith("promotion")

@@ -1,4 +1,9 @@
-"""Fixtures of the unit tests: a fresh ledger file and an open ledger on it."""
+"""Fixtures of the unit tests: a fresh ledger store of each backend, and an open ledger on it.
+
+`db` is a store for `Ledger(...)`: a SQLite file (in a directory that does not exist yet) or
+a fresh database on the session's real PostgreSQL server, so every ledger test that takes
+`db` or `ledger` runs against both backends. `sqlite_db` is for what only SQLite has.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,22 @@ from pathlib import Path
 
 import pytest
 
-from fraud.ledger import SQLiteLedger
+from fraud.ledger import Ledger
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
+def sqlite_db(tmp_path: Path) -> Path:
     return tmp_path / "nested" / "dir" / "ledger.db"
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db(request: pytest.FixtureRequest, sqlite_db: Path) -> str:
+    if request.param == "sqlite":
+        return str(sqlite_db)
+    return request.getfixturevalue("postgres").create_database()
+
+
 @pytest.fixture
-def ledger(db: Path) -> Iterator[SQLiteLedger]:
-    with SQLiteLedger(db) as led:
+def ledger(db: str) -> Iterator[Ledger]:
+    with Ledger(db) as led:
         yield led

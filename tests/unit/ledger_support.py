@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from fraud.aggregates import ArmPeriod
-from fraud.ledger import Decision, ScoringError, SQLiteLedger
+from fraud.ledger import Decision, Ledger, ScoringError
 from fraud.ratio import RatioMoments
 
 SPAWN = mp.get_context("spawn")
@@ -40,10 +40,20 @@ def err(user: str, arm: str = "model_a", *, experiment: int = EXP,
     return ScoringError(experiment, period, arm, user)  # type: ignore[arg-type]
 
 
-def raw_count(path: Path, table: str = "decisions") -> int:
-    """Rows in a table, read with a plain sqlite3 connection (no ledger involved)."""
-    with sqlite3.connect(path) as conn:
-        return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+def raw(store: str | Path, query: str) -> list[tuple[Any, ...]]:
+    """A query's rows, read with a plain connection to the store (no ledger involved)."""
+    if str(store).startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(str(store)) as conn:
+            return [tuple(r) for r in conn.execute(query).fetchall()]
+    with sqlite3.connect(store) as conn:
+        return conn.execute(query).fetchall()
+
+
+def raw_count(store: str | Path, table: str = "decisions") -> int:
+    """Rows in a table, read with a plain connection (no ledger involved)."""
+    return int(raw(store, f"SELECT COUNT(*) FROM {table}")[0][0])
 
 
 def counts(agg: ArmPeriod) -> tuple[int, ...]:
@@ -208,7 +218,7 @@ def random_workload(seed: int, experiments: tuple[int, int]) -> list[tuple[str, 
 
 
 def _record_later(path: str, rid: str, ready: Any, go: Any, delay: float) -> None:
-    with SQLiteLedger(path, flush_interval=0.05) as led:
+    with Ledger(path, flush_interval=0.05) as led:
         ready.set()
         go.wait(30)
         time.sleep(delay)
@@ -218,7 +228,7 @@ def _record_later(path: str, rid: str, ready: Any, go: Any, delay: float) -> Non
 
 def _concurrent_writer(path: str, worker: int, n: int, shared: list[str], start: Any,
                        results: Any) -> None:
-    led = SQLiteLedger(path, flush_interval=0.01, max_batch=50)
+    led = Ledger(path, flush_interval=0.01, max_batch=50)
     start.wait(30)  # a barrier: all workers write at the same time
     outcomes = {}
     for i in range(n):
@@ -242,7 +252,7 @@ def _concurrent_writer(path: str, worker: int, n: int, shared: list[str], start:
 def _cas_incrementer(path: str, experiment_id: int, worker: int, n: int, start: Any,
                      results: Any) -> None:
     lost = 0
-    with SQLiteLedger(path) as led:
+    with Ledger(path) as led:
         start.wait(30)
         for _ in range(n):
             while True:

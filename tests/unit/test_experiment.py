@@ -8,7 +8,7 @@ from fraud.assignment import assign
 from fraud.config import ABConfig, GuardrailConfig, LabelPolicy
 from fraud.experiment import Experiment, decide
 from fraud.judge import list_experiments
-from fraud.ledger import SQLiteLedger
+from fraud.ledger import Ledger
 from fraud.models import ArmModel
 
 ARMS = {"model_a": ArmModel("model_a", "fraud_rf:aaa", 0.7, {}),
@@ -19,7 +19,7 @@ SWAPPED = {"model_a": ArmModel("model_a", "fraud_hgb:bbb", 0.4, {}),
 
 @pytest.fixture
 def ledger(tmp_path):
-    with SQLiteLedger(tmp_path / "ledger.sqlite") as led:
+    with Ledger(tmp_path / "ledger.sqlite") as led:
         yield led
 
 
@@ -61,7 +61,7 @@ def test_rollback_persists_and_routes_everyone_to_the_champion(ledger, tmp_path)
     assert exp.rollback("again") is False  # first reason is kept
     assert {exp.route(f"u{i}") for i in range(200)} == {"model_a"}
     ledger.close()
-    with SQLiteLedger(tmp_path / "ledger.sqlite") as reopened:  # a restart
+    with Ledger(tmp_path / "ledger.sqlite") as reopened:  # a restart
         again = make(reopened, challenger_share=0.5)
         assert again.id == exp.id
         assert again.state.rolled_back and again.state.rollback_reason == "manual test"
@@ -89,7 +89,7 @@ def test_a_rollback_saved_by_another_worker_is_never_overwritten(ledger):
 
 def test_concurrent_state_changes_all_land(tmp_path):
     path = tmp_path / "ledger.sqlite"
-    with SQLiteLedger(path) as la, SQLiteLedger(path) as lb:
+    with Ledger(path) as la, Ledger(path) as lb:
         x, y = make(la), make(lb)
         start = x.state.period
 
@@ -119,7 +119,7 @@ def test_decisions_routed_under_a_stale_period_count_in_that_period(tmp_path):
     users test of the new period sees only users routed with the new share."""
     path = tmp_path / "ledger.sqlite"
     cfg = {"guardrails": GuardrailConfig(min_decisions=10, min_users=10)}
-    with SQLiteLedger(path) as lx, SQLiteLedger(path) as ly:
+    with Ledger(path) as lx, Ledger(path) as ly:
         x, y = make(lx, **cfg), make(ly, **cfg)
         x.set_share(0.0)
         y.refresh()

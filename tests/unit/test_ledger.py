@@ -20,31 +20,33 @@ from ledger_support import (
     counts,
     dec,
     err,
+    raw,
     raw_count,
 )
 
-from fraud.ledger import Decision, SQLiteLedger
+from fraud.ledger import Decision, DecisionRejected, Ledger
 from fraud.ratio import RatioMoments
 
 # -- construction ----------------------------------------------------------------------------------
 
 
-def test_opens_wal_database_creating_parent_dirs(db: Path) -> None:
+def test_opens_wal_database_creating_parent_dirs(sqlite_db: Path) -> None:
+    db = sqlite_db
     assert not db.parent.exists()
-    with SQLiteLedger(db) as led:
+    with Ledger(db) as led:
         assert led.label_wait == pytest.approx(0.15)
     assert db.exists()
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_rejects_non_positive_settings(db: Path) -> None:
+def test_rejects_non_positive_settings(db: str) -> None:
     for kwargs in ({"flush_interval": 0}, {"max_batch": 0}, {"latency_window": 0}):
         with pytest.raises(ValueError, match="positive"):
-            SQLiteLedger(db, **kwargs)
+            Ledger(db, **kwargs)
 
 
-def test_empty_ledger_has_no_aggregates_latencies_or_experiments(ledger: SQLiteLedger) -> None:
+def test_empty_ledger_has_no_aggregates_latencies_or_experiments(ledger: Ledger) -> None:
     assert ledger.aggregates(EXP) == {}
     assert ledger.latencies(EXP, 0, 100) == {"model_a": [], "model_b": []}
     assert ledger.experiments() == []
@@ -55,7 +57,7 @@ def test_empty_ledger_has_no_aggregates_latencies_or_experiments(ledger: SQLiteL
 # -- record / flush / aggregates -------------------------------------------------------------------
 
 
-def test_record_flush_and_aggregates_exact(ledger: SQLiteLedger) -> None:
+def test_record_flush_and_aggregates_exact(ledger: Ledger) -> None:
     ledger.record([
         dec("a1", flagged=True, latency=10.0, ts=1.0),
         dec("a2", flagged=True, latency=20.0, ts=2.0),
@@ -90,7 +92,7 @@ def test_record_flush_and_aggregates_exact(ledger: SQLiteLedger) -> None:
     assert ledger.aggregates(EXP + 1) == {}
 
 
-def test_duplicate_request_id_is_stored_and_counted_once(ledger: SQLiteLedger) -> None:
+def test_duplicate_request_id_is_stored_and_counted_once(ledger: Ledger, db: str) -> None:
     first = dec("same", flagged=True, user="alice")
     ledger.record([first, dec("same", "model_b", flagged=False, user="bob")])
     ledger.flush()
@@ -98,19 +100,17 @@ def test_duplicate_request_id_is_stored_and_counted_once(ledger: SQLiteLedger) -
     ledger.record([dec("same", "model_b", flagged=True, user="carol", experiment=2, period=1)])
     ledger.flush()
     assert ledger.lookup("same") == first
-    assert raw_count(ledger.path) == 1
+    assert raw_count(db) == 1
     assert ledger.label("same", True) == "created"
     assert ledger.label("same", True) == "duplicate"
     assert ledger.aggregates(2) == {}
     periods = ledger.aggregates(EXP)
     assert list(periods[0]) == ["model_a"]
     assert counts(periods[0]["model_a"]) == (1, 1, 1, 0, 1, 1, 0, 0, 0)
-    with sqlite3.connect(ledger.path) as conn:
-        assert conn.execute("SELECT user_id, decisions FROM user_stats").fetchall() == [
-            ("alice", 1)]
+    assert raw(db, "SELECT user_id, decisions FROM user_stats") == [("alice", 1)]
 
 
-def test_lookup_roundtrips_every_field(ledger: SQLiteLedger) -> None:
+def test_lookup_roundtrips_every_field(ledger: Ledger) -> None:
     d = Decision("r-1", 1_700_000_000.123456, "user_9", "model_b", "fraud_b:abc", 0.731,
                  True, 3.25, "batch", 7, 3)
     ledger.record([d])
@@ -122,8 +122,8 @@ def test_lookup_roundtrips_every_field(ledger: SQLiteLedger) -> None:
     assert ledger.lookup("r-2") == legacy
 
 
-def test_record_validates_and_refuses_after_close(db: Path) -> None:
-    led = SQLiteLedger(db)
+def test_record_validates_and_refuses_after_close(db: str) -> None:
+    led = Ledger(db)
     with pytest.raises(ValueError, match="arm"):
         led.record([dec("x", "model_c")])
     with pytest.raises(ValueError, match="source"):
@@ -139,9 +139,9 @@ def test_record_validates_and_refuses_after_close(db: Path) -> None:
         led.record_errors([err("u")])
 
 
-def test_errors_are_counted_on_flush(db: Path) -> None:
-    with SQLiteLedger(db, flush_interval=60, max_batch=10_000) as writer, \
-            SQLiteLedger(db) as reader:
+def test_errors_are_counted_on_flush(db: str) -> None:
+    with Ledger(db, flush_interval=60, max_batch=10_000) as writer, \
+            Ledger(db) as reader:
         writer.record_errors([err("u-r0"), err("u-r0")])  # errors do not wake the writer
         assert writer.pending() == 2
         assert reader.aggregates(EXP) == {}
@@ -151,8 +151,8 @@ def test_errors_are_counted_on_flush(db: Path) -> None:
         assert (a.users, a.decisions, a.errors) == (1, 0, 2)
 
 
-def test_record_completes_once_committed_and_visible_to_other_processes(db: Path) -> None:
-    with SQLiteLedger(db, flush_interval=60) as writer, SQLiteLedger(db) as reader:
+def test_record_completes_once_committed_and_visible_to_other_processes(db: str) -> None:
+    with Ledger(db, flush_interval=60) as writer, Ledger(db) as reader:
         done = writer.record([dec(f"r{i}") for i in range(5)])
         done.result(timeout=5)  # the writer woke at once: no interval wait
         a = reader.aggregates(EXP)[0]["model_a"]
@@ -160,16 +160,16 @@ def test_record_completes_once_committed_and_visible_to_other_processes(db: Path
         assert writer.pending() == 0 and writer.problem is None
 
 
-def test_concurrent_records_share_commits(db: Path) -> None:
+def test_concurrent_records_share_commits(db: str) -> None:
     """Group commit: while one transaction commits, new records queue and go in the next."""
-    with SQLiteLedger(db) as led:
+    with Ledger(db) as led:
         commits = []
         original = led._write
 
-        def counted(rows, errors):
-            commits.append(len(rows))
+        def counted(groups, errors):
+            commits.append(sum(len(rows) for rows in groups))
             time.sleep(0.01)  # a slow disk: records pile up meanwhile
-            original(rows, errors)
+            return original(groups, errors)
 
         led._write = counted  # type: ignore[method-assign]
         futures: list = []
@@ -185,8 +185,8 @@ def test_concurrent_records_share_commits(db: Path) -> None:
         assert raw_count(db) == 200
 
 
-def test_flush_writes_in_batches_of_max_batch(db: Path) -> None:
-    with SQLiteLedger(db, flush_interval=60, max_batch=7) as led:
+def test_flush_writes_in_batches_of_max_batch(db: str) -> None:
+    with Ledger(db, flush_interval=60, max_batch=7) as led:
         led.record([dec(f"b{i}", user=f"user-{i % 4}") for i in range(50)])
         led.flush()
         assert raw_count(db) == 50
@@ -194,8 +194,8 @@ def test_flush_writes_in_batches_of_max_batch(db: Path) -> None:
         assert (a.users, a.decisions) == (4, 50)
 
 
-def test_close_loses_nothing(db: Path) -> None:
-    led = SQLiteLedger(db)
+def test_close_loses_nothing(db: str) -> None:
+    led = Ledger(db)
     for i in range(10_000):
         led.record(dec(f"c{i}", "model_a" if i % 2 else "model_b", flagged=i % 7 == 0,
                        user=f"user-{i % 100}"))
@@ -203,7 +203,7 @@ def test_close_loses_nothing(db: Path) -> None:
             led.record_errors([err(f"user-{i % 100}", "model_a")])
     led.close()
     assert raw_count(db) == 10_000
-    with SQLiteLedger(db) as again:
+    with Ledger(db) as again:
         totals = arm_totals(again.aggregates(EXP))
     assert totals["model_a"].decisions + totals["model_b"].decisions == 10_000
     assert totals["model_a"].flagged + totals["model_b"].flagged == len(range(0, 10_000, 7))
@@ -212,26 +212,33 @@ def test_close_loses_nothing(db: Path) -> None:
     assert (totals["model_a"].users, totals["model_b"].users) == (51, 50)
 
 
-def test_poison_decision_is_dropped_alone(ledger: SQLiteLedger,
-                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_a_poison_request_is_refused_alone(ledger: Ledger, db: str,
+                                           caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR, logger="fraud.ledger"):
-        ledger.record([dec("ok-1", user="alice"),
-                       dec("bad-\udc80", user="alice"),  # not encodable as UTF-8
-                       dec("ok-2", user="bad-\udc80"),
-                       dec("ok-3", user="alice", flagged=True)])
+        futures = [ledger.record([dec("ok-1", user="alice")]),
+                   ledger.record([dec("bad-\udc80", user="alice")]),  # not encodable as UTF-8
+                   ledger.record([dec("ok-2", user="alice"), dec("ok-3", user="bad-\udc80")]),
+                   ledger.record([dec("ok-4", user="alice", flagged=True)])]
         ledger.flush()
-    assert ledger.pending() == 0
-    assert raw_count(ledger.path) == 2
-    assert ledger.lookup("ok-1") is not None and ledger.lookup("ok-3") is not None
+    for i, future in enumerate(futures):
+        if i in (1, 2):  # refused, and the caller told so: a request is stored whole or not
+            with pytest.raises(DecisionRejected, match="refused"):
+                future.result(timeout=5)
+        else:
+            assert future.result(timeout=5) is None
+    assert ledger.pending() == 0 and ledger.problem is None
+    assert raw_count(db) == 2
+    assert ledger.lookup("ok-1") is not None and ledger.lookup("ok-4") is not None
+    assert ledger.lookup("ok-2") is None
     a = ledger.aggregates(EXP)[0]["model_a"]
     assert counts(a) == (1, 2, 1, 0, 0, 0, 0, 0, 0)
-    assert "dropping unwritable decision" in caplog.text
-    ledger.record([dec("ok-4", user="alice")])  # the ledger keeps working
+    assert "refusing a request's decisions" in caplog.text
+    ledger.record([dec("ok-5", user="alice")]).result(timeout=5)  # the ledger keeps working
     assert ledger.aggregates(EXP)[0]["model_a"].decisions == 3
 
 
-def test_poison_scoring_error_does_not_block_the_ledger(db: Path) -> None:
-    led = SQLiteLedger(db, flush_interval=60)
+def test_poison_scoring_error_does_not_block_the_ledger(db: str) -> None:
+    led = Ledger(db, flush_interval=60)
     led.record([dec("good", user="alice")])
     with pytest.raises(UnicodeEncodeError):  # refused when recorded, never queued
         led.record_errors([err("bad-\udc80"), err("alice")])
@@ -248,7 +255,7 @@ def test_poison_scoring_error_does_not_block_the_ledger(db: Path) -> None:
 # -- scoring errors --------------------------------------------------------------------------------
 
 
-def test_errors_count_per_row_and_per_user(ledger: SQLiteLedger) -> None:
+def test_errors_count_per_row_and_per_user(ledger: Ledger) -> None:
     ledger.record([dec("d1", user="alice"), dec("d2", user="alice")])
     ledger.record_errors([err("alice"), err("alice"), err("bob"),  # bob: errors only
                           err("alice", "model_b"), err("alice", period=1),
@@ -268,8 +275,8 @@ def test_errors_count_per_row_and_per_user(ledger: SQLiteLedger) -> None:
 # -- persistence, state and migration --------------------------------------------------------------
 
 
-def test_data_survives_reopen(db: Path) -> None:
-    with SQLiteLedger(db) as led:
+def test_data_survives_reopen(db: str) -> None:
+    with Ledger(db) as led:
         rec, _ = led.current_experiment(IDENTITY, "t0")
         assert led.compare_and_set(rec.id, 0, {"share": 0.3})
         led.record([dec("k1", flagged=True, latency=4.0, ts=1.0),
@@ -280,7 +287,7 @@ def test_data_survives_reopen(db: Path) -> None:
         assert led.mature(2.5) == 1  # k2
         before = led.aggregates(EXP)
         lat_before = led.latencies(EXP, 0, 10)
-    with SQLiteLedger(db) as led:
+    with Ledger(db) as led:
         assert led.aggregates(EXP) == before
         assert led.latencies(EXP, 0, 10) == lat_before == {"model_a": [5.0, 4.0],
                                                            "model_b": [6.0]}
@@ -297,18 +304,17 @@ def test_data_survives_reopen(db: Path) -> None:
                                                                      None)
 
 
-def test_state_set_get_across_reopen_and_processes(db: Path) -> None:
+def test_state_set_get_across_reopen_and_processes(db: str) -> None:
     rollback = {"rolled_back": True, "reason": "error rate 7% > 5%", "at": "2026-01-01T00:00Z"}
-    with SQLiteLedger(db) as led, SQLiteLedger(db) as other:
+    with Ledger(db) as led, Ledger(db) as other:
         assert led.get_state("experiment") is None
         led.set_state("experiment", {"share": 0.1})
         led.set_state("experiment", rollback)  # overwrite
         assert other.get_state("experiment") == rollback  # visible to another worker at once
-    with SQLiteLedger(db) as led:
+    with Ledger(db) as led:
         assert led.get_state("experiment") == rollback
         assert led.get_state("other") is None
-    with sqlite3.connect(db) as conn:
-        updated_at = conn.execute("SELECT updated_at FROM state").fetchone()[0]
+    updated_at = raw(db, "SELECT updated_at FROM state")[0][0]
     assert abs(updated_at - time.time()) < 60
 
 
@@ -333,8 +339,8 @@ def _in_fork(child: Any) -> int:
 
 
 @needs_fork
-def test_forked_child_refuses_the_parents_ledger_and_opens_its_own(db: Path) -> None:
-    with SQLiteLedger(db, flush_interval=60) as led:
+def test_forked_child_refuses_the_parents_ledger_and_opens_its_own(db: str) -> None:
+    with Ledger(db, flush_interval=60) as led:
         led.record([dec("parent-1")])
         led.flush()
 
@@ -350,21 +356,21 @@ def test_forked_child_refuses_the_parents_ledger_and_opens_its_own(db: Path) -> 
                 return False
             except RuntimeError:
                 pass
-            with SQLiteLedger(db) as own:  # the supported way: a ledger per process
+            with Ledger(db) as own:  # the supported way: a ledger per process
                 own.record([dec("child-1")])
             return True
 
         assert _in_fork(child) == 0
         led.record([dec("parent-2")])  # the parent's ledger is unaffected
     assert raw_count(db) == 3
-    with SQLiteLedger(db) as led:
+    with Ledger(db) as led:
         assert led.lookup("child-via-parent") is None
         assert led.aggregates(EXP)[0]["model_a"].decisions == 3
 
 
 @needs_fork
-def test_forked_child_does_not_write_the_parents_queue(db: Path) -> None:
-    with SQLiteLedger(db, flush_interval=60, max_batch=10_000) as led:
+def test_forked_child_does_not_write_the_parents_queue(db: str) -> None:
+    with Ledger(db, flush_interval=60, max_batch=10_000) as led:
         led.record([dec(f"q{i}", user="alice") for i in range(5)])
         led.record_errors([err("alice")] * 3)
 
@@ -374,6 +380,6 @@ def test_forked_child_does_not_write_the_parents_queue(db: Path) -> None:
             return True
 
         assert _in_fork(child) == 0
-    with SQLiteLedger(db) as led:
+    with Ledger(db) as led:
         a = led.aggregates(EXP)[0]["model_a"]
     assert (a.decisions, a.errors) == (5, 3)

@@ -3,9 +3,6 @@ the maturity sweep with late labels."""
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
 import numpy as np
 import pytest
 from ledger_support import (
@@ -17,18 +14,19 @@ from ledger_support import (
     err,
     numpy_moments,
     random_workload,
+    raw,
 )
 
 from fraud.aggregates import ArmPeriod
-from fraud.ledger import SQLiteLedger
+from fraud.ledger import Ledger
 from fraud.ratio import RatioMoments
 
 # -- per-user aggregates against a brute-force recomputation ---------------------------------------
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_per_user_aggregates_match_brute_force(db: Path, seed: int) -> None:
-    with SQLiteLedger(db, flush_interval=60, max_batch=37) as led:
+def test_per_user_aggregates_match_brute_force(db: str, seed: int) -> None:
+    with Ledger(db, flush_interval=60, max_batch=37) as led:
         e1, _ = led.current_experiment(("s1", "a:1", "b:1"), "2026-01-01T00:00:00Z")
         e2, _ = led.current_experiment(("s2", "a:1", "b:1"), "2026-01-02T00:00:00Z")
         model = Model()
@@ -77,10 +75,10 @@ def test_per_user_aggregates_match_brute_force(db: Path, seed: int) -> None:
                     assert led.latencies(eid, period, 5)[arm] == lat[arm][:5]
 
 
-def test_moments_equal_numpy_on_per_user_arrays(db: Path) -> None:
+def test_moments_equal_numpy_on_per_user_arrays(db: str) -> None:
     rng = np.random.default_rng(7)
     model = Model()
-    with SQLiteLedger(db, flush_interval=60) as led:
+    with Ledger(db, flush_interval=60) as led:
         # 40 users with very different volumes, so squares and cross products matter.
         ds, es = [], []
         for u in range(40):
@@ -113,7 +111,7 @@ def test_moments_equal_numpy_on_per_user_arrays(db: Path) -> None:
 # -- maturity --------------------------------------------------------------------------------------
 
 
-def test_mature_counts_unlabelled_old_decisions_as_legit(ledger: SQLiteLedger) -> None:
+def test_mature_counts_unlabelled_old_decisions_as_legit(ledger: Ledger, db: str) -> None:
     ledger.record([
         dec("old-flag", flagged=True, ts=10.0, user="alice"),
         dec("old-pass", flagged=False, ts=20.0, user="alice"),
@@ -137,11 +135,10 @@ def test_mature_counts_unlabelled_old_decisions_as_legit(ledger: SQLiteLedger) -
     assert ledger.aggregates(EXP)[0]["model_a"].fp == 2
     assert ledger.mature(1_000.0) == 1  # new-flag
     assert counts(ledger.aggregates(EXP)[0]["model_a"]) == (2, 5, 3, 0, 1, 0, 3, 1, 1)
-    with sqlite3.connect(ledger.path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM decisions WHERE matured = 0").fetchone() == (0,)
+    assert raw(db, "SELECT COUNT(*) FROM decisions WHERE matured = 0") == [(0,)]
 
 
-def test_late_labels_after_maturity(ledger: SQLiteLedger) -> None:
+def test_late_labels_after_maturity(ledger: Ledger) -> None:
     ledger.record([
         dec("fp-then-fraud", flagged=True, ts=1.0),
         dec("fp-then-legit", flagged=True, ts=2.0),
@@ -165,7 +162,7 @@ def test_late_labels_after_maturity(ledger: SQLiteLedger) -> None:
     assert ledger.aggregates(EXP)[0]["model_a"] == after
 
 
-def test_labelled_decisions_are_never_matured(ledger: SQLiteLedger) -> None:
+def test_labelled_decisions_are_never_matured(ledger: Ledger) -> None:
     ledger.record([dec("l-fraud", flagged=False, ts=1.0), dec("l-legit", flagged=True, ts=1.0)])
     assert ledger.label("l-fraud", True) == "created"  # fn
     assert ledger.label("l-legit", False) == "created"  # fp

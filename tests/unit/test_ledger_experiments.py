@@ -18,12 +18,12 @@ from ledger_support import (
     run_workers,
 )
 
-from fraud.ledger import Decision, SQLiteLedger
+from fraud.ledger import Decision, Ledger
 
 # -- experiments -----------------------------------------------------------------------------------
 
 
-def test_current_experiment_keeps_identity_and_replaces_on_change(ledger: SQLiteLedger) -> None:
+def test_current_experiment_keeps_identity_and_replaces_on_change(ledger: Ledger) -> None:
     first, replaced = ledger.current_experiment(IDENTITY, "2026-01-01T00:00:00Z")
     assert replaced is None
     assert (first.identity(), first.started_at, first.ended_at) == (
@@ -58,8 +58,8 @@ def test_current_experiment_keeps_identity_and_replaces_on_change(ledger: SQLite
     assert history[-1].end_reason == "salt changed"
 
 
-def test_current_experiment_agrees_between_two_ledgers(db: Path) -> None:
-    with SQLiteLedger(db) as one, SQLiteLedger(db) as two:
+def test_current_experiment_agrees_between_two_ledgers(db: str) -> None:
+    with Ledger(db) as one, Ledger(db) as two:
         a, _ = one.current_experiment(IDENTITY, "t0")
         b, replaced = two.current_experiment(IDENTITY, "t1")
         assert (b, replaced) == (a, None)
@@ -69,7 +69,7 @@ def test_current_experiment_agrees_between_two_ledgers(db: Path) -> None:
         assert [r.id for r in one.experiments()] == [c.id, a.id]
 
 
-def test_compare_and_set_semantics(ledger: SQLiteLedger) -> None:
+def test_compare_and_set_semantics(ledger: Ledger) -> None:
     rec, _ = ledger.current_experiment(IDENTITY, "t0")
     assert ledger.compare_and_set(rec.id, 0, {"share": 0.5, "period": 1})
     got = ledger.experiment(rec.id)
@@ -89,8 +89,8 @@ def test_compare_and_set_semantics(ledger: SQLiteLedger) -> None:
     assert ended is not None and (ended.state, ended.version) == ({"rolled_back": True}, 2)
 
 
-def test_compare_and_set_lost_race_between_two_ledgers(db: Path) -> None:
-    with SQLiteLedger(db) as one, SQLiteLedger(db) as two:
+def test_compare_and_set_lost_race_between_two_ledgers(db: str) -> None:
+    with Ledger(db) as one, Ledger(db) as two:
         rec, _ = one.current_experiment(IDENTITY, "t0")
         seen_one, seen_two = one.experiment(rec.id), two.experiment(rec.id)
         assert seen_one is not None and seen_two is not None
@@ -105,13 +105,13 @@ def test_compare_and_set_lost_race_between_two_ledgers(db: Path) -> None:
             {"share": 0.5, "period": 2}, 2)
 
 
-def test_compare_and_set_across_processes_loses_no_update(db: Path) -> None:
+def test_compare_and_set_across_processes_loses_no_update(db: str) -> None:
     workers, n = 3, 20
-    with SQLiteLedger(db) as led:
+    with Ledger(db) as led:
         rec, _ = led.current_experiment(IDENTITY, "t0")
     lost = run_workers(workers, lambda w, start, results: (
         _cas_incrementer, (str(db), rec.id, w, n, start, results)))
-    with SQLiteLedger(db) as led:
+    with Ledger(db) as led:
         final = led.experiment(rec.id)
     assert final is not None
     assert final.state["n"] == final.version == workers * n
@@ -119,7 +119,7 @@ def test_compare_and_set_across_processes_loses_no_update(db: Path) -> None:
     assert set(lost) == set(range(workers))  # (how many CAS each lost is timing-dependent)
 
 
-def test_finish_stores_final_and_ends_once(ledger: SQLiteLedger) -> None:
+def test_finish_stores_final_and_ends_once(ledger: Ledger) -> None:
     rec, _ = ledger.current_experiment(IDENTITY, "t0")
     # Without ended_at: the report is stored and the experiment stays open.
     ledger.finish(rec.id, None, None, {"winner": None})
@@ -173,9 +173,10 @@ def _old_ledger(path: Path, extra: str = "") -> None:
     conn.close()
 
 
-def test_migrates_an_old_schema_ledger(db: Path) -> None:
+def test_migrates_an_old_schema_ledger(sqlite_db: Path) -> None:
+    db = sqlite_db
     _old_ledger(db)
-    with SQLiteLedger(db) as led:
+    with Ledger(db) as led:
         # The old row is readable, in the legacy experiment 0, period 0.
         assert led.lookup("old-1") == Decision(*OLD_ROW[:6], True, *OLD_ROW[7:])  # type: ignore[arg-type]
         assert led.lookup("old-1").experiment_id == 0  # type: ignore[union-attr]
@@ -200,7 +201,7 @@ def test_migrates_an_old_schema_ledger(db: Path) -> None:
         indexes = {r[0] for r in conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert {"decisions_latency", "decisions_unmatured"} <= indexes
-    with SQLiteLedger(db) as led:  # opening a migrated ledger again changes nothing
+    with Ledger(db) as led:  # opening a migrated ledger again changes nothing
         assert led.lookup("old-1") is not None
         assert raw_count(db) == 3
 
@@ -233,9 +234,10 @@ INSERT INTO arm_stats (arm) VALUES ('model_a'), ('model_b');
 """
 
 
-def test_migrates_a_previous_release_ledger_labels_counted(db: Path) -> None:
+def test_migrates_a_previous_release_ledger_labels_counted(sqlite_db: Path) -> None:
+    db = sqlite_db
     _old_ledger(db, PREVIOUS_RELEASE)
-    with SQLiteLedger(db) as led:
+    with Ledger(db) as led:
         assert led.lookup("old-1") is not None
         led.record([dec("new-1", flagged=True, ts=10.0), dec("new-2", flagged=True, ts=10.0)])
         assert led.label("new-1", True) == "created"

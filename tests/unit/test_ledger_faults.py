@@ -1,8 +1,10 @@
-"""The ledger fails closed, for real: a full disk (a small tmpfs, filled).
+"""The ledger fails closed, for real: a full disk (a small tmpfs, filled), an unwritable file
+(`chattr +i`: root ignores permissions, not the immutable flag), a stopped PostgreSQL server
+and a PostgreSQL database turned read-only.
 
 A decision that cannot be committed fails its caller (the service answers 503), memory stays
 bounded, `problem` names the cause, and the ledger recovers by itself once it can write again.
-Needs root to mount a tmpfs (CI runs as root); skipped, saying so, where mounting is refused.
+The SQLite faults need root (CI runs as root); they are skipped, saying so, where refused.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from fraud.ledger import Decision, LedgerUnavailable, SQLiteLedger
+from fraud.ledger import Decision, Ledger, LedgerUnavailable
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -52,7 +57,7 @@ def fill(disk: Path) -> Path:
 
 
 def test_a_full_disk_fails_the_callers_bounds_memory_and_recovers(small_disk: Path) -> None:
-    with SQLiteLedger(small_disk / "ledger.sqlite", max_pending=500) as led:
+    with Ledger(small_disk / "ledger.sqlite", max_pending=500) as led:
         led.record([dec("before")]).result(timeout=5)
         filler = fill(small_disk)
         failed = 0
@@ -81,3 +86,80 @@ def test_a_full_disk_fails_the_callers_bounds_memory_and_recovers(small_disk: Pa
                 time.sleep(0.1)
         assert led.problem is None
         assert led.lookup("before") is not None
+
+
+def recovers(led: Ledger, timeout: float = 20.0) -> None:
+    """Keep recording (as the service's traffic and probe would) until a commit succeeds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            led.record([dec(f"after-{uuid.uuid4().hex}")]).result(timeout=10)
+            break
+        except LedgerUnavailable:
+            time.sleep(0.2)
+    assert led.problem is None and led.probe()
+
+
+def test_an_unwritable_file_fails_the_callers_and_recovers(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    with Ledger(path) as led:
+        led.record([dec("before")]).result(timeout=5)
+        files = [str(path), f"{path}-wal"]  # not -shm: it is mapped, immutable would SIGBUS
+        done = subprocess.run(["chattr", "+i", *files], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot make the ledger immutable here: {done.stderr.strip()}")
+        try:
+            for i in range(3):
+                with pytest.raises(LedgerUnavailable, match=r"ledger\.sqlite"):
+                    led.record([dec(f"refused-{i}")]).result(timeout=10)
+            assert led.problem and not led.probe()
+            assert led.pending() == 0  # refused decisions are not kept for later
+        finally:
+            subprocess.run(["chattr", "-i", *files], check=True)
+        recovers(led)
+        assert led.lookup("before") is not None and led.lookup("refused-0") is None
+
+
+@pytest.mark.postgres
+def test_a_stopped_database_server_fails_the_callers_and_recovers(postgres: Any) -> None:
+    url = postgres.create_database()
+    with Ledger(url, busy_timeout=1.0, max_pending=500) as led:
+        led.record([dec("before")]).result(timeout=5)
+        postgres.stop()
+        try:
+            with pytest.raises(LedgerUnavailable) as refused:
+                led.record([dec("refused")]).result(timeout=30)
+            assert "127.0.0.1" in str(refused.value)
+            assert postgres.url().split(":")[2].split("@")[0] not in str(refused.value)  # no pw
+            assert led.problem and not led.probe() and led.write_failures >= 1
+            with led._wlock, pytest.raises(LedgerUnavailable, match="already wait"):
+                for i in range(30):
+                    led.record([dec(f"wait-{i}-{j}") for j in range(20)])
+        finally:
+            postgres.start()
+        recovers(led)  # the pool reconnects by itself
+        assert led.lookup("before") is not None and led.lookup("refused") is None
+
+
+@pytest.mark.postgres
+def test_a_read_only_database_fails_the_callers_and_recovers(postgres: Any) -> None:
+    import psycopg
+
+    url = postgres.create_database()
+    name = url.rsplit("/", 1)[1]
+
+    def admin(statement: str) -> None:
+        with psycopg.connect(postgres.url(), autocommit=True) as conn:
+            conn.execute(statement)
+
+    with Ledger(url, busy_timeout=2.0) as led:
+        led.record([dec("before")]).result(timeout=5)
+        admin(f"ALTER DATABASE {name} SET default_transaction_read_only = on")
+        admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+        with pytest.raises(LedgerUnavailable, match="read-only"):
+            led.record([dec("refused")]).result(timeout=30)
+        assert led.problem and "read-only" in led.problem
+        admin(f"ALTER DATABASE {name} SET default_transaction_read_only = off")
+        admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+        recovers(led)
+        assert led.lookup("before") is not None and led.lookup("refused") is None

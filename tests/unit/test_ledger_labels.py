@@ -4,7 +4,6 @@ the bounded wait for an unknown id, a decision written by another process)."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from ledger_support import (
     EXP,
@@ -15,12 +14,12 @@ from ledger_support import (
     raw_count,
 )
 
-from fraud.ledger import LabelOutcome, SQLiteLedger
+from fraud.ledger import LabelOutcome, Ledger
 
 # -- latencies -------------------------------------------------------------------------------------
 
 
-def test_latencies_newest_first_single_predictions_per_period(ledger: SQLiteLedger) -> None:
+def test_latencies_newest_first_single_predictions_per_period(ledger: Ledger) -> None:
     ledger.record([dec(f"l{v}", latency=float(v), ts=1000.0 + v) for v in range(1, 101)])
     ledger.record([
         dec("bulk", latency=999.0, ts=5000.0, source="batch"),
@@ -39,7 +38,7 @@ def test_latencies_newest_first_single_predictions_per_period(ledger: SQLiteLedg
 # -- labels ----------------------------------------------------------------------------------------
 
 
-def test_label_outcomes(ledger: SQLiteLedger) -> None:
+def test_label_outcomes(ledger: Ledger, db: str) -> None:
     ledger.record([dec("r1", flagged=True), dec("r2", "model_b")])
     assert ledger.label("r1", True) == LabelOutcome.CREATED
     assert ledger.label("r1", True) == LabelOutcome.DUPLICATE
@@ -49,26 +48,26 @@ def test_label_outcomes(ledger: SQLiteLedger) -> None:
     assert str(ledger.label("r2", False)) == "duplicate"
     assert ledger.label("missing", True, wait=0) == LabelOutcome.UNKNOWN
     assert ledger.get_label("missing") is None
-    assert raw_count(ledger.path, "labels") == 2
+    assert raw_count(db, "labels") == 2
     periods = ledger.aggregates(EXP)[0]
     assert (periods["model_a"].labelled, periods["model_a"].tp) == (1, 1)
     assert (periods["model_b"].labelled, periods["model_b"].tn) == (1, 1)
 
 
-def test_unknown_label_waits_only_a_bounded_time(db: Path) -> None:
-    with SQLiteLedger(db, flush_interval=0.05, label_wait=0.2) as led:
+def test_unknown_label_waits_only_a_bounded_time(db: str) -> None:
+    with Ledger(db, flush_interval=0.05, label_wait=0.2) as led:
         started = time.monotonic()
         assert led.label("never-recorded", True) == LabelOutcome.UNKNOWN
         elapsed = time.monotonic() - started
     assert 0.2 <= elapsed < 1.0
 
 
-def test_unknown_label_retry_sees_decision_from_another_process(db: Path) -> None:
+def test_unknown_label_retry_sees_decision_from_another_process(db: str) -> None:
     ready, go = SPAWN.Event(), SPAWN.Event()
     proc = SPAWN.Process(target=_record_later, args=(str(db), "late-1", ready, go, 0.1))
     proc.start()
     try:
-        with SQLiteLedger(db, flush_interval=0.05, label_wait=5.0) as led:
+        with Ledger(db, flush_interval=0.05, label_wait=5.0) as led:
             assert ready.wait(30), "child did not start"
             assert led.label("late-1", True, wait=0) == LabelOutcome.UNKNOWN
             go.set()

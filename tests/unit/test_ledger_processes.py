@@ -2,36 +2,35 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from itertools import pairwise
-from pathlib import Path
 
 from ledger_support import (
     EXP,
     _concurrent_writer,
     arm_totals,
     dec,
+    raw,
     raw_count,
     run_workers,
 )
 
-from fraud.ledger import SQLiteLedger
+from fraud.ledger import Ledger
 
 # -- several worker processes ----------------------------------------------------------------------
 
 
-def test_concurrent_processes_keep_exact_totals(db: Path) -> None:
+def test_concurrent_processes_keep_exact_totals(db: str) -> None:
     workers, n = 3, 1500
     shared = [f"shared-{i}" for i in range(12)]
-    with SQLiteLedger(db) as led:  # decisions every worker will race to label
+    with Ledger(db) as led:  # decisions every worker will race to label
         led.record([dec(rid, "model_b", flagged=i % 2 == 0) for i, rid in enumerate(shared)])
 
     outcomes = run_workers(workers, lambda w, start, results: (
         _concurrent_writer, (str(db), w, n, list(shared), start, results)))
 
     assert raw_count(db) == workers * n + len(shared)
-    with SQLiteLedger(db) as led:
+    with Ledger(db) as led:
         periods = led.aggregates(EXP)
         totals = arm_totals(periods)
         a, b = totals["model_a"], totals["model_b"]
@@ -73,11 +72,10 @@ def test_concurrent_processes_keep_exact_totals(db: Path) -> None:
             sum(1 for r in shared if r not in flagged_shared and stored[r]),
             sum(1 for r in shared if r not in flagged_shared and not stored[r]))
         # The aggregates agree with a full recount from the raw rows in SQL.
-        with sqlite3.connect(db) as conn:
-            recount = {arm: (n_, f) for arm, n_, f in conn.execute(
-                "SELECT arm, COUNT(*), SUM(is_fraud) FROM decisions GROUP BY arm")}
-            writers = [r[0].split("-")[0] for r in conn.execute(
-                "SELECT request_id FROM decisions WHERE request_id LIKE 'w%' ORDER BY id")]
+        recount = {arm: (n_, f) for arm, n_, f in raw(
+            db, "SELECT arm, COUNT(*), SUM(is_fraud) FROM decisions GROUP BY arm")}
+        writers = [r[0].split("-")[0] for r in raw(
+            db, "SELECT request_id FROM decisions WHERE request_id LIKE 'w%' ORDER BY id")]
         assert recount == {"model_a": (a.decisions, a.flagged),
                            "model_b": (b.decisions, b.flagged)}
         # The workers really wrote concurrently: their batches interleave in the file.

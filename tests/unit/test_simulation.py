@@ -15,7 +15,7 @@ import pytest
 
 from fraud.config import load_ab_config
 from fraud.experiment import Experiment
-from fraud.ledger import ScoringError, SQLiteLedger
+from fraud.ledger import Ledger, ScoringError
 from fraud.models import ArmModel
 from fraud.simulation import HEALTHY, outcomes, periods_of, rate
 from fraud.traffic import Population, Scenario, looks
@@ -82,7 +82,7 @@ def test_the_ledger_aggregates_what_the_simulation_judges(tmp_path) -> None:
     look = list(looks(scenario, seed=5))[-1]
     arms = {"model_a": ArmModel("model_a", "a:1", 0.5, {}),
             "model_b": ArmModel("model_b", "b:1", 0.5, {})}
-    with SQLiteLedger(tmp_path / "ledger.sqlite") as ledger:
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
         exp = Experiment(CFG, arms, ledger)
         state = exp.state
         for arm, users in look.arms.items():
