@@ -73,9 +73,9 @@ def serve(store: Store, workdir: Path, *, workers: int = 2, ready_timeout: float
     """Start a real `bentoml serve` (2 API workers by default), wait for /readyz, stop after."""
     port = free_port()
     log = workdir / f"serve-{port}.log"
-    full_env = store.env(
-        BENTOML_CONFIG_OPTIONS=f"services.FraudDetection.workers={workers}",
-        FRAUDSERVE_LEDGER=str(workdir / "ledger.sqlite"), **env)
+    full_env = store.env(**{
+        "BENTOML_CONFIG_OPTIONS": f"services.FraudDetection.workers={workers}",
+        "FRAUDSERVE_LEDGER": str(workdir / "ledger.sqlite"), **env})
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [str(BIN / "bentoml"), "serve", "service:FraudDetection", "--host", "127.0.0.1",
