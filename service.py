@@ -218,8 +218,16 @@ class FraudDetection:
                     last_check = time.monotonic()
                     report, _ = self.experiment.enforce_guardrails()
                     self.metrics.publish(report)
+                    self._prune()
             except Exception:  # keep watching; the next round retries
                 log.exception("experiment watch failed")
+
+    def _prune(self) -> None:
+        """Retention: delete decisions past the horizon, a few small batches per check."""
+        keep = AB.retention
+        if keep.decisions_days is not None:
+            self.ledger.prune(time.time() - keep.decisions_days * 86_400,
+                              batch=keep.batch_rows, max_batches=keep.max_batches_per_check)
 
     def __is_ready__(self) -> bool:
         return self.not_ready is None and self.ledger.problem is None

@@ -141,6 +141,16 @@ class LabelPolicy(_Strict):
     maturity_days: float | None = Field(None, gt=0)
 
 
+class RetentionPolicy(_Strict):
+    """How long decisions are kept. Older ones are deleted in small batches by the guardrail
+    loop (the experiment's counts are kept apart and do not change); a label for a deleted
+    decision is a 404."""
+
+    decisions_days: float | None = Field(90, gt=0, description="None keeps everything")
+    batch_rows: int = Field(1000, ge=1, le=100_000)
+    max_batches_per_check: int = Field(10, ge=1)
+
+
 class ABConfig(_Strict):
     """configs/ab.yaml: the arms, the split and the experiment's safety settings."""
 
@@ -152,6 +162,16 @@ class ABConfig(_Strict):
     guardrails: GuardrailConfig = GuardrailConfig()
     statistics: StatsSettings = StatsSettings()
     labels: LabelPolicy = LabelPolicy()
+    retention: RetentionPolicy = RetentionPolicy()
+
+    @model_validator(mode="after")
+    def _retention_outlives_maturity(self) -> ABConfig:
+        keep, mature = self.retention.decisions_days, self.labels.maturity_days
+        if keep is not None and mature is not None and keep <= mature:
+            raise ValueError(f"retention.decisions_days ({keep}) must exceed "
+                             f"labels.maturity_days ({mature}): decisions are counted as "
+                             "legit at maturity, before they may be deleted")
+        return self
 
 
 def load_ab_config(path: Path | str | None = None) -> ABConfig:

@@ -81,8 +81,9 @@ class ExperimentStore:
             return conn.execute(sql.MATURE_MARK, (before_ts,)).rowcount
 
     def prune(self, before_ts: float, *, batch: int = 1000, max_batches: int = 100) -> int:
-        """Delete matured decisions older than `before_ts` (and their labels), oldest first,
-        `batch` rows per short transaction; the aggregates do not change. How many went."""
+        """Delete decisions older than `before_ts` (and their labels), oldest first, `batch`
+        rows per short transaction, at most `max_batches`; how many went. The aggregates do
+        not change (run `mature` first: an unlabelled decision is counted at maturity)."""
         total = 0
         for _ in range(max_batches):
             with self.backend.write(durable=False) as conn:

@@ -231,11 +231,11 @@ EXPERIMENT_COLUMNS = (
     "id, salt, model_a, model_b, started_at, ended_at, end_reason, state, version, final"
 )
 
-# Retention: among the oldest `?` decisions, those matured and older than the horizon. Only
-# insert triggers keep the aggregates, so deleting old rows changes no experiment's counts.
+# Retention: among the oldest `?` decisions (by id: bounded work), those older than the
+# horizon. Only insert triggers keep the aggregates, so deleting rows changes no counts.
 PRUNE_PICK = (
-    "SELECT id, request_id FROM (SELECT id, request_id, ts, matured FROM decisions"
-    " ORDER BY id LIMIT ?) AS oldest WHERE ts < ? AND matured = 1"
+    "SELECT id, request_id FROM (SELECT id, request_id, ts FROM decisions"
+    " ORDER BY id LIMIT ?) AS oldest WHERE ts < ?"
 )
 PRUNE_LABEL = "DELETE FROM labels WHERE request_id = ?"
 PRUNE_DECISION = "DELETE FROM decisions WHERE id = ?"

@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from fraud.assignment import assign
-from fraud.config import ABConfig, GuardrailConfig, LabelPolicy
+from fraud.config import ABConfig, GuardrailConfig, LabelPolicy, RetentionPolicy
 from fraud.experiment import Experiment, decide
 from fraud.judge import list_experiments
 from fraud.ledger import Ledger
@@ -256,3 +256,11 @@ def test_maturity_counts_old_unlabelled_decisions_as_legit(ledger):
     ledger.label(out[0].request_id, True)  # a late chargeback turns the fp into a tp
     body, _, _ = exp.report()
     assert (body["model_a"]["tp"], body["model_a"]["fp"]) == (2, 0)
+
+
+def test_retention_must_outlive_maturity() -> None:
+    with pytest.raises(ValueError, match=r"must exceed labels\.maturity_days"):
+        ABConfig(labels=LabelPolicy(maturity_days=60),
+                 retention=RetentionPolicy(decisions_days=30))
+    assert ABConfig(labels=LabelPolicy(maturity_days=60)).retention.decisions_days == 90
+    assert ABConfig(retention=RetentionPolicy(decisions_days=None)).retention.decisions_days is None

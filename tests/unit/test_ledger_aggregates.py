@@ -15,6 +15,7 @@ from ledger_support import (
     numpy_moments,
     random_workload,
     raw,
+    raw_count,
 )
 
 from fraud.aggregates import ArmPeriod
@@ -168,3 +169,21 @@ def test_labelled_decisions_are_never_matured(ledger: Ledger) -> None:
     assert ledger.label("l-legit", False) == "created"  # fp
     assert ledger.mature(10.0) == 0
     assert counts(ledger.aggregates(EXP)[0]["model_a"]) == (2, 2, 1, 0, 2, 0, 1, 1, 0)
+
+
+def test_prune_deletes_old_decisions_in_bounded_batches_and_keeps_the_counts(
+        ledger: Ledger, db: str) -> None:
+    old = [dec(f"old-{i}", flagged=i % 3 == 0, ts=100.0 + i, user=f"u{i % 4}") for i in range(10)]
+    new = [dec(f"new-{i}", "model_b", ts=5_000.0 + i, user=f"u{i % 4}") for i in range(5)]
+    ledger.record(old + new).result(timeout=5)
+    assert ledger.label("old-0", True) == "created" and ledger.label("new-0", False) == "created"
+    ledger.mature(1_000.0)
+    before = ledger.aggregates(EXP)
+    assert ledger.prune(1_000.0, batch=3, max_batches=2) == 6  # bounded work per call
+    assert ledger.prune(1_000.0, batch=3, max_batches=100) == 4
+    assert ledger.prune(1_000.0) == 0
+    assert ledger.aggregates(EXP) == before == ledger.aggregates(EXP, scan=True)
+    assert raw_count(db) == 5 and raw_count(db, "labels") == 1
+    assert ledger.lookup("old-0") is None and ledger.lookup("new-4") is not None
+    assert ledger.label("old-1", True, wait=0) == "unknown"  # past the horizon: a 404
+    assert ledger.get_label("new-0") is False
