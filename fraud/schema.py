@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,14 @@ class InvalidTransaction(ValueError):
 
 
 def _field(name: str, example: float | int) -> object:
+    """The feature's field: its rule in words and as JSON Schema bounds, so the published
+    schema states the rule (`amount`: exclusiveMinimum 0) instead of only describing it."""
     f = FEATURES_BY_NAME[name]
-    return Field(..., description=f"{f.description} Rule: {f.rule()}.", examples=[example])
+    bounds: dict[str, float] = {"ge" if f.low_inclusive else "gt": f.low}
+    if f.high is not None:
+        bounds["le"] = f.high
+    return Field(..., description=f"{f.description} Rule: {f.rule()}.", examples=[example],
+                 **bounds)  # type: ignore[arg-type]
 
 
 class Transaction(BaseModel):
@@ -134,6 +140,26 @@ def to_matrix(transactions: list[Transaction]) -> np.ndarray:
     return np.array([t.features() for t in transactions], dtype=np.float64).reshape(
         len(transactions), len(FEATURE_NAMES)
     )
+
+
+class Feedback(BaseModel):
+    """The true outcome of an earlier decision (e.g. a chargeback)."""
+
+    request_id: str = Field(..., min_length=1, max_length=64,
+                            description="request_id from /predict or /predict_batch.",
+                            examples=["3f2b9c0e8d5a4f1b9e7c6d5a4b3c2d1e"])
+    # Strict: a label steers the verdict, so only a JSON true/false is one ("yes", 1: 400).
+    is_fraud: StrictBool = Field(..., description="True if the transaction was fraud: a JSON "
+                                 "boolean, nothing else.", examples=[True])
+
+
+class ShareChange(BaseModel):
+    """A new challenger share of users."""
+
+    # Strict: false, "0.5" and null are refused, not read as numbers.
+    challenger_share: float = Field(..., ge=0, le=1, strict=True, examples=[0.1],
+                                    description="Share of users sent to model_b: a JSON "
+                                    "number from 0 to 1.")
 
 
 class Prediction(BaseModel):

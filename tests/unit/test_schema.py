@@ -1,5 +1,6 @@
 """The one schema: feature order, rules and the request model."""
 
+import json
 import math
 
 import numpy as np
@@ -10,6 +11,8 @@ from fraud.schema import (
     EXAMPLE_TRANSACTION,
     FEATURE_NAMES,
     FEATURES_BY_NAME,
+    Feedback,
+    ShareChange,
     Transaction,
     to_matrix,
 )
@@ -72,3 +75,50 @@ def test_every_feature_has_a_description_and_rule():
     for name in FEATURE_NAMES:
         assert FEATURES_BY_NAME[name].rule() in schema["properties"][name]["description"]
     assert np.isfinite(to_matrix([Transaction(**EXAMPLE_TRANSACTION)])).all()
+
+
+@pytest.mark.parametrize("name", FEATURE_NAMES)
+def test_the_published_schema_states_each_rule(name):
+    """The bounds a client reads in the OpenAPI schema are the ones the service applies."""
+    feature = FEATURES_BY_NAME[name]
+    prop = Transaction.model_json_schema()["properties"][name]
+    low = "minimum" if feature.low_inclusive else "exclusiveMinimum"
+    assert prop[low] == feature.low
+    assert prop.get("maximum") == feature.high
+    assert prop["type"] == ("integer" if feature.integer else "number")
+    edge = {**EXAMPLE_TRANSACTION, name: feature.low}
+    if feature.low_inclusive:
+        Transaction.model_validate_json(json.dumps(edge))
+    else:
+        with pytest.raises(ValidationError):
+            Transaction.model_validate_json(json.dumps(edge))
+
+
+@pytest.mark.parametrize("raw", ['"yes"', '"true"', "1", "0", "null", '"false"'])
+def test_a_label_is_a_json_boolean_and_nothing_else(raw):
+    with pytest.raises(ValidationError) as err:
+        Feedback.model_validate_json(f'{{"request_id": "abc", "is_fraud": {raw}}}')
+    assert err.value.errors()[0]["loc"] == ("is_fraud",)
+
+
+def test_true_and_false_are_labels():
+    for raw, value in (("true", True), ("false", False)):
+        assert Feedback.model_validate_json(
+            f'{{"request_id": "abc", "is_fraud": {raw}}}').is_fraud is value
+
+
+@pytest.mark.parametrize("raw", ["false", "true", '"0.5"', "null", "1.5", "-0.1"])
+def test_a_share_is_a_number_from_0_to_1(raw):
+    with pytest.raises(ValidationError) as err:
+        ShareChange.model_validate_json(f'{{"challenger_share": {raw}}}')
+    assert err.value.errors()[0]["loc"] == ("challenger_share",)
+    with pytest.raises(ValidationError):  # as FastAPI validates it: from parsed JSON
+        ShareChange.model_validate(json.loads(f'{{"challenger_share": {raw}}}'))
+
+
+@pytest.mark.parametrize(("raw", "value"), [("0", 0.0), ("1", 1.0), ("0.25", 0.25)])
+def test_shares_in_range_are_taken(raw, value):
+    assert ShareChange.model_validate_json(f'{{"challenger_share": {raw}}}'
+                                           ).challenger_share == value
+    assert ShareChange.model_validate(json.loads(f'{{"challenger_share": {raw}}}')
+                                      ).challenger_share == value

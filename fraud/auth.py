@@ -1,0 +1,222 @@
+"""Scoped API keys: which key may call which route.
+
+Keys come from FRAUDSERVE_API_KEYS (`scope:key` entries, comma-separated) and/or the file named
+by FRAUDSERVE_API_KEYS_FILE (the same entries, also one per line, `#` comments), e.g. a
+Kubernetes Secret. A key listed under several scopes holds all of them. With no keys at all
+the service is open (local use). Secrets are compared in constant time and never logged:
+only a key's fingerprint (a hash prefix) is ever shown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Literal
+
+Scope = Literal["score", "label", "admin"]
+SCOPES: tuple[Scope, ...] = ("score", "label", "admin")
+KEYS_ENV = "FRAUDSERVE_API_KEYS"
+KEYS_FILE_ENV = "FRAUDSERVE_API_KEYS_FILE"
+LEGACY_ADMIN_ENV = "FRAUDSERVE_ADMIN_KEY"
+REALM = "fraudserve"
+
+
+class KeyConfigError(ValueError):
+    """The key configuration is unusable; the message never contains a key."""
+
+
+class Access(Enum):
+    """How a route is guarded."""
+
+    OPEN = "open"  # no key needed; the Authorization header is ignored
+    VIEW = "view"  # no key needed; a valid key widens the answer, a wrong one is a 401
+    SCOPED = "scoped"  # a key with the route's scope
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The guard of one route: its access and, when scoped, the scope it needs."""
+
+    access: Access
+    scope: Scope | None = None
+
+
+OPEN, VIEW = Rule(Access.OPEN), Rule(Access.VIEW)
+EXACT_ROUTES: dict[str, Rule] = {
+    "/predict": Rule(Access.SCOPED, "score"),
+    "/predict_batch": Rule(Access.SCOPED, "score"),
+    "/explain": Rule(Access.SCOPED, "score"),
+    "/noop": Rule(Access.SCOPED, "score"),
+    "/feedback": Rule(Access.SCOPED, "label"),
+    "/experiments": Rule(Access.SCOPED, "admin"),
+    "/ab-stats": VIEW,
+    **{p: OPEN for p in ("/", "/docs.json", "/schema.json", "/healthz", "/livez", "/readyz",
+                         "/metrics", "/health", "/drift", "/report", "/model-card")},
+}
+PREFIX_ROUTES: tuple[tuple[str, Rule], ...] = (
+    ("/admin/", Rule(Access.SCOPED, "admin")),
+    ("/static_content/", OPEN),  # the Swagger UI's assets
+)
+UNLISTED = Rule(Access.SCOPED, "admin")  # fail closed: a route nobody listed needs admin
+
+
+def rule_for(path: str) -> Rule:
+    """The guard of `path` (exact routes first, then prefixes, else admin)."""
+    if path in EXACT_ROUTES:
+        return EXACT_ROUTES[path]
+    for prefix, rule in PREFIX_ROUTES:
+        if path.startswith(prefix):
+            return rule
+    return UNLISTED
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One secret and the scopes it holds. repr and str never show the secret."""
+
+    secret: bytes = field(repr=False)
+    scopes: frozenset[str]
+
+    @property
+    def fingerprint(self) -> str:
+        """A short SHA-256 prefix: safe to log, enough to tell keys apart."""
+        return hashlib.sha256(self.secret).hexdigest()[:12]
+
+
+def parse_keys(text: str, source: str) -> list[ApiKey]:
+    """`scope:key` entries separated by commas or new lines; `#` starts a comment."""
+    merged: dict[bytes, set[str]] = {}
+    lines = (line.split("#", 1)[0] for line in text.splitlines())
+    entries = [e.strip() for line in lines for e in line.split(",")]
+    for n, entry in enumerate((e for e in entries if e), start=1):
+        scope, sep, secret = entry.partition(":")
+        scope, secret = scope.strip(), secret.strip()
+        if not sep or not secret:
+            raise KeyConfigError(f"{source}: entry {n} is not 'scope:key'")
+        if scope not in SCOPES:
+            raise KeyConfigError(f"{source}: entry {n} has the unknown scope {scope!r} "
+                                 f"(expected one of {', '.join(SCOPES)})")
+        if any(c.isspace() for c in secret):
+            raise KeyConfigError(f"{source}: entry {n}: a key may not contain white space")
+        merged.setdefault(secret.encode(), set()).add(scope)
+    return [ApiKey(secret, frozenset(scopes)) for secret, scopes in merged.items()]
+
+
+class KeyRing:
+    """The configured keys; empty means open mode."""
+
+    def __init__(self, keys: Iterable[ApiKey] = ()) -> None:
+        by_secret: dict[bytes, set[str]] = {}
+        for key in keys:
+            by_secret.setdefault(key.secret, set()).update(key.scopes)
+        self.keys = tuple(ApiKey(s, frozenset(sc)) for s, sc in by_secret.items())
+
+    @property
+    def open(self) -> bool:
+        return not self.keys
+
+    def __repr__(self) -> str:
+        return f"KeyRing({len(self.keys)} keys)"
+
+    def lookup(self, presented: str | None) -> ApiKey | None:
+        """The key equal to `presented`, compared in constant time against every key."""
+        if not presented:
+            return None
+        given = presented.encode()
+        found = None
+        for key in self.keys:  # no early exit: the time does not tell which key matched
+            if hmac.compare_digest(given, key.secret):
+                found = key
+        return found
+
+
+def load_keys(environ: Mapping[str, str] = os.environ) -> KeyRing:
+    """The keys of FRAUDSERVE_API_KEYS and FRAUDSERVE_API_KEYS_FILE (both may be set).
+
+    Fails closed: a named file that is missing or holds no keys is an error, not open mode,
+    and the retired FRAUDSERVE_ADMIN_KEY is refused with how to migrate.
+    """
+    if environ.get(LEGACY_ADMIN_ENV):
+        raise KeyConfigError(
+            f"{LEGACY_ADMIN_ENV} is no longer read: admin routes take 'Authorization: Bearer "
+            f"<key>' with an admin key in {KEYS_ENV}. Set {KEYS_ENV}='admin:<that key>,"
+            f"score:<key>,label:<key>' (or {KEYS_FILE_ENV}) and unset {LEGACY_ADMIN_ENV}.")
+    keys = parse_keys(environ.get(KEYS_ENV, ""), KEYS_ENV)
+    path = environ.get(KEYS_FILE_ENV)
+    if path:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise KeyConfigError(f"{KEYS_FILE_ENV}={path}: cannot read it "
+                                 f"({exc.strerror})") from None
+        from_file = parse_keys(text, f"{KEYS_FILE_ENV}={path}")
+        if not from_file:
+            raise KeyConfigError(f"{KEYS_FILE_ENV}={path} holds no keys; unset it to run "
+                                 "open")
+        keys += from_file
+    return KeyRing(keys)
+
+
+def describe(keys: KeyRing) -> str:
+    """One start-up line: open mode loudly, else how many keys per scope."""
+    if keys.open:
+        return (f"no API keys configured ({KEYS_ENV} / {KEYS_FILE_ENV}): every route is OPEN "
+                "to anyone who can reach the service, with no rate limit; for local use only")
+    counts = {s: sum(s in k.scopes for k in keys.keys) for s in SCOPES}
+    return "API keys: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+
+
+def log_start(keys: KeyRing, log: logging.Logger) -> None:
+    """Log the start-up line: a WARNING in open mode, INFO otherwise."""
+    log.log(logging.WARNING if keys.open else logging.INFO, "%s", describe(keys))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The answer to one request: 0 to let it through, else 401 or 403 with a message."""
+
+    status: int
+    message: str = ""
+    key: ApiKey | None = None
+    scopes: frozenset[str] = frozenset()
+    challenge: str = ""  # the WWW-Authenticate header of a 401/403
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (scheme case-insensitive)."""
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def authorize(keys: KeyRing, method: str, path: str, header: str | None) -> Verdict:
+    """Decide one request from its method, path and Authorization header."""
+    rule = rule_for(path)
+    if keys.open:
+        return Verdict(0, scopes=frozenset(SCOPES))
+    if rule.access is Access.OPEN or method == "OPTIONS":  # CORS preflights carry no key
+        return Verdict(0)
+    token = bearer_token(header)
+    key = keys.lookup(token)
+    if key is None:
+        if rule.access is Access.VIEW and header is None:
+            return Verdict(0)
+        why = "no API key" if token is None else "an unknown API key"
+        error = "" if token is None else ', error="invalid_token"'
+        return Verdict(401, f"{method} {path} needs an API key: send 'Authorization: Bearer "
+                            f"<key>' ({why} was sent)", challenge=f'Bearer realm="{REALM}"{error}')
+    if rule.access is Access.SCOPED and rule.scope not in key.scopes:
+        return Verdict(403, f"{method} {path} needs a key with the '{rule.scope}' scope; this "
+                            f"key holds {', '.join(sorted(key.scopes))}", key=key,
+                       challenge=f'Bearer realm="{REALM}", error="insufficient_scope", '
+                                 f'scope="{rule.scope}"')
+    return Verdict(0, key=key, scopes=key.scopes)

@@ -1,0 +1,190 @@
+"""A token bucket per API key, shared by every worker process of a replica.
+
+Each API worker is its own process, so buckets kept in one worker's memory would let a key
+through once per worker (2 workers: twice the limit). `SharedFileStore` keeps the buckets in
+a small memory-mapped file that all workers of one `bentoml serve` open, updated under an
+exclusive lock (flock across processes, a mutex across threads). Across replicas, limit at
+the ingress (docs: README "Security"). `MemoryStore` is the same contract in one process.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import math
+import mmap
+import os
+import struct
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+RATE_ENV = "FRAUDSERVE_RATE_LIMIT_PER_MIN"
+BURST_ENV = "FRAUDSERVE_RATE_BURST"
+STATE_ENV = "FRAUDSERVE_RATE_STATE"
+Bucket = tuple[float, float]  # (tokens left, monotonic time of the last update)
+
+
+@dataclass(frozen=True)
+class RateSettings:
+    """The per-key limit. `per_min` 0 turns it off; `burst` None is 2 s worth of the rate."""
+
+    per_min: float = 12_000.0
+    burst: int | None = None
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.per_min) and self.per_min >= 0):
+            raise ValueError(f"rate limit per_min must be a finite number >= 0 "
+                             f"(got {self.per_min!r})")
+        if self.burst is not None and self.burst < 1:
+            raise ValueError(f"rate limit burst must be >= 1 (got {self.burst!r})")
+
+    @property
+    def enabled(self) -> bool:
+        return self.per_min > 0
+
+    @property
+    def per_s(self) -> float:
+        return self.per_min / 60.0
+
+    @property
+    def capacity(self) -> float:
+        return float(self.burst) if self.burst is not None else max(1.0, 2.0 * self.per_s)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None = None,
+                     environ: Mapping[str, str] | None = None) -> RateSettings:
+        """From the YAML section (`per_min`, `burst`), then the environment overrides."""
+        values = dict(data or {})
+        unknown = set(values) - {"per_min", "burst"}
+        if unknown:
+            raise ValueError(f"rate_limit: unknown keys {sorted(unknown)}")
+        env = environ or {}
+        if env.get(RATE_ENV):
+            values["per_min"] = float(env[RATE_ENV])
+        if env.get(BURST_ENV):
+            values["burst"] = int(env[BURST_ENV])
+        return cls(**values)
+
+
+def take(bucket: Bucket | None, now: float, settings: RateSettings) -> tuple[Bucket, float]:
+    """Refill `bucket` to `now` and take one token: (new bucket, 0 or seconds to wait)."""
+    tokens, stamp = bucket if bucket is not None else (settings.capacity, now)
+    elapsed = max(0.0, now - stamp)  # a clock that went back refills nothing
+    tokens = min(settings.capacity, tokens + elapsed * settings.per_s)
+    if tokens >= 1.0:
+        return (tokens - 1.0, now), 0.0
+    return (tokens, now), (1.0 - tokens) / settings.per_s
+
+
+class Store(Protocol):
+    def transact(self, ident: int, fn: Callable[[Bucket | None], tuple[Bucket, float]]
+                 ) -> float: ...
+
+
+class MemoryStore:
+    """Buckets in this process's memory (tests, single-process use)."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[int, Bucket] = {}
+        self._lock = threading.Lock()
+
+    def transact(self, ident: int, fn: Callable[[Bucket | None], tuple[Bucket, float]]
+                 ) -> float:
+        with self._lock:
+            self._buckets[ident], wait = fn(self._buckets.get(ident))
+            return wait
+
+
+def default_state_path(environ: Mapping[str, str] = os.environ) -> Path:
+    """FRAUDSERVE_RATE_STATE, else a file named after this worker's parent: the one
+    `bentoml serve` process whose workers share it (its API workers are its children)."""
+    if environ.get(STATE_ENV):
+        return Path(environ[STATE_ENV])
+    return Path(tempfile.gettempdir()) / f"fraudserve-rate-{os.getppid()}.bin"
+
+
+SLOT = struct.Struct("<Qdd")  # key id (0: free), tokens, stamp
+PROBES = 16
+
+
+class SharedFileStore:
+    """Buckets in a memory-mapped file shared by processes; opened lazily in each process."""
+
+    def __init__(self, path: Path | None = None, slots: int = 1024) -> None:
+        self._path, self._slots = path, slots
+        self._lock = threading.Lock()
+        self._pid = -1
+        self._fd = -1
+        self._map: mmap.mmap | None = None
+
+    @property
+    def path(self) -> Path:
+        return self._path or default_state_path()
+
+    def _open(self) -> mmap.mmap:
+        if self._map is not None and self._pid == os.getpid():
+            return self._map
+        # A forked child shares its parent's open file and so its flock: open our own.
+        size = SLOT.size * self._slots
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.fstat(fd).st_size < size:
+                os.ftruncate(fd, size)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        self._fd, self._pid, self._map = fd, os.getpid(), mmap.mmap(fd, size)
+        return self._map
+
+    def _slot(self, mem: mmap.mmap, ident: int) -> tuple[int, Bucket | None]:
+        """The slot holding `ident`, else a free one, else the least recently used."""
+        free, oldest, oldest_stamp = -1, -1, math.inf
+        for i in range(PROBES):
+            index = (ident + i) % self._slots
+            held, tokens, stamp = SLOT.unpack_from(mem, index * SLOT.size)
+            if held == ident:
+                return index, (tokens, stamp)
+            if held == 0 and free < 0:
+                free = index
+            if held != 0 and stamp < oldest_stamp:
+                oldest, oldest_stamp = index, stamp
+        return (free if free >= 0 else oldest), None
+
+    def transact(self, ident: int, fn: Callable[[Bucket | None], tuple[Bucket, float]]
+                 ) -> float:
+        with self._lock:
+            mem = self._open()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                index, bucket = self._slot(mem, ident)
+                (tokens, stamp), wait = fn(bucket)
+                SLOT.pack_into(mem, index * SLOT.size, ident, tokens, stamp)
+                return wait
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+def key_id(name: bytes) -> int:
+    """A non-zero 64-bit id for a key: its hash, so no secret is ever written to the file."""
+    return int.from_bytes(hashlib.sha256(name).digest()[:8], "little") or 1
+
+
+class RateLimiter:
+    """One bucket per key; `check` answers 0 (go ahead) or the seconds to wait."""
+
+    def __init__(self, settings: RateSettings, store: Store | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.store: Store = store if store is not None else SharedFileStore()
+        self.clock = clock
+
+    def check(self, key: bytes) -> float:
+        if not self.settings.enabled:
+            return 0.0
+        now = self.clock()
+        return self.store.transact(key_id(key), lambda b: take(b, now, self.settings))
