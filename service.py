@@ -26,7 +26,7 @@ import aiohttp
 import bentoml
 import numpy as np
 from bentoml.exceptions import BentoMLException, InvalidArgument
-from fastapi import FastAPI, Header
+from fastapi import FastAPI, Header, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -38,11 +38,12 @@ from fraud.gatecheck import readiness_problem
 from fraud.judge import list_experiments
 from fraud.ledger import DecisionRejected, LabelOutcome, Ledger, LedgerUnavailable
 from fraud.models import ModelMismatch, ModelsMissing, resolve_arms
-from fraud.routing import failed_rows, score_by_arm
+from fraud.routing import failed_rows, score_by_arm, score_pair
 from fraud.runtime import admin_key_ok, batching_enabled, ledger_store
 from fraud.schema import (
     ARMS,
     EXAMPLE_TRANSACTION,
+    FEATURE_NAMES,
     Prediction,
     Transaction,
     feature_vector,
@@ -58,6 +59,7 @@ except (ModelsMissing, ModelMismatch) as exc:
     print(f"fraudserve: {exc}", file=sys.stderr)
     raise SystemExit(2) from None
 ARM_INDEX = {arm: i for i, arm in enumerate(ARMS)}
+AMOUNT = FEATURE_NAMES.index("amount")
 # The router's own calls never recycle their connection: BentoML 1.4.31-1.4.40 (issue #5540)
 # aborts in-flight calls when it does, which surfaced as 500s under load.
 NEVER = 2**31 - 1
@@ -95,6 +97,9 @@ class ABRouter:
         tune_gc()
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
+        """Per row its arm's score; in shadow mode also the other model's (two columns)."""
+        if AB.shadow.enabled:
+            return score_pair(self.scorers, rows)
         return score_by_arm(self.scorers, rows)
 
     @bentoml.api(batchable=True, batch_dim=0, max_batch_size=256, max_latency_ms=30_000)
@@ -257,10 +262,14 @@ class FraudDetection:
             names = sorted({arms[i] for i in bad})
             raise ScoringFailed(f"{', '.join(names)} failed to score {len(bad)} of "
                                 f"{len(arms)} rows; nothing was decided")
+        shadow = None
+        if proba.ndim == 2:  # shadow mode: the other model's score, stored, never returned
+            proba, shadow = proba[:, 0], proba[:, 1]
         seconds = time.perf_counter() - started
         try:  # a 200 means the decisions are committed (group commit with other requests)
-            results, committed = self.experiment.decide(user_ids, arms, proba, seconds * 1000,
-                                                        "batch" if bulk else "predict", state)
+            results, committed = self.experiment.decide(
+                user_ids, arms, proba, seconds * 1000, "batch" if bulk else "predict", state,
+                amounts=features[:, AMOUNT].tolist(), shadow=shadow)
             await asyncio.wrap_future(committed)
         except LedgerUnavailable as exc:
             raise LedgerDown(f"ledger unavailable, nothing was decided: {exc}") from None
@@ -365,6 +374,16 @@ class FraudDetection:
         try:
             return {"current": self.experiment.id,
                     "experiments": list_experiments(AB, self.ledger)}
+        except (LedgerUnavailable, *self.ledger.errors) as exc:
+            return self._ledger_down(exc)
+
+    @app.get("/experiments/current/disagreements", tags=["operations"],
+             summary="Shadow mode: the latest transactions the two models decided differently")
+    def disagreements(self, limit: Annotated[int, Query(ge=1, le=AB.shadow.disagreements_max)]
+                      = 50) -> Any:
+        try:
+            return {"experiment": self.experiment.id, "shadow": AB.shadow.enabled,
+                    "disagreements": self.experiment.disagreements(limit)}
         except (LedgerUnavailable, *self.ledger.errors) as exc:
             return self._ledger_down(exc)
 

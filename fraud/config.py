@@ -151,6 +151,20 @@ class RetentionPolicy(_Strict):
     max_batches_per_check: int = Field(10, ge=1)
 
 
+class ShadowConfig(_Strict):
+    """Shadow scoring: both models score every transaction; the other model's answer is
+    stored beside the decision, never returned, and the two are compared on the same
+    transactions (fraud/paired.py)."""
+
+    enabled: bool = Field(False, description="FRAUDSERVE_SHADOW=1|0 overrides")
+    metric: Literal["recall", "precision", "amount_recall"] = "recall"
+    decline_fixed: float = Field(5.0, ge=0, description="cost of declining a legit txn")
+    decline_share: float = Field(0.02, ge=0, le=1, description="... plus this share of it")
+    disagreements_max: int = Field(500, ge=1, le=10_000)
+    scores_window: int = Field(100_000, ge=100, description="paired scores for the "
+                                "same-flag-rate comparison (newest)")
+
+
 class ABConfig(_Strict):
     """configs/ab.yaml: the arms, the split and the experiment's safety settings."""
 
@@ -163,6 +177,7 @@ class ABConfig(_Strict):
     statistics: StatsSettings = StatsSettings()
     labels: LabelPolicy = LabelPolicy()
     retention: RetentionPolicy = RetentionPolicy()
+    shadow: ShadowConfig = ShadowConfig()
 
     @model_validator(mode="after")
     def _retention_outlives_maturity(self) -> ABConfig:
@@ -177,4 +192,11 @@ class ABConfig(_Strict):
 def load_ab_config(path: Path | str | None = None) -> ABConfig:
     """Read and validate configs/ab.yaml (or `path`, or FRAUDSERVE_AB_CONFIG)."""
     path = path or os.environ.get("FRAUDSERVE_AB_CONFIG") or CONFIG_DIR / "ab.yaml"
-    return ABConfig.model_validate(load_yaml(Path(path)))
+    cfg = ABConfig.model_validate(load_yaml(Path(path)))
+    flag = os.environ.get("FRAUDSERVE_SHADOW")
+    if flag is not None:
+        if flag not in ("0", "1"):
+            raise ValueError(f"FRAUDSERVE_SHADOW must be 0 or 1, got {flag!r}")
+        cfg = cfg.model_copy(update={"shadow": cfg.shadow.model_copy(
+            update={"enabled": flag == "1"})})
+    return cfg

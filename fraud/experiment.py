@@ -15,6 +15,7 @@ is fixed, the users test holds, and arms are compared within periods (fraud/stat
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +23,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any
 
-from fraud import guardrails, stats
+from fraud import guardrails, paired, stats
 from fraud.assignment import assign
 from fraud.config import ABConfig
 from fraud.judge import ExperimentState, effective_share, judge, new_period, summary
@@ -30,6 +31,8 @@ from fraud.ledger import Decision, Ledger, ScoringError, Source
 from fraud.models import ArmModel
 from fraud.schema import ARMS, Arm, Prediction, utc_now_iso
 from fraud.sequential import Memory
+
+OTHER: dict[str, Arm] = {"model_a": "model_b", "model_b": "model_a"}
 
 log = logging.getLogger("fraudserve.experiment")
 LATENCY_WINDOW = 2000  # recent single predictions per arm for the latency guardrail
@@ -153,19 +156,33 @@ class Experiment:
 
     def decide(self, user_ids: Sequence[str], arms: Sequence[Arm],
                probabilities: Sequence[float], latency_ms: float, source: Source,
-               state: ExperimentState | None = None) -> tuple[list[Prediction], Future[None]]:
+               state: ExperimentState | None = None, *,
+               amounts: Sequence[float] | None = None,
+               shadow: Sequence[float] | None = None) -> tuple[list[Prediction], Future[None]]:
         """Turn scores into decisions under `state`'s period and queue them for the ledger:
-        (the responses, a future that completes once they are committed). Answer only then."""
+        (the responses, a future that completes once they are committed). Answer only then.
+
+        `shadow` (shadow mode): the other model's score per row, stored with its decision at
+        its own threshold beside the arm's (NaN: the other model failed on that row; nothing
+        is stored for it). It never reaches the response.
+        """
         period = (state or self.state).period
         now, stamp = self.clock(), utc_now_iso()
         out: list[Prediction] = []
         decisions: list[Decision] = []
-        for user_id, arm, p in zip(user_ids, arms, probabilities, strict=True):
+        n = len(user_ids)
+        for i, (user_id, arm, p) in enumerate(zip(user_ids, arms, probabilities, strict=True)):
             model = self.arms[arm]
             rid = new_request_id()
             flagged = decide(float(p), model.threshold)
+            other = None if shadow is None or len(shadow) != n else float(shadow[i])
+            if other is not None and not math.isfinite(other):
+                other = None
+            shadow_flag = None if other is None else decide(other, self.arms[OTHER[arm]].threshold)
             decisions.append(Decision(rid, now, user_id, arm, model.tag, float(p), flagged,
-                                      latency_ms, source, self.id, period))
+                                      latency_ms, source, self.id, period,
+                                      None if amounts is None else float(amounts[i]),
+                                      other, shadow_flag))
             out.append(Prediction(request_id=rid, is_fraud=flagged,
                                   fraud_probability=round(float(p), 6), model_version=arm,
                                   model_tag=model.tag, latency_ms=round(latency_ms, 3),
@@ -235,7 +252,24 @@ class Experiment:
             "maturity_days": self.cfg.labels.maturity_days,
             "guardrail_breaches": breaches,
         }
-        return body, breaches, seen.state
+        looked = seen.state
+        if self.cfg.shadow.enabled or looked.paired:
+            body["paired"], memory = self.paired(looked)
+            looked = replace(looked, paired=memory.to_json())
+        return body, breaches, looked
+
+    def paired(self, state: ExperimentState) -> tuple[dict[str, Any], Memory]:
+        """The paired comparison on shadow-scored transactions (fraud/paired.py)."""
+        sh = self.cfg.shadow
+        return paired.paired(self.ledger.paired_users(self.id),
+                             self.ledger.paired_scores(self.id, sh.scores_window),
+                             self.cfg.statistics, sh.metric,
+                             paired.Costs(sh.decline_fixed, sh.decline_share),
+                             Memory.from_json(state.paired))
+
+    def disagreements(self, limit: int) -> list[dict[str, Any]]:
+        """The latest transactions the two models decided differently, newest first."""
+        return self.ledger.disagreements(self.id, min(limit, self.cfg.shadow.disagreements_max))
 
     def enforce_guardrails(self) -> tuple[dict[str, Any], bool]:
         """One look: mature old decisions, fold the look into the shared sequence memory,
@@ -245,11 +279,15 @@ class Experiment:
         body, breaches, looked = self.report()
         memory = Memory.from_json(looked.primary)
 
+        paired_memory = Memory.from_json(looked.paired)
+
         def fold(st: ExperimentState) -> ExperimentState:
             merged = memory.merge(Memory.from_json(st.primary)).to_json()
             srm_min = min(st.srm_p_min, looked.srm_p_min) if st.period == looked.period \
                 else st.srm_p_min
-            return replace(st, primary=merged, srm_p_min=srm_min)
+            pair = paired_memory.merge(Memory.from_json(st.paired)).to_json() \
+                if looked.paired else st.paired
+            return replace(st, primary=merged, srm_p_min=srm_min, paired=pair)
 
         self._update(fold, durable=False)  # a look: no fsync (rollbacks below are durable)
         rolled = False

@@ -33,6 +33,7 @@ class ExperimentState:
     srm_p_min: float = 1.0  # running minimum of the current period's users test
     worse_overridden: bool = False  # a forced resume: "worse" no longer rolls back
     primary: dict[str, Any] = field(default_factory=dict)  # fraud.sequential.Memory
+    paired: dict[str, Any] = field(default_factory=dict)  # the paired test's Memory
 
     @classmethod
     def from_json(cls, value: dict[str, Any] | None) -> ExperimentState:

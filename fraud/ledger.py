@@ -28,6 +28,7 @@ from fraud import ledger_sql as sql
 from fraud.ledger_backend import Backend, Conn, open_backend
 from fraud.ledger_experiments import ExperimentRecord, ExperimentStore
 from fraud.ledger_labels import SOURCES, Decision, LabelOutcome, LabelStore, Source
+from fraud.ledger_paired import PairedStore, PairedUsers
 from fraud.schema import ARMS, Arm
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "LabelOutcome",
     "Ledger",
     "LedgerUnavailable",
+    "PairedUsers",
     "Source",
 ]
 
@@ -63,7 +65,7 @@ class ScoringError:
     user_id: str
 
 
-_Row = tuple[str, float, str, str, str, float, int, float, str, int, int]
+_Row = tuple[Any, ...]  # in ledger_sql.DECISION_COLUMNS order
 
 
 def _to_row(d: Decision) -> _Row:
@@ -75,10 +77,13 @@ def _to_row(d: Decision) -> _Row:
         str(d.request_id), float(d.ts), str(d.user_id), d.arm, str(d.model_tag),
         float(d.probability), 1 if d.is_fraud else 0, float(d.latency_ms), d.source,
         int(d.experiment_id), int(d.period),
+        None if d.amount is None else float(d.amount),
+        None if d.shadow_probability is None else float(d.shadow_probability),
+        None if d.shadow_is_fraud is None else int(bool(d.shadow_is_fraud)),
     )
 
 
-class Ledger(LabelStore, ExperimentStore):
+class Ledger(LabelStore, ExperimentStore, PairedStore):
     """The ledger on a store (a path or URL, or a Backend); open one per process."""
 
     def __init__(

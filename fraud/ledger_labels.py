@@ -35,6 +35,9 @@ class Decision:
     source: Source
     experiment_id: int = 0
     period: int = 0
+    amount: float | None = None  # the transaction's amount (money-weighted metrics)
+    shadow_probability: float | None = None  # shadow mode: the other model's score
+    shadow_is_fraud: bool | None = None  # ... and its decision at its own threshold
 
 
 class LabelOutcome(StrEnum):
@@ -116,6 +119,8 @@ class LabelStore:
             ).fetchone()
         if row is None:
             return None
-        rid, ts, user_id, arm, tag, prob, flagged, latency, source, eid, period = row
+        rid, ts, user_id, arm, tag, prob, flagged, latency, source, eid, period, *rest = row
+        amount, shadow_p, shadow_flag = rest
         return Decision(rid, ts, user_id, arm, tag, prob, bool(flagged), latency, source,
-                        eid, period)
+                        eid, period, amount, shadow_p,
+                        None if shadow_flag is None else bool(shadow_flag))

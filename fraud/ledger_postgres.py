@@ -121,6 +121,9 @@ class PostgresBackend:
                              f" LANGUAGE plpgsql AS $$ BEGIN {body} RETURN NULL; END $$")
                 conn.execute(f"CREATE OR REPLACE TRIGGER {name} AFTER {event} ON {table}"
                              f" FOR EACH ROW EXECUTE FUNCTION {name}()")
+            for name, decl in sql.SHADOW_COLUMNS:
+                conn.execute(f"ALTER TABLE decisions ADD COLUMN IF NOT EXISTS {name} "
+                             + decl.format(**dialect))
             for statement in _statements(sql.INDEXES):
                 conn.execute(statement)
 

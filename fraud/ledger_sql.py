@@ -108,11 +108,18 @@ CREATE INDEX IF NOT EXISTS decisions_unmatured ON decisions (ts) WHERE matured =
 """
 
 # Columns an older ledger lacks (its rows belong to the legacy experiment 0).
+# Columns a ledger of an earlier release lacks: SQLite adds the first three (its rows belong to
+# the legacy experiment 0), both backends the shadow columns (`{real}` as in TABLES): the
+# transaction's amount and the other model's score and decision when shadow scoring is on.
 MIGRATIONS = {
     "decisions": (("experiment_id", "INTEGER NOT NULL DEFAULT 0"),
                   ("period", "INTEGER NOT NULL DEFAULT 0"),
-                  ("matured", "INTEGER NOT NULL DEFAULT 0")),
+                  ("matured", "INTEGER NOT NULL DEFAULT 0"),
+                  ("amount", "{real}"),
+                  ("shadow_probability", "{real}"),
+                  ("shadow_is_fraud", "INTEGER")),
 }
+SHADOW_COLUMNS = MIGRATIONS["decisions"][3:]
 # The first release counted per arm (arm_stats, error_counts) with a trigger of this name;
 # per-user aggregates replace them. Its decisions stay readable as experiment 0 but have no
 # per-user aggregates (they were counted per decision).
@@ -122,14 +129,13 @@ OBSOLETE = (
     "DROP TABLE IF EXISTS error_counts",
 )
 
-INSERT_DECISION = (
-    "INSERT INTO decisions (request_id, ts, user_id, arm, model_tag, probability, is_fraud,"
-    " latency_ms, source, experiment_id, period) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT DO NOTHING"
-)
 DECISION_COLUMNS = (
     "request_id, ts, user_id, arm, model_tag, probability, is_fraud, latency_ms, source,"
-    " experiment_id, period"
+    " experiment_id, period, amount, shadow_probability, shadow_is_fraud"
+)
+INSERT_DECISION = (
+    f"INSERT INTO decisions ({DECISION_COLUMNS}) VALUES ({', '.join('?' * 14)})"
+    " ON CONFLICT DO NOTHING"
 )
 UPSERT_ERRORS = (
     "INSERT INTO user_stats (experiment_id, period, arm, user_id, errors) VALUES (?, ?, ?, ?, ?)"

@@ -117,7 +117,8 @@ class SQLiteBackend:
                 have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
                 for name, decl in columns:
                     if name not in have:
-                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} "
+                                     + decl.format(**dialect))
             for statement in _split_sql(sql.INDEXES):
                 conn.execute(statement)
 

@@ -38,6 +38,24 @@ def score_by_arm(scorers: Sequence[Scorer], rows: np.ndarray) -> np.ndarray:
     return out
 
 
+def score_pair(scorers: Sequence[Scorer], rows: np.ndarray) -> np.ndarray:
+    """Shadow mode: every row scored by both models. Column 0 is the row's arm model's score
+    (NaN where it failed: the row fails), column 1 the other model's (NaN where it failed:
+    only the shadow record is lost)."""
+    both = np.empty((len(scorers), len(rows)), dtype=np.float64)
+    for index, score in enumerate(scorers):
+        try:
+            both[index] = score(rows[:, 1:])
+        except Exception:
+            log.exception("%s failed to score %d rows", ARMS[index], len(rows))
+            both[index] = np.nan
+    both[~np.isfinite(both)] = np.nan
+    arms = rows[:, 0].astype(np.int64)
+    at = np.arange(len(rows))
+    return np.column_stack([both[arms, at], both[1 - arms, at]])
+
+
 def failed_rows(probabilities: np.ndarray) -> list[int]:
     """Indices of the rows whose score is missing (their model failed)."""
-    return [int(i) for i in np.flatnonzero(~np.isfinite(probabilities))]
+    decided = probabilities[:, 0] if probabilities.ndim == 2 else probabilities
+    return [int(i) for i in np.flatnonzero(~np.isfinite(decided))]

@@ -1,0 +1,148 @@
+"""Shadow scoring and the paired comparison: the router's two columns, the ledger's paired
+rows (both backends), the statistics on constructed users, and the A/A false-difference rate
+through the same code (fraud.paired_simulation)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from ledger_support import IDENTITY
+
+from fraud.config import ABConfig, ShadowConfig
+from fraud.experiment import Experiment
+from fraud.ledger import Ledger
+from fraud.ledger_paired import FIELDS, PairedUsers
+from fraud.models import ArmModel
+from fraud.paired import Costs, Ratio, compare, difference, same_flag_rate
+from fraud.paired_simulation import World, run
+from fraud.routing import failed_rows, score_pair
+from fraud.sequential import Memory
+from fraud.stats import StatsSettings
+
+ARMS = {"model_a": ArmModel("model_a", IDENTITY[1], 0.5, {}),
+        "model_b": ArmModel("model_b", IDENTITY[2], 0.3, {})}
+
+
+def users(**cols: list[float]) -> PairedUsers:
+    size = len(next(iter(cols.values())))
+    return PairedUsers(**{f: np.array(cols.get(f, [0.0] * size), dtype=float) for f in FIELDS})
+
+
+def test_score_pair_puts_the_arms_model_first_and_keeps_a_failing_shadow_to_its_column() -> None:
+    rows = np.array([[0, 1.0], [1, 2.0], [0, 3.0]])
+    a, b = (lambda x: x[:, 0] / 10), (lambda x: x[:, 0] / 100)
+    assert np.allclose(score_pair([a, b], rows), [[0.1, 0.01], [0.02, 0.2], [0.3, 0.03]])
+
+    def broken(x: np.ndarray) -> np.ndarray:
+        raise RuntimeError("challenger down")
+
+    out = score_pair([a, broken], rows)
+    assert failed_rows(out) == [1]  # only the row model_b decides fails
+    assert np.isnan(out[0, 1]) and np.isnan(out[2, 1]) and out[0, 0] == pytest.approx(0.1)
+
+
+def test_difference_is_the_delta_method_over_users() -> None:
+    rng = np.random.default_rng(3)
+    den = rng.integers(0, 6, 50).astype(float)
+    a, b = rng.binomial(den.astype(int), 0.6), rng.binomial(den.astype(int), 0.7)
+    est, var = difference(Ratio(a, den), Ratio(b, den))
+    ra, rb, s = a.sum() / den.sum(), b.sum() / den.sum(), den.sum()
+    z = ((b - rb * den) - (a - ra * den)) / s
+    k = np.count_nonzero(den)
+    assert est == pytest.approx(rb - ra)
+    assert var == pytest.approx(k / (k - 1) * np.sum(z[den > 0] ** 2))
+
+
+def test_compare_on_constructed_users() -> None:
+    u = users(n=[10, 10], mature=[10, 10], fraud=[2, 2], tp_a=[1, 1], tp_b=[2, 2],
+              tp_both=[1, 1], fp_a=[1, 0], fp_b=[0, 0], fraud_amount=[100, 300],
+              caught_amount_a=[50, 100], caught_amount_b=[100, 300], fp_amount_a=[20, 0])
+    recall = compare(u, "recall", Costs(), 1.96)
+    assert recall["model_a"]["value"] == 0.5 and recall["model_b"]["value"] == 1.0
+    assert recall["difference"]["value"] == 0.5
+    money = compare(u, "amount_recall", Costs(), 1.96)
+    assert money["model_a"]["value"] == pytest.approx(150 / 400)
+    loss = compare(u, "expected_loss", Costs(decline_fixed=5, decline_share=0.5), 1.96)
+    # model A: missed 250 + one decline (5 + 10) over 20 mature: 13.25 a transaction
+    assert loss["model_a"]["value"] == pytest.approx(1000 * 265 / 20)
+    assert loss["model_b"]["value"] == 0.0 and loss["difference"]["value"] < 0
+
+
+def test_same_flag_rate_uses_the_champions_rate() -> None:
+    pa = np.array([0.9, 0.8, 0.1, 0.2, 0.3, 0.1, 0.05, 0.6, 0.2, 0.1])
+    pb = np.array([0.2, 0.95, 0.9, 0.1, 0.1, 0.3, 0.2, 0.1, 0.1, 0.1])
+    fa = (pa >= 0.5).astype(float)  # champion flags 3 of 10
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0, 0], dtype=float)
+    out = same_flag_rate(np.column_stack([pa, pb, fa, np.ones(10), y]))
+    assert out is not None and out["flag_rate"] == pytest.approx(0.3)
+    assert out["recall_a"] == pytest.approx(2 / 3) and out["recall_b"] == pytest.approx(2 / 3)
+
+
+def test_shadow_decisions_reach_the_ledger_and_the_paired_block(ledger: Ledger) -> None:
+    cfg = ABConfig(shadow=ShadowConfig(enabled=True),
+                   statistics=StatsSettings(min_labelled_per_arm=1, min_users_per_arm=2))
+    exp = Experiment(cfg, ARMS, ledger)
+    ids = [f"u{i}" for i in range(6)]
+    arms = [exp.route(u) for u in ids]
+    proba = [0.6, 0.1, 0.7, 0.2, 0.9, 0.05]  # the arm model's scores
+    shadow = [0.2, 0.4, math.nan, 0.1, 0.8, 0.01]  # the other model's (row 2: it failed)
+    out, done = exp.decide(ids, arms, proba, 3.0, "predict", amounts=[10, 20, 30, 40, 50, 60],
+                           shadow=shadow)
+    done.result(timeout=5)
+    assert all(not hasattr(p, "shadow_probability") for p in out)  # never in the response
+    stored = [ledger.lookup(p.request_id) for p in out]
+    assert [d.shadow_probability for d in stored] == [0.2, 0.4, None, 0.1, 0.8, 0.01]
+    assert stored[0].amount == 10 and stored[2].shadow_is_fraud is None
+    for d in stored:  # the shadow decision is the other model's, at its own threshold
+        if d.shadow_probability is not None:
+            shadow_arm = "model_b" if d.arm == "model_a" else "model_a"
+            assert d.shadow_is_fraud == (d.shadow_probability >= ARMS[shadow_arm].threshold)
+    for p in out:
+        ledger.label(p.request_id, True)
+    body, _, state = exp.report()
+    block = body["paired"]
+    assert block["transactions"] == 5 and block["frauds"] == 5 and block["labelled"] == 5
+    flags = {"model_a": [], "model_b": []}
+    for d in stored:
+        if d.shadow_is_fraud is None:
+            continue
+        flags[d.arm].append(d.is_fraud)
+        flags["model_b" if d.arm == "model_a" else "model_a"].append(d.shadow_is_fraud)
+    assert block["recall"]["model_a"]["value"] == pytest.approx(np.mean(flags["model_a"]))
+    assert block["recall"]["model_b"]["value"] == pytest.approx(np.mean(flags["model_b"]))
+    disagree = sum(a != b for a, b in zip(flags["model_a"], flags["model_b"], strict=True))
+    assert block["disagreement_rate"]["value"] == pytest.approx(disagree / 5)
+    listed = exp.disagreements(100)
+    assert len(listed) == disagree and all(d["label"] is True for d in listed)
+    assert [d["ts"] for d in listed] == sorted((d["ts"] for d in listed), reverse=True)
+    assert Memory.from_json(state.paired).looks in (0, 1)
+
+
+def test_paired_memory_is_folded_into_the_shared_state(ledger: Ledger) -> None:
+    cfg = ABConfig(shadow=ShadowConfig(enabled=True),
+                   statistics=StatsSettings(min_labelled_per_arm=1, min_users_per_arm=2))
+    exp = Experiment(cfg, ARMS, ledger)
+    ids = [f"v{i}" for i in range(40)]
+    arms = [exp.route(u) for u in ids]
+    a_score, b_score = 0.9, 0.0  # model A catches every fraud, model B none
+    decider = [a_score if arm == "model_a" else b_score for arm in arms]
+    other = [b_score if arm == "model_a" else a_score for arm in arms]
+    out, done = exp.decide(ids, arms, decider, 1.0, "predict", shadow=other)
+    done.result(timeout=5)
+    for p in out:
+        ledger.label(p.request_id, True)
+    exp.enforce_guardrails()
+    memory = Memory.from_json(exp.refresh().paired)
+    # Model A caught all 40 frauds, model B none: a clear verdict.
+    assert memory.looks == 1 and memory.verdict == "challenger_worse"
+
+
+def test_paired_aa_false_difference_rate_under_continuous_looks() -> None:
+    """Two equally good models (recall 0.70, 85% agreement), 40 looks, 100 runs: the paired
+    test's false "better"/"worse" rate stays within its 5% level (binomial slack: <= 10)."""
+    s = StatsSettings()
+    wrong = sum(run(World(users=8000), seed, s)["paired"][0] in
+                ("challenger_better", "challenger_worse") for seed in range(100))
+    assert wrong <= 10, wrong
