@@ -27,7 +27,7 @@ from fraud import guardrails, paired, stats
 from fraud.assignment import assign
 from fraud.config import ABConfig
 from fraud.judge import ExperimentState, effective_share, judge, new_period, summary
-from fraud.ledger import Decision, Ledger, ScoringError, Source
+from fraud.ledger import Decision, Ledger, PairedUsers, ScoringError, Source
 from fraud.models import ArmModel
 from fraud.schema import ARMS, Arm, Prediction, utc_now_iso
 from fraud.sequential import Memory
@@ -212,7 +212,9 @@ class Experiment:
         state = self.refresh()
         periods = self.ledger.aggregates(self.id)
         latency = self.ledger.latencies(self.id, state.period, LATENCY_WINDOW)
-        seen = judge(self.cfg, state, periods, (latency["model_a"], latency["model_b"]))
+        shadow = self.cfg.shadow.enabled or bool(state.paired)
+        pairs = self.ledger.paired_users(self.id) if shadow else None
+        seen = judge(self.cfg, state, periods, (latency["model_a"], latency["model_b"]), pairs)
         primary, srm, breaches = seen.primary, seen.sample_ratio, seen.breaches
         s = self.cfg.statistics
         body: dict[str, Any] = {}
@@ -253,16 +255,16 @@ class Experiment:
             "guardrail_breaches": breaches,
         }
         looked = seen.state
-        if self.cfg.shadow.enabled or looked.paired:
-            body["paired"], memory = self.paired(looked)
+        if pairs is not None:
+            body["paired"], memory = self.paired(looked, pairs)
             looked = replace(looked, paired=memory.to_json())
         return body, breaches, looked
 
-    def paired(self, state: ExperimentState) -> tuple[dict[str, Any], Memory]:
+    def paired(self, state: ExperimentState,
+               pairs: PairedUsers) -> tuple[dict[str, Any], Memory]:
         """The paired comparison on shadow-scored transactions (fraud/paired.py)."""
         sh = self.cfg.shadow
-        return paired.paired(self.ledger.paired_users(self.id),
-                             self.ledger.paired_scores(self.id, sh.scores_window),
+        return paired.paired(pairs, self.ledger.paired_scores(self.id, sh.scores_window),
                              self.cfg.statistics, sh.metric,
                              paired.Costs(sh.decline_fixed, sh.decline_share),
                              Memory.from_json(state.paired))

@@ -25,6 +25,8 @@ from scipy import stats as _sps
 from fraud import ratio
 from fraud.aggregates import ArmPeriod
 from fraud.config import GuardrailConfig
+from fraud.ledger_paired import PairedUsers
+from fraud.paired import Ratio, log_ratio
 from fraud.sequential import msprt
 
 P95_EXCEEDANCE = 0.05  # "p95 above the limit" = more than 5% of calls slower than it
@@ -51,6 +53,24 @@ def flag_rate_breach(a: ArmPeriod, b: ArmPeriod, cfg: GuardrailConfig) -> str | 
     if low > bound or high < -bound:
         return (f"challenger flag rate {math.exp(lb[0]):.4f} vs champion's "
                 f"{math.exp(la[0]):.4f}: ratio CS [{math.exp(low):.2f}, {math.exp(high):.2f}] "
+                f"outside [1/{cfg.flag_rate_ratio:g}, {cfg.flag_rate_ratio:g}]")
+    return None
+
+
+def paired_flag_rate_breach(u: PairedUsers, cfg: GuardrailConfig) -> str | None:
+    """Shadow mode: the same rule on the same transactions (both models decided each one),
+    so it works in a pure shadow phase, before any customer sees the challenger."""
+    if u.users < cfg.min_users or u.n.sum() < cfg.min_decisions:
+        return None
+    lr = log_ratio(Ratio(u.flag_a, u.n), Ratio(u.flag_b, u.n))
+    if lr is None:
+        return None
+    _, low, high = msprt(lr[0], lr[1], cfg.flag_tau, cfg.alpha_flag_rate)
+    bound = math.log(cfg.flag_rate_ratio)
+    if low > bound or high < -bound:
+        rate_a, rate_b = u.flag_a.sum() / u.n.sum(), u.flag_b.sum() / u.n.sum()
+        return (f"challenger flag rate {rate_b:.4f} vs champion's {rate_a:.4f} on the same "
+                f"transactions (shadow): ratio CS [{math.exp(low):.2f}, {math.exp(high):.2f}] "
                 f"outside [1/{cfg.flag_rate_ratio:g}, {cfg.flag_rate_ratio:g}]")
     return None
 
@@ -100,11 +120,14 @@ def latency_breach(latency_a: Sequence[float], latency_b: Sequence[float],
 
 def breaches(current: dict[str, ArmPeriod], srm: dict[str, Any] | None,
              worse_look: dict[str, Any], latency: tuple[Sequence[float], Sequence[float]],
-             cfg: GuardrailConfig, *, worse_overridden: bool = False) -> list[str]:
+             cfg: GuardrailConfig, *, worse_overridden: bool = False,
+             paired: PairedUsers | None = None) -> list[str]:
     """Every guardrail the challenger breaks now, each as one readable reason.
 
     `current` is the current allocation period; `worse_look` the primary comparison at
-    `alpha_worse` (fraud.stats.primary_look); `worse_overridden` after a forced resume.
+    `alpha_worse` (fraud.stats.primary_look, or in shadow mode fraud.paired.paired_look);
+    `worse_overridden` after a forced resume. `paired` (shadow mode): the flag-rate rule
+    runs on the paired transactions instead of the split arms (one test at its error rate).
     """
     if not cfg.enabled:
         return []
@@ -112,7 +135,9 @@ def breaches(current: dict[str, ArmPeriod], srm: dict[str, Any] | None,
     reasons: list[str] = []
     if b.users >= cfg.min_users and b.decisions + b.errors >= cfg.min_decisions:
         reasons.append(error_rate_breach(b, cfg) or "")
-    if min(a.users, b.users) >= cfg.min_users and min(a.decisions, b.decisions) >= \
+    if paired is not None:
+        reasons.append(paired_flag_rate_breach(paired, cfg) or "")
+    elif min(a.users, b.users) >= cfg.min_users and min(a.decisions, b.decisions) >= \
             cfg.min_decisions:
         reasons.append(flag_rate_breach(a, b, cfg) or "")
     reasons.append(latency_breach(*latency, cfg) or "")

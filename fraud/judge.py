@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from fraud import guardrails, stats
+from fraud import guardrails, paired, stats
 from fraud.aggregates import ArmPeriod, Periods
 from fraud.config import ABConfig
-from fraud.ledger import ExperimentRecord, Ledger
+from fraud.ledger import ExperimentRecord, Ledger, PairedUsers
 from fraud.schema import ARMS, utc_now_iso
 from fraud.sequential import Memory
 
@@ -88,17 +88,27 @@ class Judgement:
 
 
 def judge(cfg: ABConfig, state: ExperimentState, periods: Periods,
-          latency: tuple[Sequence[float], Sequence[float]] = ((), ())) -> Judgement:
+          latency: tuple[Sequence[float], Sequence[float]] = ((), ()),
+          paired_users: PairedUsers | None = None) -> Judgement:
     """Everything one look decides, from aggregates alone: the service (Experiment.report)
-    and the simulation (fraud/simulation.py) both call this."""
+    and the simulation (fraud/simulation.py) both call this. With `paired_users` (shadow
+    mode) the flag-rate and "worse" guardrails judge the paired transactions instead."""
     s, g = cfg.statistics, cfg.guardrails
     primary, memory = stats.primary(periods, s, Memory.from_json(state.primary))
     current = periods.get(state.period, {})
     srm = stats.sample_ratio(current.get("model_a", ArmPeriod()).users,
                              current.get("model_b", ArmPeriod()).users, state.period_share, s,
                              state.srm_p_min)
-    breaches = guardrails.breaches(current, srm, stats.primary_look(periods, s, g.alpha_worse),
-                                   latency, g, worse_overridden=state.worse_overridden)
+    if paired_users is None:
+        worse = stats.primary_look(periods, s, g.alpha_worse)
+    else:
+        sh = cfg.shadow
+        worse = paired.paired_look(paired_users, s, sh.metric,
+                                   paired.Costs(sh.decline_fixed, sh.decline_share),
+                                   g.alpha_worse)
+    breaches = guardrails.breaches(current, srm, worse, latency, g,
+                                   worse_overridden=state.worse_overridden,
+                                   paired=paired_users)
     srm_p = srm["p_value"] if srm else state.srm_p_min
     return Judgement(primary, srm, breaches, replace(
         state, primary=memory.to_json(), srm_p_min=min(state.srm_p_min, srm_p)))

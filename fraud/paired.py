@@ -97,6 +97,16 @@ def difference(a: Ratio, b: Ratio, floor: float = 0.0) -> tuple[float, float] | 
     return b.value - a.value, max(var, floor)
 
 
+def log_ratio(a: Ratio, b: Ratio) -> tuple[float, float] | None:
+    """(log(R_b / R_a), its delta-method variance) over the same users; None if undefined."""
+    if not a.value or not b.value:
+        return None
+    var = _variance(b.terms() / b.value - a.terms() / a.value, (a.den > 0) | (b.den > 0))
+    if var is None or var <= 0:
+        return None
+    return math.log(b.value / a.value), var
+
+
 def ratios(u: PairedUsers, metric: str, costs: Costs) -> tuple[Ratio, Ratio]:
     """Model A's and model B's ratio for a metric (expected_loss: per 1,000 mature)."""
     if metric == "recall":
@@ -171,13 +181,14 @@ def paired_look(u: PairedUsers, s: StatsSettings, metric: PairedMetric, costs: C
     trials = int(u.fraud.sum())
     out: dict[str, Any] = {"estimate": None, "std_error": None, "p_value": None,
                            "ci_low": None, "ci_high": None, "enough": False,
-                           "users": users, "frauds": trials}
+                           "users": users, "frauds": trials, "verdict": "collecting"}
     if diff is None or not diff[1] > 0:
         return out
     p, low, high = msprt(diff[0], diff[1], s.mixture_tau, alpha)
+    enough = users >= s.min_users_per_arm and trials >= s.min_labelled_per_arm
     out.update(estimate=diff[0], std_error=math.sqrt(diff[1]), p_value=p, ci_low=low,
-               ci_high=high, enough=users >= s.min_users_per_arm
-               and trials >= s.min_labelled_per_arm)
+               ci_high=high, enough=enough,
+               verdict=sequential_verdict(low, high, enough, s.equivalence_margin))
     return out
 
 

@@ -146,3 +146,40 @@ def test_paired_aa_false_difference_rate_under_continuous_looks() -> None:
     wrong = sum(run(World(users=8000), seed, s)["paired"][0] in
                 ("challenger_better", "challenger_worse") for seed in range(100))
     assert wrong <= 10, wrong
+
+
+def test_a_bad_challenger_is_stopped_in_a_pure_shadow_phase(ledger: Ledger) -> None:
+    """challenger_share 0 with shadow on: no customer sees model B, yet its flag rate on the
+    same transactions (5x the champion's) rolls it back."""
+    from fraud.config import GuardrailConfig
+
+    cfg = ABConfig(challenger_share=0.0, shadow=ShadowConfig(enabled=True),
+                   guardrails=GuardrailConfig(min_users=20, min_decisions=100))
+    exp = Experiment(cfg, ARMS, ledger)
+    rng = np.random.default_rng(5)
+    for batch in range(4):
+        ids = [f"s{batch}-{i % 150}" for i in range(200)]
+        arms = [exp.route(u) for u in ids]
+        assert set(arms) == {"model_a"}
+        a_flags = rng.random(200) < 0.05
+        b_flags = rng.random(200) < 0.25
+        _, done = exp.decide(ids, arms, np.where(a_flags, 0.9, 0.1).tolist(), 1.0, "predict",
+                             shadow=np.where(b_flags, 0.9, 0.1).tolist())
+        done.result(timeout=5)
+    body, rolled = exp.enforce_guardrails()
+    assert rolled, body["experiment"]["guardrail_breaches"]
+    assert "same transactions (shadow)" in exp.state.rollback_reason
+
+
+def test_the_paired_flag_rate_guardrail_stays_quiet_for_an_equal_challenger() -> None:
+    from fraud.config import GuardrailConfig
+    from fraud.guardrails import paired_flag_rate_breach
+
+    rng = np.random.default_rng(11)
+    n = rng.integers(1, 30, 2000).astype(float)
+    u = users(n=n.tolist(), flag_a=rng.binomial(n.astype(int), 0.05).tolist(),
+              flag_b=rng.binomial(n.astype(int), 0.05).tolist())
+    assert paired_flag_rate_breach(u, GuardrailConfig()) is None
+    bad = users(n=n.tolist(), flag_a=rng.binomial(n.astype(int), 0.05).tolist(),
+                flag_b=rng.binomial(n.astype(int), 0.15).tolist())
+    assert "shadow" in (paired_flag_rate_breach(bad, GuardrailConfig()) or "")
