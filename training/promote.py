@@ -1,7 +1,7 @@
 """`python -m training.promote`: make the challenger the champion.
 
-Only when the experiment's sequential verdict (from the ledger) is `challenger_better`, unless
-`--force`. Swaps the MLflow registry aliases and the role labels in the BentoML store, so
+Only when fraud/promotion.py's rule allows it (the split verdict `challenger_better`, or in
+shadow mode the paired one, and no rollback), unless `--force`. Swaps the MLflow registry aliases and the role labels in the BentoML store, so
 `@champion` / `@challenger` in configs/ab.yaml resolve to the swapped models at the next start
 (or build). Records the promotion in the ledger.
 """
@@ -18,6 +18,7 @@ from fraud.experiment import Experiment
 from fraud.ledger import Ledger
 from fraud.ledger_backend import sqlite_path
 from fraud.models import resolve_arms
+from fraud.promotion import evidence, promotion_refusal
 from fraud.runtime import ledger_store
 from fraud.schema import utc_now_iso
 
@@ -68,10 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         experiment = Experiment(ab, arms, ledger)
         report, _, _ = experiment.report()
         verdict = report["primary"]["verdict"]
-        if verdict != "challenger_better" and not args.force:
-            print(f"promote refused: verdict is {verdict!r}, not 'challenger_better' "
-                  f"(p={report['primary']['p_value']}); use --force to override",
-                  file=sys.stderr)
+        refusal = promotion_refusal(report)
+        if refusal and not args.force:
+            print(f"promote refused: {refusal}; use --force to override", file=sys.stderr)
             return 1
         champion, challenger = arms["model_a"], arms["model_b"]
         set_role(challenger.tag, "champion")
@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         experiment.end(f"promotion: {challenger.tag} is the champion"
                        f"{' (forced)' if args.force else ''}")
         ledger.set_state("promotion", {"at": utc_now_iso(), "verdict": verdict,
+                                       "evidence": evidence(report),
                                        "forced": bool(args.force),
                                        "champion": challenger.tag, "challenger": champion.tag})
     print(f"promoted {challenger.tag} to champion ({'forced, ' if args.force else ''}"
