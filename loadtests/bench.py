@@ -14,7 +14,9 @@ What runs, against `bentoml serve service:FraudDetection` on a free 127.0.0.1 po
      hide its queue: no coordinated omission), the same two for /noop (the framework's
      floor: same validation, no scoring), and /predict_batch closed loop (rows/s);
   3. the same service with FRAUDSERVE_BATCHING=0 (every /predict row goes to the router's
-     non-batched method): /predict closed and open loop again.
+     non-batched method): /predict closed and open loop again;
+  4. the same service with FRAUDSERVE_SHADOW=1 (both models score every row; the other's
+     score is stored beside the decision): /predict closed and open loop, against 2.
 Per phase it reads the rows per router call (the service's fraud_router_batch_size histogram,
 diffed), the CPU the server tree, this client and everything else on the machine used, and the
 server tree's peak resident memory. The table and a per-phase detail go to stdout and to
@@ -53,6 +55,8 @@ TARGETS = {
     "p99_ms_at_100": 50.0,      # p99 at 100 req/s offered
     "noop_overhead": 0.25,      # our logic at most 25% slower (cost per request) than no-op
     "batch_rows_per_s": 20_000.0,
+    "shadow_peak_cost": 0.15,   # shadow scoring costs at most 15% of /predict peak
+    "shadow_p99_ms": 5.0,       # ... and adds at most this to p99 at 100 req/s
 }
 JSON_HEADERS = {"Content-Type": "application/json"}
 BATCH_METRIC = "fraud_router_batch_size"
@@ -609,7 +613,7 @@ def find(phases: list[Phase], config: str, endpoint: str, mode: str,
 
 
 def summary_rows(phases: list[Phase], raw: RawModel | None, s: Settings,
-                 on: str, off: str | None) -> list[dict[str, str]]:
+                 on: str, off: str | None, shadow: str | None = None) -> list[dict[str, str]]:
     """The one table: figure | measured | baseline (same run) | ratio | target."""
     rows: list[dict[str, str]] = []
 
@@ -644,6 +648,13 @@ def summary_rows(phases: list[Phase], raw: RawModel | None, s: Settings,
     if peak_off and peak:
         add("/predict peak req/s, batching OFF", _num(peak_off.throughput),
             f"batching on {_num(peak.throughput)}", ratio(peak_off.throughput, peak.throughput))
+    peak_shadow = find(phases, shadow, "/predict", "closed") if shadow else None
+    if peak_shadow and peak:
+        r = ratio(peak_shadow.throughput, peak.throughput)
+        add("/predict peak req/s, shadow ON (both models score every row)",
+            _num(peak_shadow.throughput), f"shadow off {_num(peak.throughput)}", r,
+            f">= {1 - TARGETS['shadow_peak_cost']:.2f}x",
+            r is not None and r >= 1 - TARGETS["shadow_peak_cost"])
     for load in s.loads:
         p = find(phases, on, "/predict", "open", load)
         if not p:
@@ -661,6 +672,14 @@ def summary_rows(phases: list[Phase], raw: RawModel | None, s: Settings,
         if q:
             add(f"/predict p50/p95/p99 ms at {load:g} req/s, batching OFF", _latencies(q),
                 f"batching on p99 {_num(p.p99)}", ratio(q.p99, p.p99))
+        h = find(phases, shadow, "/predict", "open", load) if shadow else None
+        if h:
+            extra = None if h.p99 is None or p.p99 is None else h.p99 - p.p99
+            add(f"/predict p50/p95/p99 ms at {load:g} req/s, shadow ON", _latencies(h),
+                f"shadow off p99 {_num(p.p99)}", ratio(h.p99, p.p99),
+                f"p99 within {TARGETS['shadow_p99_ms']:.0f} ms" if load == 100 else "",
+                (extra is not None and extra <= TARGETS["shadow_p99_ms"]) if load == 100
+                else None)
     bulk = find(phases, on, "/predict_batch", "closed")
     if bulk:
         add(f"/predict_batch rows/s ({s.batch_rows} rows, {s.batch_clients} clients)",
@@ -678,11 +697,11 @@ def summary_rows(phases: list[Phase], raw: RawModel | None, s: Settings,
             "; ".join(_num(p.batch_mean) for p in formed),
             "batching off " + "; ".join(_num(p.batch_mean) for p in phases
                                         if p.endpoint == "/predict" and p.config == off), None)
-    for config in (on, off):
+    for config in (on, off, shadow):
         mem = [p.rss_peak_mb for p in phases if p.config == config and p.rss_peak_mb]
         if mem:
             add(f"server RSS peak MB (serve tree), {config}", _num(max(mem), 0), "", None)
-    for config in (on, off):
+    for config in (on, off, shadow):
         cp = [p for p in phases if p.config == config]
         if cp:
             failed = sum(p.failed for p in cp)
@@ -756,6 +775,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="leave guardrail rollbacks on (default: off for the bench, so an "
                         "overload phase cannot change the model mix of the later phases)")
     p.add_argument("--ready-timeout", type=float, default=180)
+    p.add_argument("--no-shadow", action="store_true",
+                   help="skip the shadow-scoring service (FRAUDSERVE_SHADOW=1)")
     args = p.parse_args(argv)
     if args.duration is None:
         args.duration = 4.0 if args.quick else 15.0
@@ -790,7 +811,7 @@ def main(argv: list[str] | None = None) -> int:
         notes.append("guardrail rollbacks were off (reports/bench/<ts>/ab-bench.yaml): both "
                      "arms scored in every phase; --keep-guardrails to keep them")
 
-    on, off = "batching on", "batching off"
+    on, off, shadow = "batching on", "batching off", None
     plan: list[tuple[str, str | None, dict[str, str], bool]] = []
     if args.url:
         on = "as running"
@@ -802,6 +823,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         plan.append((on, None, {"FRAUDSERVE_BATCHING": "1", **guard_env}, True))
         plan.append((off, None, {"FRAUDSERVE_BATCHING": "0", **guard_env}, False))
+        if not args.no_shadow:
+            shadow = "shadow on"
+            plan.append((shadow, None, {"FRAUDSERVE_BATCHING": "1", "FRAUDSERVE_SHADOW": "1",
+                                        **guard_env}, False))
 
     phases: list[Phase] = []
     try:
@@ -825,7 +850,7 @@ def main(argv: list[str] | None = None) -> int:
         notes.append("FRAUDSERVE_BATCHING=0 had no effect (rows per call > 1): this "
                      "service.py has no batching switch; the 'batching OFF' rows are "
                      "batching on again")
-    summary = summary_rows(phases, raw, s, on, off)
+    summary = summary_rows(phases, raw, s, on, off, shadow)
     detail = detail_rows(phases)
     text = (format_table(summary, SUMMARY_COLUMNS) + "\n\nper phase (ms; rows/call from "
             f"{BATCH_METRIC}; CPU % of one core for the client, of all cores for others):\n"
