@@ -11,7 +11,7 @@ PROFILE ?= mix
 CONTAINERIZE_ARGS ?=
 export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: help install sysdeps train models gate build image serve test test-fast lint loadtest bench clean promote simulate pipeline
+.PHONY: help install sysdeps train models gate build image serve test test-fast lint loadtest bench clean promote simulate pipeline monitor
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ promote: install  ## challenger -> champion (MLflow aliases + store roles) if th
 
 simulate: install  ## A/A and A/B experiments through the service's statistics: the table in docs/statistics.md
 	$(BIN)/python -m fraud.simulation $(SIMULATE_ARGS)
+
+monitor: install  ## Prometheus :9090 (+ alert rules) and MLflow UI :5000 for the service on PORT; Ctrl-C stops both
+	$(BIN)/python tools/monitor.py --port $(PORT)
 
 bench: gate  ## the performance benchmark; figures beside baselines from the same run
 	$(BIN)/python -m loadtests.bench
