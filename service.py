@@ -26,36 +26,53 @@ import aiohttp
 import bentoml
 import numpy as np
 from bentoml.exceptions import BentoMLException, InvalidArgument
-from fastapi import FastAPI, Header, Query
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from fraud import logs
+from fraud.auth import KeyConfigError, load_keys, log_start
 from fraud.config import load_ab_config
+from fraud.errors import fastapi_validation_handler
 from fraud.experiment import Experiment
 from fraud.fastpredict import scorer
 from fraud.gatecheck import readiness_problem
 from fraud.judge import list_experiments
 from fraud.ledger import DecisionRejected, LabelOutcome, Ledger, LedgerUnavailable
+from fraud.middleware import LimitSettings, SecurityMiddleware, scopes_of
 from fraud.models import ModelMismatch, ModelsMissing, resolve_arms
+from fraud.openapi import OpenAPIMiddleware, patch_openapi
+from fraud.ratelimit import RateLimiter, RateSettings
 from fraud.routing import failed_rows, score_by_arm, score_pair
-from fraud.runtime import admin_key_ok, batching_enabled, ledger_store
+from fraud.runtime import batching_enabled, ledger_store
 from fraud.schema import (
     ARMS,
     EXAMPLE_TRANSACTION,
     FEATURE_NAMES,
+    Feedback,
     Prediction,
+    ShareChange,
     Transaction,
     feature_vector,
     to_matrix,
 )
-from fraud.telemetry import Metrics, RouterMetrics
+from fraud.telemetry import Metrics, RouterMetrics, count_rejection
+from fraud.views import ab_stats_view
 
 log = logging.getLogger("fraudserve")
 AB = load_ab_config()
 try:
     ARM_MODELS = resolve_arms(AB)
 except (ModelsMissing, ModelMismatch) as exc:
+    print(f"fraudserve: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
+try:
+    KEYS = load_keys()
+    LIMITS = LimitSettings.from_mapping(AB.limits.model_dump(exclude_none=True), os.environ,
+                                        max_batch_rows=AB.max_batch_rows)
+    RATE = RateSettings.from_mapping(AB.rate_limit.model_dump(exclude_none=True), os.environ)
+except (KeyConfigError, ValueError) as exc:
     print(f"fraudserve: {exc}", file=sys.stderr)
     raise SystemExit(2) from None
 ARM_INDEX = {arm: i for i, arm in enumerate(ARMS)}
@@ -115,7 +132,11 @@ class ABRouter:
         return self._score(rows)
 
 
-app = FastAPI(title="fraudserve operations")
+# BentoML's Swagger UI at / is the one UI; FastAPI's own /docs, /redoc and /openapi.json would
+# be unlisted routes (admin only) documenting half the service, so they are off.
+app = FastAPI(title="fraudserve operations", docs_url=None, redoc_url=None, openapi_url=None)
+# Validation errors of the operations routes answer 400 in the one error shape, like the APIs.
+app.add_exception_handler(RequestValidationError, fastapi_validation_handler)
 
 
 class BatchRequest(BaseModel):
@@ -134,23 +155,6 @@ class BatchResponse(BaseModel):
     """One result per transaction, in request order."""
 
     results: list[Prediction]
-
-
-class Feedback(BaseModel):
-    """The true outcome of an earlier decision (e.g. a chargeback)."""
-
-    request_id: str = Field(..., min_length=1, max_length=64,
-                            description="request_id from /predict or /predict_batch.",
-                            examples=["3f2b9c0e8d5a4f1b9e7c6d5a4b3c2d1e"])
-    is_fraud: bool = Field(..., description="True if the transaction was fraud.",
-                           examples=[True])
-
-
-class ShareChange(BaseModel):
-    """A new challenger share of users."""
-
-    challenger_share: float = Field(..., ge=0, le=1, examples=[0.1],
-                                    description="Share of users sent to model_b, 0 to 1.")
 
 
 class NotReady(BentoMLException):
@@ -203,6 +207,8 @@ class FraudDetection:
         self.not_ready = readiness_problem(self.tags)
         if self.not_ready:
             log.error("not ready: %s", self.not_ready)
+        if bentoml.server_context.worker_index in (None, 1):  # once per server, not per worker
+            log_start(KEYS, log)
         self._stop = threading.Event()
         tune_gc()
         threading.Thread(target=self._watch, name="experiment-watch", daemon=True).start()
@@ -361,12 +367,12 @@ class FraudDetection:
 
     @app.get("/ab-stats", tags=["operations"], summary="The current experiment: per-arm "
              "counts, per-user metrics, sequential tests, guardrails")
-    def ab_stats(self) -> Any:
+    def ab_stats(self, request: Request) -> Any:
         try:
             body, _, _ = self.experiment.report()
         except (LedgerUnavailable, *self.ledger.errors) as exc:
             return self._ledger_down(exc)
-        return body
+        return ab_stats_view(body, admin="admin" in scopes_of(request))
 
     @app.get("/experiments", tags=["operations"], summary="Every experiment, newest first, "
              "with its final statistics and verdict")
@@ -391,34 +397,80 @@ class FraudDetection:
         return JSONResponse({"error": f"ledger unavailable ({self.ledger.where}): {exc}"},
                             status_code=503)
 
-    # -- admin (need X-Admin-Key = FRAUDSERVE_ADMIN_KEY) --------------------------------------
+    # -- admin (an API key with the admin scope: SecurityMiddleware checks it) ----------------
 
     @app.post("/admin/rollback", tags=["admin"], summary="Send all traffic to the champion")
-    def admin_rollback(self, x_admin_key: Annotated[str | None, Header()] = None) -> Any:
-        return self._admin_call(x_admin_key, lambda: self.experiment.rollback("manual (admin)"))
+    def admin_rollback(self) -> Any:
+        return self._admin_call(lambda: self.experiment.rollback("manual (admin)"))
 
     @app.post("/admin/resume", tags=["admin"], summary="Resume the experiment after a rollback")
-    def admin_resume(self, x_admin_key: Annotated[str | None, Header()] = None,
-                     force: bool = False) -> Any:
+    def admin_resume(self, force: bool = False) -> Any:
         def resume() -> Any:
             refusal = self.experiment.resume_refusal(force)
             if refusal:
                 return JSONResponse({"error": refusal}, status_code=409)
             return self.experiment.resume(force=force)
-        return self._admin_call(x_admin_key, resume)
+        return self._admin_call(resume)
 
     @app.post("/admin/share", tags=["admin"], summary="Change the challenger's share of users")
-    def admin_share(self, change: ShareChange,
-                    x_admin_key: Annotated[str | None, Header()] = None) -> Any:
-        return self._admin_call(x_admin_key,
-                                lambda: self.experiment.set_share(change.challenger_share))
+    def admin_share(self, change: ShareChange) -> Any:
+        return self._admin_call(lambda: self.experiment.set_share(change.challenger_share))
 
-    def _admin_call(self, key: str | None, action: Any) -> Any:
-        ok, reason = admin_key_ok(key)
-        if not ok:
-            return JSONResponse({"error": reason}, status_code=403)
+    def _admin_call(self, action: Any) -> Any:
         result = action()
         if isinstance(result, JSONResponse):
             return result
         return {"experiment": self.experiment.refresh().to_json()}
 
+
+# -- security: keys, limits and the published contract (fraud/auth, middleware, openapi) --------
+
+LEDGER_DOWN = "The ledger is unavailable or the service is not ready; nothing was stored."
+# Statuses only the routes know; each is documented with the error body unless given in full.
+ROUTE_STATUSES: dict[str, dict[int, Any]] = {
+    "POST /predict": {503: LEDGER_DOWN},
+    "POST /predict_batch": {503: LEDGER_DOWN},
+    "POST /feedback": {404: "request_id is unknown: no such decision.",
+                       409: "request_id already has the opposite label; labels are final.",
+                       503: LEDGER_DOWN},
+    "GET /health": {503: {"description": "Not ready: `reason` says why (same body as the 200).",
+                          "content": {"application/json": {"schema": {"type": "object"}}}}},
+    "GET /ab-stats": {503: LEDGER_DOWN},
+    "GET /experiments": {503: LEDGER_DOWN},
+    "GET /experiments/current/disagreements": {503: LEDGER_DOWN},
+    "POST /admin/resume": {409: "Refused: the final verdict is challenger_worse (use "
+                                "?force=true)."},
+}
+
+
+def _route_paths(routes: Any) -> set[str]:
+    """Every path in a route list, through included routers (FastAPI 0.165 keeps the class
+    views BentoML re-includes behind one router object)."""
+    out: set[str] = set()
+    for route in routes:
+        if getattr(route, "path", None):
+            out.add(route.path)
+        inner = getattr(getattr(route, "original_router", None), "routes", None)
+        out |= _route_paths(inner or ())
+    return out
+
+
+# Named as themselves in fraud_rejected_requests; any other path (a scanner's guesses) is
+# "other", so the metric's label set stays bounded.
+KNOWN_ROUTES = frozenset(_route_paths(app.routes)
+                         | {api.route for api in FraudDetection.apis.values()})
+
+
+def _published(doc: dict[str, Any]) -> dict[str, Any]:
+    return patch_openapi(doc, keys_on=not KEYS.open, limits=LIMITS, rate=RATE,
+                         statuses=ROUTE_STATUSES)
+
+
+def _count_rejection(path: str, status: int, reason: str) -> None:
+    count_rejection(path if path in KNOWN_ROUTES else "other", reason)
+
+
+# First added is outermost: keys, rate and body size are checked before anything else runs.
+FraudDetection.add_asgi_middleware(SecurityMiddleware, keys=KEYS, limits=LIMITS,
+                                   limiter=RateLimiter(RATE), on_reject=_count_rejection)
+FraudDetection.add_asgi_middleware(OpenAPIMiddleware, patch=_published)

@@ -165,6 +165,27 @@ class ShadowConfig(_Strict):
                                 "same-flag-rate comparison (newest)")
 
 
+class LimitsConfig(_Strict):
+    """Request body limits in bytes, checked before parsing (413 naming the limit).
+
+    None takes the default; FRAUDSERVE_MAX_BODY_BYTES / _MAX_BATCH_BODY_BYTES override
+    (fraud.middleware.LimitSettings.from_mapping applies and checks them)."""
+
+    max_body_bytes: int | None = Field(None, ge=1, description="None: 65536")
+    max_batch_body_bytes: int | None = Field(None, ge=1, description="None: max_batch_rows "
+                                             "x 2048")
+
+
+class RateLimitConfig(_Strict):
+    """The per-key token bucket, shared by a replica's API workers (429 with Retry-After).
+
+    FRAUDSERVE_RATE_LIMIT_PER_MIN / FRAUDSERVE_RATE_BURST override
+    (fraud.ratelimit.RateSettings.from_mapping applies and checks them)."""
+
+    per_min: float | None = Field(None, ge=0, description="None: 12000; 0 turns it off")
+    burst: int | None = Field(None, ge=1, description="None: 2 s of the rate")
+
+
 class ABConfig(_Strict):
     """configs/ab.yaml: the arms, the split and the experiment's safety settings."""
 
@@ -178,6 +199,8 @@ class ABConfig(_Strict):
     labels: LabelPolicy = LabelPolicy()
     retention: RetentionPolicy = RetentionPolicy()
     shadow: ShadowConfig = ShadowConfig()
+    limits: LimitsConfig = LimitsConfig()
+    rate_limit: RateLimitConfig = RateLimitConfig()
 
     @model_validator(mode="after")
     def _retention_outlives_maturity(self) -> ABConfig:

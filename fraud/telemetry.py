@@ -33,9 +33,7 @@ class Metrics:
             ["model_version"], multiprocess_mode="mostrecent")
         self.errors = pc.Counter(
             "fraud_scoring_errors", "Scoring failures, by arm.", ["model_version"])
-        self.rejected = pc.Counter(
-            "fraud_rejected_requests", "Requests refused as invalid, by endpoint.",
-            ["endpoint"])
+        self.rejected = rejections()
         self.rollback = pc.Gauge(
             "fraud_ab_rollback_active", "1 while the challenger is rolled back.",
             multiprocess_mode="mostrecent")
@@ -86,6 +84,29 @@ class Metrics:
         self.primary_p.set(1.0 if p is None else p)
         for v in VERDICTS:
             self.verdict.labels(verdict=v).set(1 if report["primary"]["verdict"] == v else 0)
+
+
+REJECTION_REASONS = ("unauthenticated", "forbidden", "rate_limited", "too_large")
+_rejected: Any = None
+
+
+def rejections() -> Any:
+    """The counter `fraud_rejected_requests{route,reason}`, created on first use in this worker
+    (the security middleware counts before, and apart from, the service's Metrics)."""
+    global _rejected
+    if _rejected is None:
+        import prometheus_client as pc
+
+        _rejected = pc.Counter(
+            "fraud_rejected_requests", "Requests refused before the route ran: no or an "
+            "unknown key (401), a key without the scope (403), over the key's rate (429), "
+            "a body over the limit (413).", ["route", "reason"])
+    return _rejected
+
+
+def count_rejection(route: str, reason: str) -> None:
+    """One refusal; `route` must come from a bounded set (the caller maps unknown paths)."""
+    rejections().labels(route=route, reason=reason).inc()
 
 
 class RouterMetrics:

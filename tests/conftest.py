@@ -33,10 +33,12 @@ def gate_report(trained_store: Store, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture(scope="module")
 def server(trained_store: Store, gate_report: Path,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A real `bentoml serve` with 2 API workers on a free port, on gated models."""
+    """A real `bentoml serve` with 2 API workers on a free port, on gated models.
+
+    No API keys: open mode, as `make serve` runs (every route open, no rate limit), so the API
+    tests read like the reference's clients; tests/service/test_auth.py serves with keys."""
     workdir = tmp_path_factory.mktemp("serve")
-    with serve(trained_store, workdir, FRAUDSERVE_GATE_REPORT=str(gate_report),
-               FRAUDSERVE_ADMIN_KEY="test-admin-key") as srv:
+    with serve(trained_store, workdir, FRAUDSERVE_GATE_REPORT=str(gate_report)) as srv:
         yield srv
 
 

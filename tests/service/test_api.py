@@ -39,7 +39,9 @@ from training.data import generate
 pytestmark = [pytest.mark.service]
 
 AB = load_ab_config()
-ADMIN_KEY = "test-admin-key"  # what tests/conftest.py gives the server
+# The `server` fixture runs in open mode (no keys): every route answers without one and the
+# Authorization header is ignored. Keys, scopes and refusals: tests/service/test_auth.py.
+ADMIN_KEY = "test-admin-key"
 TIMEOUT = 15.0  # a 4xx/5xx that takes longer than this is a hang, not an answer
 ARMS = ("model_a", "model_b")
 NORMAL_TRANSACTION: dict[str, Any] = {
@@ -583,7 +585,8 @@ SWITCH_WAIT_S = 3.0  # every worker re-reads the shared experiment state each se
 
 
 def _admin(server: Server, path: str, body: Any = None, key: str | None = ADMIN_KEY) -> Answer:
-    return post(server, path, body, headers={"X-Admin-Key": key} if key is not None else None)
+    return post(server, path, body,
+                headers={"Authorization": f"Bearer {key}"} if key is not None else None)
 
 
 def _route_round(server: Server, users: dict[str, list[str]]) -> dict[str, set[str]]:
@@ -598,19 +601,6 @@ def _route_round(server: Server, users: dict[str, list[str]]) -> dict[str, set[s
     for uid, answer in zip(jobs, answers, strict=True):
         out.setdefault(uid, set()).add(answer.body["model_version"])
     return out
-
-
-def test_admin_routes_refuse_without_or_with_a_wrong_key(server: Server) -> None:
-    before = ab_stats(server)["experiment"]
-    for path, body in (("/admin/share", {"challenger_share": 0.0}), ("/admin/rollback", None),
-                       ("/admin/resume", None)):
-        for key in (None, "", "wrong-key", ADMIN_KEY.upper(), ADMIN_KEY[:-1]):
-            answer = _admin(server, path, body, key=key)
-            assert answer.status == 403, f"{path} key={key!r}: {answer.status} {answer.text}"
-            assert answer.body == {"error": "missing or wrong X-Admin-Key header"}
-    time.sleep(1.2)
-    after = ab_stats(server)["experiment"]
-    assert after == before
 
 
 def _change(server: Server, path: str, body: Any = None) -> dict[str, Any]:
@@ -651,7 +641,7 @@ def test_admin_share_rollback_and_resume_reach_every_worker(server: Server) -> N
         assert (exp["configured_share"], exp["effective_share"]) == (0.0, 0.0)
 
         bad = _admin(server, "/admin/share", {"challenger_share": 1.5})
-        assert bad.status in (400, 422), bad.text[:300]
+        assert bad.status == 400, bad.text[:300]
         assert "challenger_share" in bad.text
 
         exp = _change(server, "/admin/share", {"challenger_share": share})

@@ -25,7 +25,8 @@ from fraud.schema import EXAMPLE_TRANSACTION
 
 pytestmark = [pytest.mark.service, pytest.mark.postgres, pytest.mark.slow]
 
-ADMIN = {"X-Admin-Key": "replica-admin-key"}
+KEY = "replica-key"  # every scope: these tests are about replicas, test_auth about scopes
+AUTH = {"Authorization": f"Bearer {KEY}"}
 OBEY_WITHIN = 5.0  # seconds: each replica refreshes the shared state every second
 
 
@@ -33,20 +34,21 @@ OBEY_WITHIN = 5.0  # seconds: each replica refreshes the shared state every seco
 def replicas(trained_store: Store, gate_report: Path, postgres: Any,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
     env = {"FRAUDSERVE_GATE_REPORT": str(gate_report), "FRAUDSERVE_LEDGER":
-           postgres.create_database(), "FRAUDSERVE_ADMIN_KEY": ADMIN["X-Admin-Key"]}
+           postgres.create_database(), "FRAUDSERVE_RATE_LIMIT_PER_MIN": "0",
+           "FRAUDSERVE_API_KEYS": f"score:{KEY},label:{KEY},admin:{KEY}"}
     with serve(trained_store, tmp_path_factory.mktemp("one"), workers=1, **env) as one, \
             serve(trained_store, tmp_path_factory.mktemp("two"), workers=1, **env) as two:
         yield one, two
 
 
-def post(server: Server, path: str, body: Any, headers: dict[str, str] | None = None) -> Any:
-    resp = requests.post(f"{server.url}{path}", json=body, headers=headers, timeout=15)
+def post(server: Server, path: str, body: Any) -> Any:
+    resp = requests.post(f"{server.url}{path}", json=body, headers=AUTH, timeout=15)
     assert resp.status_code == 200, f"{path} -> {resp.status_code} {resp.text[:300]}"
     return resp.json()
 
 
 def stats(server: Server) -> dict[str, Any]:
-    resp = requests.get(f"{server.url}/ab-stats", timeout=15)
+    resp = requests.get(f"{server.url}/ab-stats", headers=AUTH, timeout=15)
     assert resp.status_code == 200, resp.text[:300]
     return resp.json()
 
@@ -89,7 +91,7 @@ def test_a_label_is_accepted_by_the_other_replica(replicas: tuple[Server, Server
     assert post(two, "/feedback", {"request_id": rid, "is_fraud": True})["status"] == "created"
     assert post(one, "/feedback", {"request_id": rid, "is_fraud": True})["status"] == "duplicate"
     resp = requests.post(f"{one.url}/feedback", json={"request_id": rid, "is_fraud": False},
-                         timeout=15)
+                         headers=AUTH, timeout=15)
     assert resp.status_code == 409
 
 
@@ -103,14 +105,14 @@ def test_rollback_resume_and_share_are_obeyed_by_the_other(
     body = {**EXAMPLE_TRANSACTION, "user_id": challenger}
     assert post(two, "/predict", body)["model_version"] == "model_b"
 
-    post(one, "/admin/rollback", None, ADMIN)
+    post(one, "/admin/rollback", None)
     took = eventually(lambda: stats(two)["experiment"]["rolled_back"])
     assert post(two, "/predict", body)["model_version"] == "model_a", took
 
-    post(two, "/admin/resume", None, ADMIN)
+    post(two, "/admin/resume", None)
     eventually(lambda: not stats(one)["experiment"]["rolled_back"])
     assert post(one, "/predict", body)["model_version"] == "model_b"
 
-    post(two, "/admin/share", {"challenger_share": 0.0}, ADMIN)
+    post(two, "/admin/share", {"challenger_share": 0.0})
     eventually(lambda: stats(one)["experiment"]["effective_share"] == 0.0)
     assert post(one, "/predict", body)["model_version"] == "model_a"

@@ -105,8 +105,7 @@ def setup(trained_store: Store, gate_report: Path,
                              rollback_on_srm=False, check_interval_s=1)
     ab_path = workdir / "ab.yaml"
     ab_path.write_text(yaml.safe_dump(cfg))
-    env = {"FRAUDSERVE_GATE_REPORT": str(gate_report), "FRAUDSERVE_AB_CONFIG": str(ab_path),
-           "FRAUDSERVE_ADMIN_KEY": "test-admin-key"}
+    env = {"FRAUDSERVE_GATE_REPORT": str(gate_report), "FRAUDSERVE_AB_CONFIG": str(ab_path)}
     return {"store": trained_store, "workdir": workdir, "env": env, "cfg": cfg}
 
 

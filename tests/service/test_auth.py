@@ -1,0 +1,261 @@
+"""Keys, scopes, limits and the published contract against a real `bentoml serve` (2 workers).
+
+The module's server runs with FRAUDSERVE_API_KEYS and a small rate limit; each test uses its
+own key so the buckets do not interfere. Two more servers are started briefly: one with no
+keys (open mode says so once) and one with the retired FRAUDSERVE_ADMIN_KEY (refused).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import socket
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import Server, Store, serve
+
+from fraud.config import load_ab_config
+from fraud.schema import EXAMPLE_TRANSACTION
+
+pytestmark = [pytest.mark.service]
+
+AB = load_ab_config()
+KEYS = {"score": "svc-score-key-1", "label": "svc-label-key-2", "admin": "svc-admin-key-3",
+        "rate": "svc-rate-key-4", "batch": "svc-batch-key-5"}
+BURST = 20  # per key; refills at 6 a minute, so the counts below are exact within a second
+
+
+@pytest.fixture(scope="module")
+def keyed(trained_store: Store, gate_report: Path,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    entries = ",".join(f"{'score' if name in ('rate', 'batch') else name}:{key}"
+                       for name, key in KEYS.items())
+    with serve(trained_store, tmp_path_factory.mktemp("auth"),
+               FRAUDSERVE_GATE_REPORT=str(gate_report), FRAUDSERVE_API_KEYS=entries,
+               FRAUDSERVE_RATE_LIMIT_PER_MIN="6", FRAUDSERVE_RATE_BURST=str(BURST)) as srv:
+        yield srv
+
+
+def call(server: Server, method: str, path: str, body: Any = None, key: str | None = None,
+         raw: str | None = None) -> tuple[int, dict[str, str], Any]:
+    host, port = server.url.rsplit("/", 1)[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        data = raw if raw is not None else (None if body is None else json.dumps(body))
+        headers = {"Connection": "close", "Content-Type": "application/json",
+                   **({"Authorization": f"Bearer {key}"} if key else {})}
+        conn.request(method, path, body=data, headers=headers)
+        resp = conn.getresponse()
+        text = resp.read().decode(errors="replace")
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, (
+            json.loads(text) if text.strip().startswith(("{", "[")) else text)
+    finally:
+        conn.close()
+
+
+def assert_error_shape(body: Any) -> None:
+    assert isinstance(body, dict) and isinstance(body.get("error"), str), body
+    assert isinstance(body.get("detail", []), list), body
+
+
+FEEDBACK = {"request_id": "0" * 32, "is_fraud": True}
+
+
+@pytest.mark.parametrize(("method", "path", "body", "who", "status"), [
+    ("POST", "/predict", EXAMPLE_TRANSACTION, None, 401),
+    ("POST", "/predict", EXAMPLE_TRANSACTION, "wrong-key", 401),
+    ("POST", "/predict", EXAMPLE_TRANSACTION, "label", 403),
+    ("POST", "/predict", EXAMPLE_TRANSACTION, "admin", 403),
+    ("POST", "/predict", EXAMPLE_TRANSACTION, "score", 200),
+    ("POST", "/feedback", FEEDBACK, None, 401),
+    ("POST", "/feedback", FEEDBACK, "score", 403),
+    ("POST", "/feedback", FEEDBACK, "label", 404),  # through: an unknown request_id
+    ("GET", "/experiments", None, "score", 403),
+    ("GET", "/experiments", None, "admin", 200),
+    ("POST", "/admin/share", {"challenger_share": 1.5}, "label", 403),
+    ("POST", "/admin/share", {"challenger_share": 1.5}, "admin", 400),
+    ("GET", "/ab-stats", None, None, 200),
+    ("GET", "/ab-stats", None, "wrong-key", 401),
+    ("GET", "/health", None, None, 200),
+    ("GET", "/metrics", None, None, 200),
+    ("GET", "/readyz", None, None, 200),
+    ("GET", "/docs.json", None, None, 200),
+    ("GET", "/", None, None, 200),
+])
+def test_each_auth_case(keyed: Server, method: str, path: str, body: Any, who: str | None,
+                        status: int) -> None:
+    key = KEYS.get(who, who) if who else None
+    got, headers, answer = call(keyed, method, path, body, key)
+    assert got == status, (got, answer)
+    if status in (401, 403):
+        assert_error_shape(answer)
+        assert headers["www-authenticate"].startswith('Bearer realm="fraudserve"')
+
+
+def test_strict_bodies_are_400s_in_the_one_shape(keyed: Server) -> None:
+    for path, body, who, field in (
+            ("/feedback", {"request_id": "abc", "is_fraud": "yes"}, "label", "is_fraud"),
+            ("/feedback", {"request_id": "abc", "is_fraud": 1}, "label", "is_fraud"),
+            ("/admin/share", {"challenger_share": False}, "admin", "challenger_share"),
+            ("/predict", {**EXAMPLE_TRANSACTION, "amount": 0.0}, "score", "amount")):
+        status, _, answer = call(keyed, "POST", path, body, KEYS[who])
+        assert status == 400, (path, body, answer)
+        assert_error_shape(answer)
+        assert any(d["loc"][-1] == field for d in answer["detail"]), answer
+
+
+def read_all(conn: socket.socket) -> str:
+    """Everything the server sends until it closes the connection (it says Connection: close)."""
+    data = b""
+    while chunk := conn.recv(65536):
+        data += chunk
+    return data.decode()
+
+
+def test_a_huge_body_is_refused_unread_and_a_full_batch_fits(keyed: Server) -> None:
+    counted = metric(keyed, REJECTED, route="/predict", reason="too_large")
+    host, port = keyed.url.rsplit("/", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(f"POST /predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                     f"{KEYS['score']}\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {50 * 2**20}\r\n\r\n".encode())
+        head = read_all(conn)
+    assert head.startswith("HTTP/1.1 413"), head[:300]
+    assert "request body exceeds the limit of 65536 bytes for /predict" in head
+    assert metric(keyed, REJECTED, route="/predict", reason="too_large") - counted == 1
+    rows = [{**EXAMPLE_TRANSACTION, "user_id": "u" * 256} for _ in range(AB.max_batch_rows)]
+    status, _, answer = call(keyed, "POST", "/predict_batch", {"transactions": rows},
+                             KEYS["batch"])
+    assert status == 200, str(answer)[:300]
+
+
+def test_the_rate_limit_holds_for_the_replica_not_per_worker(keyed: Server) -> None:
+    """BURST requests get through in all, whichever of the 2 workers serves them."""
+    offset = keyed.log.stat().st_size
+    counted = metric(keyed, REJECTED, route="/predict", reason="rate_limited")
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: call(keyed, "POST", "/predict", EXAMPLE_TRANSACTION,
+                                               KEYS["rate"]), range(3 * BURST)))
+    statuses = [a[0] for a in answers]
+    assert statuses.count(200) in (BURST, BURST + 1), statuses  # +1: 0.1 token/s refill
+    assert set(statuses) == {200, 429}
+    refused = next(a for a in answers if a[0] == 429)
+    assert int(refused[1]["retry-after"]) >= 1
+    assert_error_shape(refused[2])
+    assert metric(keyed, REJECTED, route="/predict", reason="rate_limited") - counted == \
+        statuses.count(429)
+    time.sleep(1)
+    log = keyed.log.read_text(errors="replace")[offset:]
+    workers = set(re.findall(r"\[entry_service:FraudDetection:(\d+)\].*path=/predict,", log))
+    assert workers == {"1", "2"}, f"both workers must have served: {workers}"
+
+
+def test_the_contract_declares_the_keys(keyed: Server) -> None:
+    _, _, doc = call(keyed, "GET", "/docs.json")
+    assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    assert doc["paths"]["/predict"]["post"]["security"] == [{"bearerAuth": ["score"]}]
+    assert doc["paths"]["/feedback"]["post"]["security"] == [{"bearerAuth": ["label"]}]
+    assert doc["paths"]["/admin/share"]["post"]["security"] == [{"bearerAuth": ["admin"]}]
+    for status in ("400", "401", "403", "413", "429", "503"):
+        assert status in doc["paths"]["/predict"]["post"]["responses"], status
+
+
+def test_no_key_ever_reaches_the_log(keyed: Server) -> None:
+    text = keyed.logs()
+    for key in (*KEYS.values(), "wrong-key"):
+        assert key not in text
+
+
+def test_open_mode_says_so_once(trained_store: Store, gate_report: Path,
+                                tmp_path: Path) -> None:
+    with serve(trained_store, tmp_path, FRAUDSERVE_GATE_REPORT=str(gate_report)) as srv:
+        assert call(srv, "POST", "/predict", EXAMPLE_TRANSACTION)[0] == 200
+        assert call(srv, "POST", "/admin/share", {"challenger_share": 2})[0] == 400
+        lines = [line for line in srv.logs().splitlines() if "no API keys configured" in line]
+    assert len(lines) == 1, lines
+
+
+def test_the_retired_admin_key_is_refused_at_start(trained_store: Store, tmp_path: Path) -> None:
+    with serve(trained_store, tmp_path, expect_ready=False,
+               FRAUDSERVE_ADMIN_KEY="old-admin-secret") as srv:
+        srv.proc.wait(timeout=120)
+        text = srv.logs()
+    assert srv.proc.returncode != 0
+    assert "FRAUDSERVE_ADMIN_KEY is no longer read" in text
+    assert "old-admin-secret" not in text
+
+
+REJECTED = "fraud_rejected_requests_total"
+
+
+def metric(server: Server, name: str, **labels: str) -> float:
+    """The value of one sample of /metrics (0 when absent), summed over the workers."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    _, _, text = call(server, "GET", "/metrics")
+    return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def test_admin_routes_refuse_missing_wrong_and_unscoped_keys(keyed: Server) -> None:
+    """Replaces X-Admin-Key: near misses of the admin key are 401s, a key without the scope a
+    403, and nothing changes; each refusal is counted in fraud_rejected_requests."""
+    admin = KEYS["admin"]
+    before = call(keyed, "GET", "/ab-stats", key=admin)[2]["experiment"]
+    counted = {r: metric(keyed, REJECTED, route="/admin/share", reason=r)
+               for r in ("unauthenticated", "forbidden")}
+    for path, body in (("/admin/share", {"challenger_share": 0.0}), ("/admin/rollback", None),
+                       ("/admin/resume", None), ("/experiments/current/disagreements", None)):
+        method = "GET" if path.startswith("/experiments") else "POST"
+        for who, status in ((None, 401), ("", 401), ("wrong-key", 401), (admin.upper(), 401),
+                            (admin[:-1], 401), (KEYS["score"], 403), (KEYS["label"], 403)):
+            got, headers, answer = call(keyed, method, path, body, who)
+            assert got == status, f"{path} key={who!r}: {got} {answer}"
+            assert_error_shape(answer)
+            assert headers["www-authenticate"].startswith('Bearer realm="fraudserve"')
+        # The old header is not a key any more.
+        assert call_with(keyed, method, path, body, {"X-Admin-Key": admin}) == 401, path
+    time.sleep(1.2)  # a change would have reached every worker by now
+    assert call(keyed, "GET", "/ab-stats", key=admin)[2]["experiment"] == before
+    # /admin/share: 5 near misses and the old header are 401s, the two other scopes 403s.
+    assert metric(keyed, REJECTED, route="/admin/share", reason="unauthenticated") \
+        - counted["unauthenticated"] == 6
+    assert metric(keyed, REJECTED, route="/admin/share", reason="forbidden") \
+        - counted["forbidden"] == 2
+
+
+def call_with(server: Server, method: str, path: str, body: Any,
+              headers: dict[str, str]) -> int:
+    host, port = server.url.rsplit("/", 1)[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.request(method, path, body=None if body is None else json.dumps(body),
+                     headers={"Connection": "close", "Content-Type": "application/json",
+                              **headers})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+def test_ab_stats_shows_salt_and_thresholds_to_admin_keys_only(keyed: Server) -> None:
+    public = call(keyed, "GET", "/ab-stats")[2]
+    scored = call(keyed, "GET", "/ab-stats", key=KEYS["score"])[2]
+    full = call(keyed, "GET", "/ab-stats", key=KEYS["admin"])[2]
+    for view in (public, scored):
+        assert "salt" not in view["experiment"], view["experiment"]
+        for arm in ("model_a", "model_b"):
+            assert "threshold" not in view[arm]
+            assert view[arm]["total_predictions"] >= 0 and view[arm]["model_tag"]
+    assert full["experiment"]["salt"] == AB.salt
+    assert all(0 < full[arm]["threshold"] < 1 for arm in ("model_a", "model_b"))
+    stripped = {k: v for k, v in full["experiment"].items() if k != "salt"}
+    assert set(stripped) == set(public["experiment"])
+
