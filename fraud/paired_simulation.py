@@ -20,8 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from fraud.aggregates import ArmPeriod
+from fraud.config import GuardrailConfig
+from fraud.guardrails import paired_flag_rate_breach
 from fraud.ledger_paired import FIELDS, PairedUsers
-from fraud.paired import Costs, paired
+from fraud.paired import Costs, paired, paired_look
 from fraud.sequential import Memory
 from fraud.stats import StatsSettings, primary
 
@@ -76,8 +78,11 @@ def split_periods(d: dict[str, np.ndarray], upto: int) -> dict[int, dict[str, Ar
     return {0: arms}
 
 
-def run(w: World, seed: int, s: StatsSettings) -> dict[str, tuple[str, float]]:
-    """{'paired'|'split': (final verdict, labelled frauds when reached or at the end)}."""
+def run(w: World, seed: int, s: StatsSettings,
+        g: GuardrailConfig | None = None) -> dict[str, tuple[str, float]]:
+    """{'paired'|'split': (final verdict, labelled frauds when reached or at the end)}, and
+    with `g` 'guardrail': the first shadow-mode rollback reason (flag rate or worse), if any,
+    judged at every look as the service judges it."""
     rng = np.random.default_rng(seed)
     d = draw(w, rng)
     mem = {"paired": Memory(), "split": Memory()}
@@ -86,24 +91,37 @@ def run(w: World, seed: int, s: StatsSettings) -> dict[str, tuple[str, float]]:
     for look in range(1, w.looks + 1):
         upto = w.users * look // w.looks
         frauds = float(d["fraud"][:upto].sum())
-        _, mem["paired"] = paired(paired_users(d, upto), empty, s, "recall", Costs(),
-                                  mem["paired"])
+        pairs = paired_users(d, upto)
+        _, mem["paired"] = paired(pairs, empty, s, "recall", Costs(), mem["paired"])
+        if g is not None and "guardrail" not in reached:
+            worse = paired_look(pairs, s, "recall", Costs(), g.alpha_worse)
+            alarm = paired_flag_rate_breach(pairs, g) or (
+                "worse" if worse["verdict"] == "challenger_worse" else None)
+            if alarm:
+                reached["guardrail"] = (alarm, frauds)
         _, mem["split"] = primary(split_periods(d, upto), s, mem["split"])
         for name, m in mem.items():
             if name not in reached and m.verdict != "collecting":
                 reached[name] = (m.verdict, frauds)
     total = float(d["fraud"].sum())
-    return {name: reached.get(name, ("collecting", total)) for name in mem}
+    out = {name: reached.get(name, ("collecting", total)) for name in mem}
+    if "guardrail" in reached:
+        out["guardrail"] = reached["guardrail"]
+    return out
 
 
 def table(runs: int, seed: int) -> str:
-    s = StatsSettings()
+    s, g = StatsSettings(), GuardrailConfig()
     medians: dict[tuple[str, str], float] = {}
     lines = ["| scenario | test | verdicts (better / worse / no diff / collecting) | "
              "median labelled frauds at verdict |", "|---|---|---|---|"]
     for name, w in (("A/A recall 0.70 vs 0.70", World()),
-                    ("A/B recall 0.70 vs 0.76", World(recall_b=0.76))):
-        results = [run(w, seed + i, s) for i in range(runs)]
+                    ("A/B recall 0.70 vs 0.76", World(recall_b=0.76)),
+                    ("A/B recall 0.70 vs 0.60 (worse)", World(recall_b=0.60))):
+        results = [run(w, seed + i, s, g) for i in range(runs)]
+        alarms = sum("guardrail" in r for r in results)
+        lines.append(f"| {name} | paired guardrails (flag rate, worse) | rollbacks in "
+                     f"{alarms} of {runs} runs | |")
         for test in ("paired", "split"):
             verdicts = [r[test][0] for r in results]
             counts = [verdicts.count(v) for v in ("challenger_better", "challenger_worse",
