@@ -1,7 +1,8 @@
 """BentoML wiring only: every decision lives in `fraud/` and is tested without a server.
 
-FraudDetection (API: validation, A/B assignment, responses, stats)
-  └── ABRouter (dependency with a batchable API: scores each row with its arm's model)
+FraudDetection (API: keys and limits, validation, A/B assignment, responses, stats)
+  └── ABRouter (dependency with a batchable API: scores each row with its arm's model; holds
+      the explainers and each arm's drift window, which see every API worker's traffic)
 """
 
 from __future__ import annotations
@@ -34,14 +35,17 @@ from pydantic import BaseModel, Field
 from fraud import logs
 from fraud.auth import KeyConfigError, load_keys, log_start
 from fraud.config import load_ab_config
+from fraud.drift import DriftMonitor
 from fraud.errors import fastapi_validation_handler
 from fraud.experiment import Experiment
+from fraud.explain import ExplainUnsupported, TreeExplainer
+from fraud.explain_schema import DriftResponse, ExplainResponse, arm_drift, model_explanation
 from fraud.fastpredict import scorer
 from fraud.gatecheck import readiness_problem
 from fraud.judge import list_experiments
 from fraud.ledger import DecisionRejected, LabelOutcome, Ledger, LedgerUnavailable
 from fraud.middleware import LimitSettings, SecurityMiddleware, scopes_of
-from fraud.models import ModelMismatch, ModelsMissing, resolve_arms
+from fraud.models import ArmModel, ModelMismatch, ModelsMissing, resolve_arms
 from fraud.openapi import OpenAPIMiddleware, patch_openapi
 from fraud.ratelimit import RateLimiter, RateSettings
 from fraud.routing import failed_rows, score_by_arm, score_pair
@@ -108,13 +112,21 @@ class ABRouter:
     model_b = bentoml.models.BentoModel(ARM_MODELS["model_b"].tag)
 
     def __init__(self) -> None:
-        self.scorers = [scorer(bentoml.sklearn.load_model(self.model_a)),
-                        scorer(bentoml.sklearn.load_model(self.model_b))]
+        estimators = [bentoml.sklearn.load_model(self.model_a),
+                      bentoml.sklearn.load_model(self.model_b)]
+        self.scorers = [scorer(e) for e in estimators]
+        self.explainers = [_explainer(e) for e in estimators]  # None: not a tree ensemble
+        self.drift = [_monitor(ARM_MODELS[a]) for a in ARMS]  # None: no drift_reference
         self.metrics = RouterMetrics()
         tune_gc()
+        threading.Thread(target=self._publish_drift, name="drift-gauges", daemon=True).start()
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
-        """Per row its arm's score; in shadow mode also the other model's (two columns)."""
+        """Per row its arm's score; in shadow mode also the other model's (two columns).
+        Every scored row joins its arm's drift window (explanations do not come here)."""
+        for i, monitor in enumerate(self.drift):
+            if monitor is not None:
+                monitor.observe(rows[rows[:, 0] == i, 1:])
         if AB.shadow.enabled:
             return score_pair(self.scorers, rows)
         return score_by_arm(self.scorers, rows)
@@ -130,6 +142,53 @@ class ABRouter:
         """One call for an already-formed bulk request (no batching wait)."""
         self.metrics.observe(len(rows))
         return self._score(rows)
+
+    @bentoml.api
+    def explain(self, row: np.ndarray, arms: list[str]) -> list[dict[str, Any]]:
+        """Explanations of one feature row by the models of `arms`, in that order; an arm whose
+        model cannot be explained is {"model_version": arm, "unsupported": why}."""
+        out: list[dict[str, Any]] = []
+        for arm in arms:
+            explainer, model = self.explainers[ARM_INDEX[arm]], ARM_MODELS[arm]
+            if explainer is None:
+                out.append({"model_version": arm, "unsupported": f"{arm}'s model "
+                            f"{model.tag} is not a tree ensemble"})
+                continue
+            entry = model_explanation(arm, model.tag, model.threshold, explainer.explain(row))
+            out.append(entry.model_dump())
+        return out
+
+    @bentoml.api
+    def drift_report(self) -> dict[str, Any]:
+        """Each arm's window against its model's training reference (arms without one are
+        left out)."""
+        return {arm: arm_drift(ARM_MODELS[arm].tag, m.report()).model_dump()
+                for arm, m in zip(ARMS, self.drift, strict=True) if m is not None}
+
+    def _publish_drift(self) -> None:
+        while True:
+            time.sleep(AB.drift.check_interval_s)
+            for arm, monitor in zip(ARMS, self.drift, strict=True):
+                if monitor is not None:
+                    try:
+                        self.metrics.publish_drift(arm, monitor.report())
+                    except Exception:  # keep publishing; the next round retries
+                        log.exception("drift gauges of %s failed", arm)
+
+
+def _explainer(estimator: Any) -> TreeExplainer | None:
+    """The model's TreeSHAP explainer (its leaf table is built once, here), or None."""
+    try:
+        return TreeExplainer(estimator, top=AB.explain.reasons)
+    except ExplainUnsupported:
+        return None
+
+
+def _monitor(model: ArmModel) -> DriftMonitor | None:
+    """The arm's drift window over its model's training reference; None for a model trained
+    before references were stored (retrain: make train)."""
+    reference = model.metadata.get("drift_reference")
+    return DriftMonitor(reference, AB.drift.settings()) if reference else None
 
 
 # BentoML's Swagger UI at / is the one UI; FastAPI's own /docs, /redoc and /openapi.json would
@@ -171,6 +230,12 @@ class LedgerDown(BentoMLException):
 
 class NotStorable(InvalidArgument):
     """The store refused the request's text (e.g. an unpaired surrogate in user_id): 400."""
+
+
+class NotExplainable(BentoMLException):
+    """The arm's model is not a tree ensemble, so it has no exact explanation (501)."""
+
+    error_code = HTTPStatus.NOT_IMPLEMENTED
 
 
 class ScoringFailed(BentoMLException):
@@ -327,6 +392,23 @@ class FraudDetection:
         features = np.array([feature_vector(fields)], dtype=np.float64)
         return (await self._score([fields["user_id"]], features, bulk=False))[0]
 
+    @bentoml.api(route="/explain", input_spec=Transaction)
+    async def explain(self, ctx: bentoml.Context, **fields: Any) -> ExplainResponse:
+        """Why the user's arm model scores this transaction as it does: per-feature
+        contributions that add up to the score, and reason codes. `?both=true`: both models,
+        the assigned arm first. Nothing is decided or stored."""
+        if self.not_ready:  # explaining needs no ledger, only models that passed the gate
+            raise NotReady(f"service not ready: {self.not_ready}")
+        arm = self.experiment.route(fields["user_id"], self.experiment.state)
+        both = ctx.request.query_params.get("both", "false").lower() in ("1", "true", "yes")
+        arms = [arm, *(a for a in ARMS if a != arm)] if both else [arm]
+        row = np.array(feature_vector(fields), dtype=np.float64)
+        entries = await self.router.to_async.explain(row, arms)
+        unsupported = [e["unsupported"] for e in entries if "unsupported" in e]
+        if unsupported:
+            raise NotExplainable("; ".join(unsupported))
+        return ExplainResponse(model_version=arm, explanations=entries)
+
     @bentoml.api(route="/noop", input_spec=Transaction)
     async def noop(self, **fields: Any) -> dict[str, str]:
         """Validates a transaction and scores nothing: the framework's floor, for benchmarks."""
@@ -393,6 +475,15 @@ class FraudDetection:
         except (LedgerUnavailable, *self.ledger.errors) as exc:
             return self._ledger_down(exc)
 
+    @app.get("/drift", tags=["operations"], summary="Per arm and feature: PSI, KS and a "
+             "drift verdict of the live window against the model's training data")
+    async def drift(self) -> Any:
+        arms = await self.router.to_async.drift_report()
+        if not arms:
+            return JSONResponse({"error": "no model carries a drift reference: retrain "
+                                          "(make train)"}, status_code=503)
+        return DriftResponse(arms=arms).model_dump()
+
     def _ledger_down(self, exc: Exception) -> JSONResponse:
         return JSONResponse({"error": f"ledger unavailable ({self.ledger.where}): {exc}"},
                             status_code=503)
@@ -430,6 +521,10 @@ LEDGER_DOWN = "The ledger is unavailable or the service is not ready; nothing wa
 ROUTE_STATUSES: dict[str, dict[int, Any]] = {
     "POST /predict": {503: LEDGER_DOWN},
     "POST /predict_batch": {503: LEDGER_DOWN},
+    "POST /explain": {501: "The arm's model is not a tree ensemble: no exact explanation.",
+                      503: "The service is not ready: its models did not pass the gate."},
+    "GET /drift": {503: "No model carries a drift reference (trained before references were "
+                        "stored): retrain."},
     "POST /feedback": {404: "request_id is unknown: no such decision.",
                        409: "request_id already has the opposite label; labels are final.",
                        503: LEDGER_DOWN},

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from fraud.drift import DriftSettings
 from fraud.stats import StatsSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -186,6 +187,31 @@ class RateLimitConfig(_Strict):
     burst: int | None = Field(None, ge=1, description="None: 2 s of the rate")
 
 
+class DriftConfig(_Strict):
+    """configs/ab.yaml `drift:`: GET /drift windows and verdicts (docs/explain-and-drift.md)."""
+
+    window: int = Field(1000, ge=1, le=100_000, description="newest rows kept per arm")
+    min_rows: int = Field(500, ge=1, description="no verdict below this many rows")
+    psi_threshold: float = Field(0.25, gt=0, description="a major shift; the alert's level")
+    alpha: float = Field(0.001, gt=0, lt=1, description="false-alarm rate of each test")
+    check_interval_s: float = Field(10, gt=0, description="how often the gauges refresh")
+
+    @model_validator(mode="after")
+    def _valid(self) -> DriftConfig:
+        self.settings()  # DriftSettings refuses min_rows > window and a too-small min_rows
+        return self
+
+    def settings(self) -> DriftSettings:
+        return DriftSettings(window=self.window, min_rows=self.min_rows,
+                             psi_threshold=self.psi_threshold, alpha=self.alpha)
+
+
+class ExplainConfig(_Strict):
+    """configs/ab.yaml `explain:`: POST /explain."""
+
+    reasons: int = Field(3, ge=1, le=7, description="reason codes per explanation")
+
+
 class ABConfig(_Strict):
     """configs/ab.yaml: the arms, the split and the experiment's safety settings."""
 
@@ -201,6 +227,8 @@ class ABConfig(_Strict):
     shadow: ShadowConfig = ShadowConfig()
     limits: LimitsConfig = LimitsConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
+    drift: DriftConfig = DriftConfig()
+    explain: ExplainConfig = ExplainConfig()
 
     @model_validator(mode="after")
     def _retention_outlives_maturity(self) -> ABConfig:

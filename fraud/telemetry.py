@@ -118,6 +118,22 @@ class RouterMetrics:
         self.batch = pc.Histogram("fraud_router_batch_size",
                                   "Rows per call scored by the A/B router.",
                                   buckets=BATCH_BUCKETS)
+        self.drift_psi = pc.Gauge(
+            "fraud_feature_drift_psi",
+            "PSI of each feature's live window against the arm model's training data.",
+            ["feature", "model_version"], multiprocess_mode="mostrecent")
+        self.drift = pc.Gauge(
+            "fraud_feature_drift",
+            "1 when GET /drift judges the feature drifting on that arm, else 0.",
+            ["feature", "model_version"], multiprocess_mode="mostrecent")
 
     def observe(self, rows: int) -> None:
         self.batch.observe(rows)
+
+    def publish_drift(self, arm: str, report: dict[str, Any]) -> None:
+        """Set the drift gauges of one arm; nothing before the window holds min_rows."""
+        if not report["ready"]:
+            return
+        for feature, f in report["features"].items():
+            self.drift_psi.labels(feature=feature, model_version=arm).set(f["psi"])
+            self.drift.labels(feature=feature, model_version=arm).set(1 if f["drift"] else 0)
