@@ -31,12 +31,13 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fraud import logs
 from fraud.auth import KeyConfigError, load_keys, log_start
 from fraud.config import load_ab_config
 from fraud.drift import DriftMonitor
-from fraud.errors import fastapi_validation_handler
+from fraud.errors import error_body, fastapi_validation_handler
 from fraud.experiment import Experiment
 from fraud.explain import ExplainUnsupported, TreeExplainer
 from fraud.explain_schema import DriftResponse, ExplainResponse, arm_drift, model_explanation
@@ -194,8 +195,17 @@ def _monitor(model: ArmModel) -> DriftMonitor | None:
 # BentoML's Swagger UI at / is the one UI; FastAPI's own /docs, /redoc and /openapi.json would
 # be unlisted routes (admin only) documenting half the service, so they are off.
 app = FastAPI(title="fraudserve operations", docs_url=None, redoc_url=None, openapi_url=None)
-# Validation errors of the operations routes answer 400 in the one error shape, like the APIs.
+# Validation errors of the operations routes answer 400 in the one error shape, like the APIs,
+# and so do FastAPI's own HTTP errors (an unparseable body: {"detail": "..."} otherwise).
 app.add_exception_handler(RequestValidationError, fastapi_validation_handler)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code,
+                        headers=exc.headers)
+
+
+app.add_exception_handler(StarletteHTTPException, _http_error)
 
 
 class BatchRequest(BaseModel):
