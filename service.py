@@ -29,7 +29,7 @@ import numpy as np
 from bentoml.exceptions import BentoMLException, InvalidArgument
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -49,6 +49,7 @@ from fraud.middleware import LimitSettings, SecurityMiddleware, scopes_of
 from fraud.models import ArmModel, ModelMismatch, ModelsMissing, resolve_arms
 from fraud.openapi import OpenAPIMiddleware, patch_openapi
 from fraud.ratelimit import RateLimiter, RateSettings
+from fraud.report import render
 from fraud.routing import failed_rows, score_by_arm, score_pair
 from fraud.runtime import batching_enabled, ledger_store
 from fraud.schema import (
@@ -466,6 +467,15 @@ class FraudDetection:
             return self._ledger_down(exc)
         return ab_stats_view(body, admin="admin" in scopes_of(request))
 
+    @app.get("/report", tags=["operations"], response_class=HTMLResponse,
+             summary="The current experiment as one HTML page with charts")
+    def report(self, request: Request) -> Any:
+        try:
+            body, _, _ = self.experiment.report()
+        except (LedgerUnavailable, *self.ledger.errors) as exc:
+            return self._ledger_down(exc)
+        return HTMLResponse(render(ab_stats_view(body, admin="admin" in scopes_of(request))))
+
     @app.get("/experiments", tags=["operations"], summary="Every experiment, newest first, "
              "with its final statistics and verdict")
     def experiments(self) -> Any:
@@ -541,6 +551,7 @@ ROUTE_STATUSES: dict[str, dict[int, Any]] = {
     "GET /health": {503: {"description": "Not ready: `reason` says why (same body as the 200).",
                           "content": {"application/json": {"schema": {"type": "object"}}}}},
     "GET /ab-stats": {503: LEDGER_DOWN},
+    "GET /report": {503: LEDGER_DOWN},
     "GET /experiments": {503: LEDGER_DOWN},
     "GET /experiments/current/disagreements": {503: LEDGER_DOWN},
     "POST /admin/resume": {409: "Refused: the final verdict is challenger_worse (use "

@@ -230,6 +230,7 @@ def render(ab_stats_body: dict[str, Any]) -> str:
     parts = [header(b), volume(b), arm_metrics(b), primary(b), sample_ratio(b), rollback(b),
              paired_block(b)]
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<link rel=\"icon\" href=\"data:,\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>fraudserve experiment {exp_id}</title><style>{CSS}</style></head>"
             "<body><main>" + "".join(parts) + "<p class=\"muted\">The same numbers as JSON: "
