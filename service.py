@@ -32,6 +32,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from fraud import logs
 from fraud.auth import KeyConfigError, load_keys, log_start
@@ -83,6 +84,7 @@ except (KeyConfigError, ValueError) as exc:
     raise SystemExit(2) from None
 ARM_INDEX = {arm: i for i, arm in enumerate(ARMS)}
 AMOUNT = FEATURE_NAMES.index("amount")
+CORS_ORIGINS = AB.cors.origins()
 # The router's own calls never recycle their connection: BentoML 1.4.31-1.4.40 (issue #5540)
 # aborts in-flight calls when it does, which surfaced as 500s under load.
 NEVER = 2**31 - 1
@@ -117,6 +119,7 @@ class ABRouter:
         estimators = [bentoml.sklearn.load_model(self.model_a),
                       bentoml.sklearn.load_model(self.model_b)]
         self.scorers = [scorer(e) for e in estimators]
+        self.loaded_tags = [str(self.model_a.tag), str(self.model_b.tag)]
         self.explainers = [_explainer(e) for e in estimators]  # None: not a tree ensemble
         self.drift = [_monitor(ARM_MODELS[a]) for a in ARMS]  # None: no drift_reference
         self.metrics = RouterMetrics()
@@ -132,6 +135,11 @@ class ABRouter:
         if AB.shadow.enabled:
             return score_pair(self.scorers, rows)
         return score_by_arm(self.scorers, rows)
+
+    @bentoml.api
+    def loaded(self) -> list[str]:
+        """The model tags this router loaded and scores with (for /health)."""
+        return self.loaded_tags
 
     @bentoml.api(batchable=True, batch_dim=0, max_batch_size=256, max_latency_ms=30_000)
     def score(self, rows: np.ndarray) -> np.ndarray:
@@ -447,10 +455,15 @@ class FraudDetection:
     # -- operations routes (GET, as in the reference) ---------------------------------------
 
     @app.get("/health", tags=["operations"], summary="Status, models, uptime; 503 until ready")
-    def health(self) -> JSONResponse:
+    async def health(self) -> JSONResponse:
+        try:  # what the router really loaded, not what was configured
+            loaded = await asyncio.wait_for(self.router.to_async.loaded(), timeout=2.0)
+        except Exception as exc:
+            log.warning("health: the router did not say which models it loaded: %s", exc)
+            loaded = []
         body = {
             "status": "healthy" if self.not_ready is None else "not_ready",
-            "models_loaded": bool(self.tags),
+            "models_loaded": sorted(loaded) == sorted(self.tags),
             "models": {arm: ARM_MODELS[arm].tag for arm in ARMS},
             "uptime_seconds": round(time.monotonic() - self.started, 1),
         }
@@ -586,7 +599,12 @@ def _count_rejection(path: str, status: int, reason: str) -> None:
     count_rejection(path if path in KNOWN_ROUTES else "other", reason)
 
 
-# First added is outermost: keys, rate and body size are checked before anything else runs.
+# First added is outermost: CORS preflights are answered first (a browser sends them without
+# credentials), then keys, rate and body size are checked before anything else runs.
+if CORS_ORIGINS:
+    FraudDetection.add_asgi_middleware(
+        CORSMiddleware, allow_origins=CORS_ORIGINS, allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type"], max_age=AB.cors.max_age_s)
 FraudDetection.add_asgi_middleware(SecurityMiddleware, keys=KEYS, limits=LIMITS,
                                    limiter=RateLimiter(RATE), on_reject=_count_rejection)
 FraudDetection.add_asgi_middleware(OpenAPIMiddleware, patch=_published)

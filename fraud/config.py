@@ -187,6 +187,22 @@ class RateLimitConfig(_Strict):
     burst: int | None = Field(None, ge=1, description="None: 2 s of the rate")
 
 
+class CorsConfig(_Strict):
+    """Cross-origin browser access: off (no origin allowed) unless origins are listed.
+
+    FRAUDSERVE_CORS_ORIGINS (comma-separated) overrides `allow_origins`."""
+
+    allow_origins: list[str] = Field(default_factory=list, description="e.g. "
+                                     "['https://analysts.example.com']; [] is off")
+    max_age_s: int = Field(600, ge=0, description="how long browsers cache a preflight")
+
+    def origins(self) -> list[str]:
+        env = os.environ.get("FRAUDSERVE_CORS_ORIGINS")
+        if env is not None:
+            return [o.strip() for o in env.split(",") if o.strip()]
+        return list(self.allow_origins)
+
+
 class DriftConfig(_Strict):
     """configs/ab.yaml `drift:`: GET /drift windows and verdicts (docs/explain-and-drift.md)."""
 
@@ -227,6 +243,7 @@ class ABConfig(_Strict):
     shadow: ShadowConfig = ShadowConfig()
     limits: LimitsConfig = LimitsConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
+    cors: CorsConfig = CorsConfig()
     drift: DriftConfig = DriftConfig()
     explain: ExplainConfig = ExplainConfig()
 

@@ -130,6 +130,13 @@ class SecurityMiddleware:
     async def _limited_body(self, scope: Scope, receive: Callable[[], Any],
                             send: Callable[[Message], Any]) -> None:
         path, limit = scope["path"], self.limits.body_limit(scope["path"])
+        kind = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
+        if scope["method"] in ("POST", "PUT", "PATCH") and kind and not (
+                kind == "application/json" or kind.endswith("+json")):
+            # Every body here is JSON; other parsers (multipart, forms) are not reached.
+            self._rejected(path, 415, "unsupported_media_type")
+            await send_error(send, 415, f"Content-Type must be application/json, got {kind!r}")
+            return
         too_large = f"request body exceeds the limit of {limit} bytes for {path}"
         length = (_header(scope, b"content-length") or "").strip()
         if length.isdigit() and int(length) > limit:  # refused unread

@@ -62,7 +62,10 @@ def _responses(op: dict[str, Any], path: str, *, keys_on: bool,
                                   "many, `detail` names each field (`loc`) and its rule "
                                   "(`msg`).")
     if "requestBody" in op:
+        op["requestBody"]["required"] = True  # every body route needs one (no body: 400)
         limit = limits.body_limit(path)
+        responses["415"] = _error("The body is not JSON (`Content-Type` must be "
+                                  "application/json).")
         responses["413"] = _error(f"The body is larger than {limit} bytes (refused before "
                                   "it is parsed).")
     rule = rule_for(path)

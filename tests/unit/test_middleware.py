@@ -248,3 +248,24 @@ def test_limit_settings_from_yaml_and_environment() -> None:
         LimitSettings.from_mapping({"max_body": 1})
     with pytest.raises(ValueError, match="max_body_bytes must be >= 1"):
         LimitSettings.from_mapping({"max_body_bytes": 0})
+
+
+def test_a_body_that_is_not_json_is_415_before_any_parser() -> None:
+    """schemathesis found BentoML answering 500 to multipart without a boundary: no parser
+    other than JSON is ever reached."""
+    reached: list[str] = []
+
+    async def handler(request: Request) -> JSONResponse:
+        reached.append("app")
+        return JSONResponse({"ok": True})
+
+    inner = Starlette(routes=[Route("/predict", handler, methods=["POST"])])
+    app = SecurityMiddleware(inner, keys=KeyRing(), limits=LIMITS)
+    client = TestClient(app)
+    bad = client.post("/predict", content=b"--x\r\n", headers={"Content-Type":
+                                                                 "multipart/form-data"})
+    assert bad.status_code == 415 and "application/json" in bad.json()["error"]
+    assert client.post("/predict", json={"a": 1}).status_code == 200
+    assert client.post("/predict", content=b"{}", headers={
+        "Content-Type": "application/json; charset=utf-8"}).status_code == 200
+    assert reached == ["app", "app"]

@@ -100,15 +100,18 @@ def test_bearer_scheme_and_each_operations_scope(doc: dict[str, Any]) -> None:
 
 def test_every_error_status_with_the_real_body(doc: dict[str, Any]) -> None:
     want = {
-        ("/predict", "post"): {"200", "400", "401", "403", "413", "429", "500"},
-        ("/feedback", "post"): {"200", "400", "401", "403", "404", "409", "413", "429",
-                                "500"},
-        ("/admin/share", "post"): {"200", "400", "401", "403", "413", "429"},
+        ("/predict", "post"): {"200", "400", "401", "403", "413", "415", "429", "500"},
+        ("/feedback", "post"): {"200", "400", "401", "403", "404", "409", "413", "415",
+                                "429", "500"},
+        ("/admin/share", "post"): {"200", "400", "401", "403", "413", "415", "429"},
         ("/ab-stats", "get"): {"200", "401"},
         ("/health", "get"): {"200", "503"},
     }
     for (path, method), statuses in want.items():
-        responses = doc["paths"][path][method]["responses"]
+        op = doc["paths"][path][method]
+        if "requestBody" in op:
+            assert op["requestBody"]["required"] is True, path
+        responses = op["responses"]
         assert set(responses) == statuses, (path, sorted(responses))
         for status in statuses - {"200"} - ({"503"} if path == "/health" else set()):
             schema = responses[status]["content"]["application/json"]["schema"]
