@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from loadtests.run import Service, free_port
 from loadtests.run import stop_process_group as stop
@@ -99,3 +102,13 @@ def wait_ready(server: Server, timeout: float) -> None:
 
 def load_json(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+def prometheus_binary() -> str:
+    """Debian's prometheus: a failure in CI (sysdeps installs it), a skip elsewhere."""
+    path = shutil.which("prometheus")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("prometheus is missing in CI: `make sysdeps` installs it")
+        pytest.skip("prometheus not installed: `make sysdeps` installs it")
+    return path

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from helpers import ROOT, Server, free_port, stop
+from helpers import ROOT, Server, free_port, prometheus_binary, stop
 
 from fraud.schema import EXAMPLE_TRANSACTION
 
@@ -105,12 +103,7 @@ def test_provider_and_datasource_files() -> None:
 
 @pytest.fixture(scope="module")
 def prometheus_bin() -> str:
-    path = shutil.which("prometheus")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("prometheus is missing in CI: `make sysdeps` installs it")
-        pytest.skip("prometheus not installed: `make sysdeps` installs it")
-    return path
+    return prometheus_binary()
 
 
 def _traffic(url: str, n: int, tag: str) -> None:

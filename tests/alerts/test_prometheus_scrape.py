@@ -1,14 +1,12 @@
 """A real Prometheus server scrapes a real `bentoml serve` on loopback."""
 
-import os
-import shutil
 import subprocess
 import time
 
 import pytest
 import requests
 import yaml
-from helpers import ROOT, free_port, stop
+from helpers import ROOT, free_port, prometheus_binary, stop
 
 from fraud.schema import EXAMPLE_TRANSACTION
 
@@ -16,13 +14,8 @@ pytestmark = [pytest.mark.alerts, pytest.mark.service]
 
 
 @pytest.fixture
-def prometheus_bin():
-    path = shutil.which("prometheus")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("prometheus is missing in CI: `make sysdeps` installs it")
-        pytest.skip("prometheus not installed: `make sysdeps` installs it")
-    return path
+def prometheus_bin() -> str:
+    return prometheus_binary()
 
 
 def test_prometheus_scrapes_fraud_metrics_by_arm(server, prometheus_bin, tmp_path):

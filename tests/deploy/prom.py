@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 import requests
 import yaml
-from helpers import free_port, stop
-
-
-def prometheus_binary() -> str:
-    path = shutil.which("prometheus")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("prometheus is missing in CI: `make sysdeps` installs it")
-        pytest.skip("prometheus not installed: `make sysdeps` installs it")
-    return path
+from helpers import free_port, prometheus_binary, stop
 
 
 @contextmanager
