@@ -1,9 +1,10 @@
 """`python -m training.promote`: make the challenger the champion.
 
 Only when fraud/promotion.py's rule allows it (the split verdict `challenger_better`, or in
-shadow mode the paired one, and no rollback), unless `--force`. Swaps the MLflow registry aliases and the role labels in the BentoML store, so
-`@champion` / `@challenger` in configs/ab.yaml resolve to the swapped models at the next start
-(or build). Records the promotion in the ledger.
+shadow mode the paired one, and no rollback), unless `--force`. Swaps the MLflow registry
+aliases and the role labels in the BentoML store, so `@champion` / `@challenger` in
+configs/ab.yaml resolve to the swapped models at the next start (or build). Records the
+promotion in the ledger.
 """
 
 from __future__ import annotations
