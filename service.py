@@ -26,24 +26,25 @@ from typing import Annotated, Any
 import aiohttp
 import bentoml
 import numpy as np
+import yaml
 from bentoml.exceptions import BentoMLException, InvalidArgument
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from fraud import logs
+from fraud import logs, model_card
 from fraud.auth import KeyConfigError, load_keys, log_start
-from fraud.config import load_ab_config
+from fraud.config import PROJECT_ROOT, load_ab_config
 from fraud.drift import DriftMonitor
 from fraud.errors import error_body, fastapi_validation_handler
 from fraud.experiment import Experiment
 from fraud.explain import ExplainUnsupported, TreeExplainer
 from fraud.explain_schema import DriftResponse, ExplainResponse, arm_drift, model_explanation
 from fraud.fastpredict import scorer
-from fraud.gatecheck import readiness_problem
+from fraud.gatecheck import readiness_problem, report_path
 from fraud.judge import list_experiments
 from fraud.ledger import DecisionRejected, LabelOutcome, Ledger, LedgerUnavailable
 from fraud.middleware import LimitSettings, SecurityMiddleware, scopes_of
@@ -90,6 +91,11 @@ CORS_ORIGINS = AB.cors.origins()
 NEVER = 2**31 - 1
 ROUTER_ATTEMPTS = 4
 BATCH_WHEN_INFLIGHT = 2
+# POST /noop (validation only: the framework's floor) exists only when the benchmark asks for
+# it; BentoML collects APIs when the class is defined, so without it there is no route at all.
+NOOP = os.environ.get("FRAUDSERVE_NOOP") == "1"
+# `make build` writes the card of the gated models here (bundled in the bento).
+CARD_FILE = PROJECT_ROOT / "reports" / "build" / "model_card.json"
 
 
 def tune_gc() -> None:
@@ -291,6 +297,9 @@ class FraudDetection:
         self.not_ready = readiness_problem(self.tags)
         if self.not_ready:
             log.error("not ready: %s", self.not_ready)
+        self.card, self.card_source, self.card_problem = _served_card()
+        self.card_markdown = (model_card.to_markdown({**self.card, "source": self.card_source})
+                              if self.card else "")
         if bentoml.server_context.worker_index in (None, 1):  # once per server, not per worker
             log_start(KEYS, log)
         self._stop = threading.Event()
@@ -428,10 +437,12 @@ class FraudDetection:
             raise NotExplainable("; ".join(unsupported))
         return ExplainResponse(model_version=arm, explanations=entries)
 
-    @bentoml.api(route="/noop", input_spec=Transaction)
-    async def noop(self, **fields: Any) -> dict[str, str]:
-        """Validates a transaction and scores nothing: the framework's floor, for benchmarks."""
-        return {"status": "ok"}
+    if NOOP:
+        @bentoml.api(route="/noop", input_spec=Transaction)
+        async def noop(self, **fields: Any) -> dict[str, str]:
+            """Validates a transaction and scores nothing: the framework's floor, for
+            benchmarks (on with FRAUDSERVE_NOOP=1, which `make bench` sets)."""
+            return {"status": "ok"}
 
     @bentoml.api(route="/predict_batch", input_spec=BatchRequest)
     async def predict_batch(self, transactions: list[Transaction]) -> BatchResponse:
@@ -517,6 +528,18 @@ class FraudDetection:
                                           "(make train)"}, status_code=503)
         return DriftResponse(arms=arms).model_dump()
 
+    @app.get("/model-card", tags=["operations"], summary="The served models' card: intended "
+             "use, data and splits, metrics overall and per slice, thresholds, caveats")
+    def card_page(self, request: Request) -> Any:
+        if self.card is None:
+            return JSONResponse(error_body(f"no model card: {self.card_problem}"),
+                                status_code=503)
+        headers = {"X-Model-Card-Source": self.card_source, "Vary": "Accept"}
+        if model_card.wants_json(request.headers.get("accept")):
+            return JSONResponse({**self.card, "source": self.card_source}, headers=headers)
+        return Response(self.card_markdown, media_type="text/markdown; charset=utf-8",
+                        headers=headers)
+
     def _ledger_down(self, exc: Exception) -> JSONResponse:
         return JSONResponse({"error": f"ledger unavailable ({self.ledger.where}): {exc}"},
                             status_code=503)
@@ -547,6 +570,18 @@ class FraudDetection:
         return {"experiment": self.experiment.refresh().to_json()}
 
 
+def _served_card() -> tuple[dict[str, Any] | None, str, str | None]:
+    """(card, source, problem): the bundled card when it describes the served models, else
+    one made now from their metadata and the gate report."""
+    models = {arm: {"tag": m.tag, "metadata": m.metadata} for arm, m in ARM_MODELS.items()}
+    try:
+        card, source = model_card.for_served(models, CARD_FILE, report_path())
+    except Exception as exc:  # the route answers 503 saying why; scoring is unaffected
+        log.exception("model card failed")
+        return None, "none", f"{exc.__class__.__name__}: {exc}"
+    return card, source, None
+
+
 # -- security: keys, limits and the published contract (fraud/auth, middleware, openapi) --------
 
 LEDGER_DOWN = "The ledger is unavailable or the service is not ready; nothing was stored."
@@ -567,6 +602,17 @@ ROUTE_STATUSES: dict[str, dict[int, Any]] = {
     "GET /report": {503: LEDGER_DOWN},
     "GET /experiments": {503: LEDGER_DOWN},
     "GET /experiments/current/disagreements": {503: LEDGER_DOWN},
+    "GET /model-card": {
+        200: {"description": "The card: Markdown by default, JSON with `Accept: "
+                             "application/json`. `X-Model-Card-Source` (and the JSON's `source`) "
+                             "says where it came from: `build` (made by `make build`, bundled) "
+                             "or `startup` (made from the served models' metadata and the gate "
+                             "report when no card for them was bundled).",
+              "headers": {"X-Model-Card-Source": {"schema": {"type": "string",
+                                                             "enum": ["build", "startup"]}}},
+              "content": {"text/markdown": {"schema": {"type": "string"}},
+                          "application/json": {"schema": {"type": "object"}}}},
+        503: "The card could not be made (the models' metadata is unreadable): `error` says why."},
     "POST /admin/resume": {409: "Refused: the final verdict is challenger_worse (use "
                                 "?force=true)."},
 }
@@ -590,9 +636,24 @@ KNOWN_ROUTES = frozenset(_route_paths(app.routes)
                          | {api.route for api in FraudDetection.apis.values()})
 
 
+def _swagger_description() -> str | None:
+    """bentofile.yaml's description, for `bentoml serve` from source (BentoML shows its own
+    boilerplate there; a built bento's README is this description already)."""
+    bentofile = PROJECT_ROOT / "bentofile.yaml"
+    if not bentofile.exists():
+        return None
+    return (yaml.safe_load(bentofile.read_text()) or {}).get("description")
+
+
+DESCRIPTION = _swagger_description()
+
+
 def _published(doc: dict[str, Any]) -> dict[str, Any]:
-    return patch_openapi(doc, keys_on=not KEYS.open, limits=LIMITS, rate=RATE,
-                         statuses=ROUTE_STATUSES)
+    out = patch_openapi(doc, keys_on=not KEYS.open, limits=LIMITS, rate=RATE,
+                        statuses=ROUTE_STATUSES)
+    if DESCRIPTION:
+        out.setdefault("info", {})["description"] = DESCRIPTION
+    return out
 
 
 def _count_rejection(path: str, status: int, reason: str) -> None:

@@ -1,7 +1,8 @@
 """`python -m gating.build`: `bentoml build` with both gated model tags pinned.
 
 Refuses unless the gate report passed; the report travels inside the bento, where the
-service checks it again before becoming ready.
+service checks it again before becoming ready, and so does the models' card
+(reports/build/model_card.json and .md, served at GET /model-card).
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fraud import model_card
 from fraud.config import PROJECT_ROOT
 from fraud.gatecheck import report_path
 
 BUNDLED_REPORT = PROJECT_ROOT / "reports" / "gate" / "gate_report.json"
+CARD_JSON = PROJECT_ROOT / "reports" / "build" / "model_card.json"  # bentofile.yaml includes it
+CARD_MD = CARD_JSON.with_suffix(".md")
 
 
 def gated_tags(report: dict) -> dict[str, str]:
@@ -29,6 +33,19 @@ def gated_tags(report: dict) -> dict[str, str]:
     if set(tags) != {"model_a", "model_b"}:
         raise SystemExit(f"build refused: the gate report passes {sorted(tags)} only")
     return tags
+
+
+def write_card(tags: dict[str, str], report: dict) -> dict:
+    """The card of the gated models from their store metadata and the gate report."""
+    import bentoml
+
+    models = {arm: {"tag": tag, "metadata": dict(bentoml.models.get(tag).info.metadata)}
+              for arm, tag in tags.items()}
+    card = model_card.build(models, report, generated_by="`make build` (gating/build.py)")
+    CARD_JSON.parent.mkdir(parents=True, exist_ok=True)
+    CARD_JSON.write_text(json.dumps(card, indent=2) + "\n")
+    CARD_MD.write_text(model_card.to_markdown({**card, "source": "build"}))
+    return card
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if source.resolve() != BUNDLED_REPORT.resolve():
         BUNDLED_REPORT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(source, BUNDLED_REPORT)
+    write_card(tags, report)
     env = {**os.environ, "FRAUDSERVE_MODEL_A": tags["model_a"],
            "FRAUDSERVE_MODEL_B": tags["model_b"]}
     bentoml = str(Path(sys.executable).parent / "bentoml")
