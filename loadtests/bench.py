@@ -575,7 +575,7 @@ def bench_service(service: Service, config: str, s: Settings, full: bool,
                 run("/noop", "open", offered=load)
         else:
             notes.append("the service has no /noop endpoint: the framework floor is missing "
-                         "(see docs/performance.md for the endpoint to add)")
+                         "(start it with FRAUDSERVE_NOOP=1, which turns POST /noop on)")
         rows = batch_bodies(s.batch_rows)
         run("/predict_batch", "closed", clients=s.batch_clients, body_set=rows,
             rows=s.batch_rows)
@@ -832,7 +832,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for config, url, env, full in plan:
             tag = config.replace(" ", "-")
-            env = {**env, "FRAUDSERVE_LEDGER": str(out / f"ledger-{tag}.sqlite")}
+            # FRAUDSERVE_NOOP=1: the service has POST /noop (off, i.e. absent, otherwise)
+            env = {**env, "FRAUDSERVE_LEDGER": str(out / f"ledger-{tag}.sqlite"),
+                   "FRAUDSERVE_NOOP": "1"}
             log(f"bench: {config}: {'starting the service' if url is None else url} ...")
             with serving(out / f"service-{tag}.log", env, url=url, cwd=args.service_dir,
                          ready_timeout=args.ready_timeout) as service:
