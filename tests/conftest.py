@@ -36,7 +36,7 @@ def server(trained_store: Store, gate_report: Path,
     """A real `bentoml serve` with 2 API workers on a free port, on gated models.
 
     No API keys: open mode, as `make serve` runs (every route open, no rate limit), so the API
-    tests read like the reference's clients; tests/service/test_auth.py serves with keys."""
+    tests read like the reference's clients; tests/service/test_api_keys.py serves with keys."""
     workdir = tmp_path_factory.mktemp("serve")
     with serve(trained_store, workdir, FRAUDSERVE_GATE_REPORT=str(gate_report)) as srv:
         yield srv

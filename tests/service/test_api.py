@@ -40,7 +40,7 @@ pytestmark = [pytest.mark.service]
 
 AB = load_ab_config()
 # The `server` fixture runs in open mode (no keys): every route answers without one and the
-# Authorization header is ignored. Keys, scopes and refusals: tests/service/test_auth.py.
+# Authorization header is ignored. Keys, scopes and refusals: tests/service/test_api_keys.py.
 ADMIN_KEY = "test-admin-key"
 TIMEOUT = 15.0  # a 4xx/5xx that takes longer than this is a hang, not an answer
 ARMS = ("model_a", "model_b")
