@@ -26,7 +26,6 @@ from typing import Annotated, Any
 import aiohttp
 import bentoml
 import numpy as np
-import yaml
 from bentoml.exceptions import BentoMLException, InvalidArgument
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,6 +37,7 @@ from starlette.middleware.cors import CORSMiddleware
 from fraud import logs, model_card
 from fraud.auth import KeyConfigError, load_keys, log_start
 from fraud.config import PROJECT_ROOT, load_ab_config
+from fraud.contract import ROUTE_STATUSES, route_paths, swagger_description
 from fraud.drift import DriftMonitor
 from fraud.errors import error_body, fastapi_validation_handler
 from fraud.experiment import Experiment
@@ -584,68 +584,13 @@ def _served_card() -> tuple[dict[str, Any] | None, str, str | None]:
 
 # -- security: keys, limits and the published contract (fraud/auth, middleware, openapi) --------
 
-LEDGER_DOWN = "The ledger is unavailable or the service is not ready; nothing was stored."
-# Statuses only the routes know; each is documented with the error body unless given in full.
-ROUTE_STATUSES: dict[str, dict[int, Any]] = {
-    "POST /predict": {503: LEDGER_DOWN},
-    "POST /predict_batch": {503: LEDGER_DOWN},
-    "POST /explain": {501: "The arm's model is not a tree ensemble: no exact explanation.",
-                      503: "The service is not ready: its models did not pass the gate."},
-    "GET /drift": {503: "No model carries a drift reference (trained before references were "
-                        "stored): retrain."},
-    "POST /feedback": {404: "request_id is unknown: no such decision.",
-                       409: "request_id already has the opposite label; labels are final.",
-                       503: LEDGER_DOWN},
-    "GET /health": {503: {"description": "Not ready: `reason` says why (same body as the 200).",
-                          "content": {"application/json": {"schema": {"type": "object"}}}}},
-    "GET /ab-stats": {503: LEDGER_DOWN},
-    "GET /report": {503: LEDGER_DOWN},
-    "GET /experiments": {503: LEDGER_DOWN},
-    "GET /experiments/current/disagreements": {503: LEDGER_DOWN},
-    "GET /model-card": {
-        200: {"description": "The card: Markdown by default, JSON with `Accept: "
-                             "application/json`. `X-Model-Card-Source` (and the JSON's `source`) "
-                             "says where it came from: `build` (made by `make build`, bundled) "
-                             "or `startup` (made from the served models' metadata and the gate "
-                             "report when no card for them was bundled).",
-              "headers": {"X-Model-Card-Source": {"schema": {"type": "string",
-                                                             "enum": ["build", "startup"]}}},
-              "content": {"text/markdown": {"schema": {"type": "string"}},
-                          "application/json": {"schema": {"type": "object"}}}},
-        503: "The card could not be made (the models' metadata is unreadable): `error` says why."},
-    "POST /admin/resume": {409: "Refused: the final verdict is challenger_worse (use "
-                                "?force=true)."},
-}
-
-
-def _route_paths(routes: Any) -> set[str]:
-    """Every path in a route list, through included routers (FastAPI 0.165 keeps the class
-    views BentoML re-includes behind one router object)."""
-    out: set[str] = set()
-    for route in routes:
-        if getattr(route, "path", None):
-            out.add(route.path)
-        inner = getattr(getattr(route, "original_router", None), "routes", None)
-        out |= _route_paths(inner or ())
-    return out
-
-
 # Named as themselves in fraud_rejected_requests; any other path (a scanner's guesses) is
 # "other", so the metric's label set stays bounded.
-KNOWN_ROUTES = frozenset(_route_paths(app.routes)
+KNOWN_ROUTES = frozenset(route_paths(app.routes)
                          | {api.route for api in FraudDetection.apis.values()})
 
 
-def _swagger_description() -> str | None:
-    """bentofile.yaml's description, for `bentoml serve` from source (BentoML shows its own
-    boilerplate there; a built bento's README is this description already)."""
-    bentofile = PROJECT_ROOT / "bentofile.yaml"
-    if not bentofile.exists():
-        return None
-    return (yaml.safe_load(bentofile.read_text()) or {}).get("description")
-
-
-DESCRIPTION = _swagger_description()
+DESCRIPTION = swagger_description()
 
 
 def _published(doc: dict[str, Any]) -> dict[str, Any]:
