@@ -77,6 +77,7 @@ def serve(store: Store, workdir: Path, *, workers: int = 2, ready_timeout: float
     port = free_port()
     log = workdir / f"serve-{port}.log"
     full_env = store.env(**{
+        "BENTOML_HOME": str(own_home(store, workdir / f"bentoml-home-{port}")),
         "BENTOML_CONFIG_OPTIONS": f"services.FraudDetection.workers={workers}",
         "FRAUDSERVE_LEDGER": str(workdir / "ledger.sqlite"), **env})
     with open(log, "wb") as out:
@@ -93,6 +94,19 @@ def serve(store: Store, workdir: Path, *, workers: int = 2, ready_timeout: float
         yield server
     finally:
         stop(proc)
+
+
+def own_home(store: Store, home: Path) -> Path:
+    """A BENTOML_HOME of the server's own that sees the store's models.
+
+    Every `bentoml serve` empties BENTOML_HOME/prometheus_multiproc_dir when it starts, so two
+    servers on one home erase each other's metrics (a counter read back as 0 mid-test).
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    link = home / "models"
+    if not link.exists():
+        link.symlink_to((store.home / "models").resolve(), target_is_directory=True)
+    return home
 
 
 def wait_ready(server: Server, timeout: float) -> None:

@@ -224,8 +224,10 @@ def test_admin_routes_refuse_missing_wrong_and_unscoped_keys(keyed: Server) -> N
     time.sleep(1.2)  # a change would have reached every worker by now
     assert call(keyed, "GET", "/ab-stats", key=admin)[2]["experiment"] == before
     # /admin/share: 5 near misses and the old header are 401s, the two other scopes 403s.
+    rejected = [line for line in call(keyed, "GET", "/metrics")[2].splitlines()
+                if line.startswith(REJECTED)]
     assert metric(keyed, REJECTED, route="/admin/share", reason="unauthenticated") \
-        - counted["unauthenticated"] == 6
+        - counted["unauthenticated"] == 6, rejected
     assert metric(keyed, REJECTED, route="/admin/share", reason="forbidden") \
         - counted["forbidden"] == 2
 
