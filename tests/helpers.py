@@ -126,3 +126,19 @@ def prometheus_binary() -> str:
             pytest.fail("prometheus is missing in CI: `make sysdeps` installs it")
         pytest.skip("prometheus not installed: `make sysdeps` installs it")
     return path
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # the distribution's; Playwright's download is unreachable
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-quic", "--disable-sync"]
+
+
+def need_chromium() -> None:
+    """Debian's chromium: a failure in CI (sysdeps installs it), a skip elsewhere."""
+    if CHROMIUM.exists():
+        return
+    msg = f"{CHROMIUM} is missing: `make sysdeps` installs it (tools/install_browser.sh)"
+    if os.environ.get("CI"):
+        pytest.fail(f"{msg} (CI is set, so this fails instead of skipping)", pytrace=False)
+    pytest.skip(msg)

@@ -9,32 +9,19 @@ answers, the route itself is opened.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from helpers import ROOT, Server, Store, serve
+from helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, Server, Store, need_chromium, serve
 
 from fraud.report import render
 from fraud.schema import EXAMPLE_TRANSACTION
 
 pytestmark = [pytest.mark.browser, pytest.mark.service]
 SCREENSHOT = ROOT / "reports" / "report" / "report.png"
-CHROMIUM = Path("/usr/bin/chromium")  # the distribution's; Playwright's download is unreachable
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update"]
 UI_TIMEOUT_MS = 30_000
-
-
-def _need_chromium() -> None:
-    if CHROMIUM.exists():
-        return
-    msg = f"{CHROMIUM} is missing: `make sysdeps` installs it (tools/install_browser.sh)"
-    if os.environ.get("CI"):
-        pytest.fail(f"{msg} (CI is set, so this fails instead of skipping)", pytrace=False)
-    pytest.skip(msg)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +46,7 @@ def _traffic(url: str, n: int = 120) -> None:
 
 
 def test_report_page_renders_its_charts(server: Server, tmp_path: Path) -> None:
-    _need_chromium()
+    need_chromium()
     from playwright.sync_api import sync_playwright
 
     _traffic(server.url)

@@ -11,7 +11,6 @@ test never waits on the network.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,32 +18,19 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from helpers import Server, Store, serve
+from helpers import CHROMIUM, CHROMIUM_ARGS, Server, Store, need_chromium, serve
 
 from fraud.schema import EXAMPLE_TRANSACTION
 
 pytestmark = [pytest.mark.browser, pytest.mark.service]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-quic",
-                 "--disable-sync"]
 UI_TIMEOUT_MS = 30_000
-
-
-def _need_chromium() -> None:
-    if CHROMIUM.exists():
-        return
-    msg = f"{CHROMIUM} is missing: `make sysdeps` installs it (tools/install_browser.sh)"
-    if os.environ.get("CI"):
-        pytest.fail(f"{msg} (CI is set, so this fails instead of skipping)", pytrace=False)
-    pytest.skip(msg)
 
 
 @contextmanager
 def swagger_page(server: Server) -> Iterator[Any]:
     """The Swagger UI of `server` in headless Chromium; only the server is reachable."""
-    _need_chromium()
+    need_chromium()
     from playwright.sync_api import Route, sync_playwright
 
     host = urlparse(server.url).netloc
