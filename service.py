@@ -23,7 +23,6 @@ import time
 from http import HTTPStatus
 from typing import Annotated, Any
 
-import aiohttp
 import bentoml
 import numpy as np
 from bentoml.exceptions import BentoMLException, InvalidArgument
@@ -36,6 +35,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from fraud import logs, model_card
 from fraud.auth import KeyConfigError, load_keys, log_start
+from fraud.coalesce import Overloaded
 from fraud.config import PROJECT_ROOT, load_ab_config
 from fraud.contract import ROUTE_STATUSES, route_paths, swagger_description
 from fraud.drift import DriftMonitor
@@ -52,12 +52,11 @@ from fraud.models import ArmModel, ModelMismatch, ModelsMissing, resolve_arms
 from fraud.openapi import OpenAPIMiddleware, patch_openapi
 from fraud.ratelimit import RateLimiter, RateSettings
 from fraud.report import render
-from fraud.routing import failed_rows, score_by_arm, score_pair
-from fraud.runtime import batching_enabled, ledger_store
+from fraud.routing import score_by_arm, score_pair
+from fraud.runtime import batching_enabled, coalescing_enabled, ledger_store
 from fraud.schema import (
     ARMS,
     EXAMPLE_TRANSACTION,
-    FEATURE_NAMES,
     Feedback,
     Prediction,
     ShareChange,
@@ -65,6 +64,7 @@ from fraud.schema import (
     feature_vector,
     to_matrix,
 )
+from fraud.scoring import RowsFailed, ScoringPath
 from fraud.telemetry import Metrics, RouterMetrics, count_rejection
 from fraud.views import ab_stats_view
 
@@ -84,12 +84,10 @@ except (KeyConfigError, ValueError) as exc:
     print(f"fraudserve: {exc}", file=sys.stderr)
     raise SystemExit(2) from None
 ARM_INDEX = {arm: i for i, arm in enumerate(ARMS)}
-AMOUNT = FEATURE_NAMES.index("amount")
 CORS_ORIGINS = AB.cors.origins()
 # The router's own calls never recycle their connection: BentoML 1.4.31-1.4.40 (issue #5540)
 # aborts in-flight calls when it does, which surfaced as 500s under load.
 NEVER = 2**31 - 1
-ROUTER_ATTEMPTS = 4
 BATCH_WHEN_INFLIGHT = 2
 # POST /noop (validation only: the framework's floor) exists only when the benchmark asks for
 # it; BentoML collects APIs when the class is defined, so without it there is no route at all.
@@ -293,7 +291,12 @@ class FraudDetection:
         self.experiment = Experiment(AB, ARM_MODELS, self.ledger)
         self.tags = [ARM_MODELS[a].tag for a in ARMS]
         self.batching = batching_enabled()
+        self.coalesce = coalescing_enabled()
         self.inflight = 0  # this worker's router calls under way
+        self.scoring = ScoringPath(self.experiment, self._router_single, self._router_bulk,
+                                   coalesce=self.coalesce, max_rows=AB.coalesce.max_rows,
+                                   max_waiting=AB.coalesce.max_waiting,
+                                   on_errors=self._count_errors)
         self.not_ready = readiness_problem(self.tags)
         if self.not_ready:
             log.error("not ready: %s", self.not_ready)
@@ -346,36 +349,19 @@ class FraudDetection:
                      bulk: bool) -> list[Prediction]:
         self._check_ready()
         started = time.perf_counter()
-        state = self.experiment.state  # one snapshot: route and record under one period
-        arms = [self.experiment.route(u, state) for u in user_ids]
-        rows = np.column_stack([np.array([ARM_INDEX[a] for a in arms], dtype=np.float64),
-                                features])
-        try:
-            proba = await self._call_router(rows, bulk)
-        except Exception:
-            self._count_errors(user_ids, arms, state)
-            raise
-        bad = failed_rows(proba)
-        if bad:  # a model failed on its rows: count them against that arm only
-            self._count_errors([user_ids[i] for i in bad], [arms[i] for i in bad], state)
-            names = sorted({arms[i] for i in bad})
-            raise ScoringFailed(f"{', '.join(names)} failed to score {len(bad)} of "
-                                f"{len(arms)} rows; nothing was decided")
-        shadow = None
-        if proba.ndim == 2:  # shadow mode: the other model's score, stored, never returned
-            proba, shadow = proba[:, 0], proba[:, 1]
-        seconds = time.perf_counter() - started
-        try:  # a 200 means the decisions are committed (group commit with other requests)
-            results, committed = self.experiment.decide(
-                user_ids, arms, proba, seconds * 1000, "batch" if bulk else "predict", state,
-                amounts=features[:, AMOUNT].tolist(), shadow=shadow)
-            await asyncio.wrap_future(committed)
+        try:  # a 200 means the decisions are committed (one transaction per coalesced batch)
+            results = await self.scoring.score(user_ids, features, bulk)
+        except RowsFailed as exc:
+            raise ScoringFailed(str(exc)) from None
+        except Overloaded as exc:
+            raise LedgerDown(f"overloaded, nothing was decided: {exc}") from None
         except LedgerUnavailable as exc:
             raise LedgerDown(f"ledger unavailable, nothing was decided: {exc}") from None
         except DecisionRejected as exc:
             raise NotStorable(f"user_id or another text field cannot be stored, nothing was "
                               f"decided: {exc}") from None
-        for arm in set(arms):
+        seconds = time.perf_counter() - started
+        for arm in {r.model_version for r in results}:
             self.metrics.observe(arm, [r.is_fraud for r in results if r.model_version == arm],
                                  seconds)
         return results
@@ -387,31 +373,21 @@ class FraudDetection:
             if n:
                 self.metrics.errors.labels(model_version=arm).inc(n)
 
-    async def _call_router(self, rows: np.ndarray, bulk: bool) -> np.ndarray:
-        # Adaptive batching only pays once calls queue up: with fewer than BATCH_WHEN_INFLIGHT
-        # of this worker's calls under way, a single row goes straight to the router (no
-        # batching wait); under load, rows join the router's adaptive batches.
-        batched = self.batching and not bulk and self.inflight >= BATCH_WHEN_INFLIGHT
-        method = self.router.to_async.score if batched else self.router.to_async.score_bulk
+    async def _router_single(self, rows: np.ndarray) -> np.ndarray:
+        # Coalesced batches join the router's adaptive batches (merging both workers' calls).
+        # Without coalescing, adaptive batching only pays once calls queue up: with fewer
+        # than BATCH_WHEN_INFLIGHT of this worker's calls under way a row goes straight in.
         self.inflight += 1
         try:
-            return await self._with_retries(method, rows)
+            batched = self.batching and (self.coalesce or self.inflight > BATCH_WHEN_INFLIGHT)
+            if batched:
+                return await self.router.to_async.score(rows)
+            return await self.router.to_async.score_bulk(rows)
         finally:
             self.inflight -= 1
 
-    @staticmethod
-    async def _with_retries(method: Any, rows: np.ndarray) -> np.ndarray:
-        for attempt in range(ROUTER_ATTEMPTS):
-            try:
-                return await method(rows)
-            except aiohttp.ClientConnectionError:
-                # The router closes keep-alive connections idle for 5 s while the client
-                # keeps them 15 s (neither is configurable per dependency in BentoML 1.4), so
-                # after a quiet spell pooled connections die under us; each failure discards
-                # one. Scoring is pure: retry on another connection.
-                if attempt == ROUTER_ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable")
+    async def _router_bulk(self, rows: np.ndarray) -> np.ndarray:
+        return await self.router.to_async.score_bulk(rows)
 
     @bentoml.api(route="/predict", input_spec=Transaction)
     async def predict(self, **fields: Any) -> Prediction:

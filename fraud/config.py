@@ -228,6 +228,16 @@ class ExplainConfig(_Strict):
     reasons: int = Field(3, ge=1, le=7, description="reason codes per explanation")
 
 
+class CoalesceConfig(_Strict):
+    """configs/ab.yaml `coalesce:`: natural batching of /predict in each API worker
+    (fraud/coalesce.py). FRAUDSERVE_COALESCE=0 sends every request alone (benchmarks)."""
+
+    max_rows: int = Field(256, ge=1, le=256, description="rows per router call at most (the "
+                          "router's max_batch_size)")
+    max_waiting: int = Field(10_000, ge=1, description="rows queued per API worker before "
+                             "503 (overloaded)")
+
+
 class ABConfig(_Strict):
     """configs/ab.yaml: the arms, the split and the experiment's safety settings."""
 
@@ -236,6 +246,7 @@ class ABConfig(_Strict):
     challenger_share: float = Field(0.5, ge=0, le=1)
     salt: str = Field("fraudserve-ab-1", min_length=1)
     max_batch_rows: int = Field(1000, ge=1, le=10_000)
+    coalesce: CoalesceConfig = CoalesceConfig()
     guardrails: GuardrailConfig = GuardrailConfig()
     statistics: StatsSettings = StatsSettings()
     labels: LabelPolicy = LabelPolicy()

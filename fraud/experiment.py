@@ -15,8 +15,6 @@ is fixed, the users test holds, and arms are compared within periods (fraud/stat
 from __future__ import annotations
 
 import logging
-import math
-import secrets
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -26,27 +24,18 @@ from typing import Any
 from fraud import guardrails, paired, stats
 from fraud.assignment import assign
 from fraud.config import ABConfig
+from fraud.decisions import Scored, build
 from fraud.judge import ExperimentState, effective_share, judge, new_period, summary
 from fraud.ledger import Decision, Ledger, PairedUsers, ScoringError, Source
 from fraud.models import ArmModel
 from fraud.schema import ARMS, Arm, Prediction, utc_now_iso
 from fraud.sequential import Memory
 
-OTHER: dict[str, Arm] = {"model_a": "model_b", "model_b": "model_a"}
-
 log = logging.getLogger("fraudserve.experiment")
+
+
 LATENCY_WINDOW = 2000  # recent single predictions per arm for the latency guardrail
 CAS_ATTEMPTS = 50
-
-
-def new_request_id() -> str:
-    """32 hex chars, time-ordered (ms clock + 80 random bits): an append-only ledger index."""
-    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
-
-
-def decide(probability: float, threshold: float) -> bool:
-    """The fraud decision: the model's own saved threshold, never a silent 0.5."""
-    return probability >= threshold
 
 
 class Experiment:
@@ -166,28 +155,22 @@ class Experiment:
         its own threshold beside the arm's (NaN: the other model failed on that row; nothing
         is stored for it). It never reaches the response.
         """
-        period = (state or self.state).period
+        scored = Scored(user_ids, arms, probabilities, latency_ms, source,
+                        state or self.state, amounts, shadow)
+        return self.decide_many([scored])[0]
+
+    def decide_many(self, requests: Sequence[Scored]
+                    ) -> list[tuple[list[Prediction], Future[None]]]:
+        """`decide` for several requests (a coalesced batch): queued for the ledger together,
+        so one transaction commits them; each request is stored whole or refused alone."""
         now, stamp = self.clock(), utc_now_iso()
-        out: list[Prediction] = []
-        decisions: list[Decision] = []
-        n = len(user_ids)
-        for i, (user_id, arm, p) in enumerate(zip(user_ids, arms, probabilities, strict=True)):
-            model = self.arms[arm]
-            rid = new_request_id()
-            flagged = decide(float(p), model.threshold)
-            other = None if shadow is None or len(shadow) != n else float(shadow[i])
-            if other is not None and not math.isfinite(other):
-                other = None
-            shadow_flag = None if other is None else decide(other, self.arms[OTHER[arm]].threshold)
-            decisions.append(Decision(rid, now, user_id, arm, model.tag, float(p), flagged,
-                                      latency_ms, source, self.id, period,
-                                      None if amounts is None else float(amounts[i]),
-                                      other, shadow_flag))
-            out.append(Prediction(request_id=rid, is_fraud=flagged,
-                                  fraud_probability=round(float(p), 6), model_version=arm,
-                                  model_tag=model.tag, latency_ms=round(latency_ms, 3),
-                                  timestamp=stamp))
-        return out, self.ledger.record(decisions)
+        answers: list[list[Prediction]] = []
+        groups: list[list[Decision]] = []
+        for r in requests:
+            out, decisions = build(r, self.arms, self.id, now, stamp)
+            answers.append(out)
+            groups.append(decisions)
+        return list(zip(answers, self.ledger.record_many(groups), strict=True))
 
     def record(self, user_ids: Sequence[str], arms: Sequence[Arm],
                probabilities: Sequence[float], latency_ms: float, source: Source,

@@ -19,7 +19,7 @@ import threading
 import time
 import weakref
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -118,6 +118,7 @@ class Ledger(LabelStore, ExperimentStore, PairedStore):
         self._pending_errors: deque[ScoringError] = deque()
         self.problem: str | None = None  # why the last write failed; None once one succeeds
         self.write_failures = 0
+        self.commits = 0  # transactions that stored decisions (one per group commit)
         self._accept_lock = threading.Lock()  # orders record() against close()
         self._closed = False
         self._closed_reason = "ledger is closed"
@@ -145,19 +146,26 @@ class Ledger(LabelStore, ExperimentStore, PairedStore):
         """
         if isinstance(decisions, Decision):
             decisions = (decisions,)
-        rows = [_to_row(d) for d in decisions]
-        done: Future[None] = Future()
+        return self.record_many([decisions])[0]
+
+    def record_many(self, requests: Sequence[Iterable[Decision]]) -> list[Future[None]]:
+        """`record` for several requests at once (a coalesced batch): queued together, so the
+        writer commits them in one transaction, each request stored whole or refused alone
+        (DecisionRejected). One future per request, in order."""
+        groups = [[_to_row(d) for d in decisions] for decisions in requests]
+        futures: list[Future[None]] = [Future() for _ in groups]
+        n = sum(len(rows) for rows in groups)
         with self._accept_lock:
             if self._closed:
                 raise RuntimeError(self._closed_reason)
-            if self._pending_rows + len(rows) > self.max_pending:
+            if self._pending_rows + n > self.max_pending:
                 raise LedgerUnavailable(f"{self._pending_rows} decisions already wait for "
                                         f"their commit to {self.where}"
                                         + (f" ({self.problem})" if self.problem else ""))
-            self._pending.append((rows, done))
-            self._pending_rows += len(rows)
+            self._pending.extend(zip(groups, futures, strict=True))
+            self._pending_rows += n
         self._wake.set()
-        return done
+        return futures
 
     def record_errors(self, errors: Iterable[ScoringError]) -> None:
         """Count rows whose scoring failed, per arm and user (enqueued like decisions)."""
@@ -255,6 +263,7 @@ class Ledger(LabelStore, ExperimentStore, PairedStore):
             finally:
                 with self._accept_lock:
                     self._pending_rows -= n
+            self.commits += 1 if groups else 0
             if self.problem:
                 log.warning("ledger: writing to %s again", self.where)
             self.problem = None

@@ -17,3 +17,8 @@ def ledger_store() -> str:
 def batching_enabled() -> bool:
     """FRAUDSERVE_BATCHING=0 sends single predictions to the router unbatched (benchmarks)."""
     return os.environ.get("FRAUDSERVE_BATCHING", "1") != "0"
+
+
+def coalescing_enabled() -> bool:
+    """FRAUDSERVE_COALESCE=0 sends every /predict alone to the router (benchmarks compare)."""
+    return os.environ.get("FRAUDSERVE_COALESCE", "1") != "0"

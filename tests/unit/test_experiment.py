@@ -6,7 +6,8 @@ import pytest
 
 from fraud.assignment import assign
 from fraud.config import ABConfig, GuardrailConfig, LabelPolicy, RetentionPolicy
-from fraud.experiment import Experiment, decide
+from fraud.decisions import decide
+from fraud.experiment import Experiment
 from fraud.judge import list_experiments
 from fraud.ledger import Ledger
 from fraud.models import ArmModel

@@ -1,0 +1,163 @@
+"""Natural batching (fraud/coalesce.py): who goes together, bounds, errors and cancellation."""
+
+import asyncio
+
+import pytest
+
+from fraud.coalesce import Coalescer, Overloaded
+
+
+class Router:
+    """A process function that records its batches and can be held in flight."""
+
+    def __init__(self, fail_on: str | None = None, error: type[Exception] = ValueError) -> None:
+        self.batches: list[list[str]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.fail_on = fail_on
+        self.error = error
+
+    async def __call__(self, jobs):
+        self.batches.append([j.item for j in jobs])
+        await self.gate.wait()
+        if self.fail_on is not None and any(j.item == self.fail_on for j in jobs):
+            raise self.error(f"cannot score {self.fail_on}")
+        return [f"scored {j.item}" for j in jobs]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_a_lone_request_goes_at_once():
+    async def main():
+        router = Router()
+        c = Coalescer(router)
+        assert await asyncio.wait_for(c.submit("a"), 1) == "scored a"
+        assert router.batches == [["a"]] and c.inflight == 0
+    run(main())
+
+
+def test_requests_arriving_during_a_call_share_the_next_one():
+    async def main():
+        router = Router()
+        router.gate.clear()
+        c = Coalescer(router)
+        first = asyncio.create_task(c.submit("a"))
+        await asyncio.sleep(0)
+        later = [asyncio.create_task(c.submit(x)) for x in "bcde"]
+        await asyncio.sleep(0)
+        assert router.batches == [["a"]]  # b..e wait: one call in flight per worker
+        router.gate.set()
+        assert await asyncio.gather(first, *later) == [f"scored {x}" for x in "abcde"]
+        assert router.batches == [["a"], ["b", "c", "d", "e"]]
+    run(main())
+
+
+def test_batches_are_bounded_in_rows_and_a_big_job_goes_alone():
+    async def main():
+        router = Router()
+        router.gate.clear()
+        c = Coalescer(router, max_rows=4)
+        tasks = [asyncio.create_task(c.submit("first"))]
+        await asyncio.sleep(0)
+        tasks += [asyncio.create_task(c.submit(f"r{i}")) for i in range(6)]
+        tasks.append(asyncio.create_task(c.submit("big", rows=9)))
+        tasks.append(asyncio.create_task(c.submit("after")))
+        await asyncio.sleep(0)
+        router.gate.set()
+        await asyncio.gather(*tasks)
+        assert router.batches == [["first"], ["r0", "r1", "r2", "r3"], ["r4", "r5"], ["big"],
+                                  ["after"]]
+    run(main())
+
+
+def test_too_many_waiting_rows_are_refused_not_queued():
+    async def main():
+        router = Router()
+        router.gate.clear()
+        c = Coalescer(router, max_waiting=3)
+        first = asyncio.create_task(c.submit("a"))
+        await asyncio.sleep(0)  # a is in flight: it no longer waits
+        waiting = [asyncio.create_task(c.submit(x)) for x in "bcd"]
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded, match="3 rows already wait"):
+            await c.submit("e")
+        router.gate.set()
+        assert len(await asyncio.gather(first, *waiting)) == 4
+        assert c.waiting_rows == 0
+    run(main())
+
+
+def test_a_caller_that_went_away_is_dropped_before_its_batch_leaves():
+    async def main():
+        router = Router()
+        router.gate.clear()
+        c = Coalescer(router)
+        first = asyncio.create_task(c.submit("a"))
+        await asyncio.sleep(0)
+        gone = asyncio.create_task(c.submit("gone"))
+        stays = asyncio.create_task(c.submit("stays"))
+        await asyncio.sleep(0)
+        gone.cancel()
+        router.gate.set()
+        assert await asyncio.gather(first, stays) == ["scored a", "scored stays"]
+        assert gone.cancelled() and router.batches == [["a"], ["stays"]]
+        assert c.waiting_rows == 0
+    run(main())
+
+
+def test_a_caller_cancelled_in_flight_leaves_the_batch_to_finish():
+    async def main():
+        router = Router()
+        router.gate.clear()
+        c = Coalescer(router)
+        a = asyncio.create_task(c.submit("a"))
+        b = asyncio.create_task(c.submit("b"))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        a.cancel()
+        await asyncio.sleep(0)
+        router.gate.set()
+        assert await b == "scored b"
+        assert a.cancelled() and router.batches == [["a", "b"]]  # both left together
+    run(main())
+
+
+def test_a_failing_batch_is_retried_job_by_job_so_only_the_bad_job_fails():
+    async def main():
+        router = Router(fail_on="bad")
+        router.gate.clear()
+        c = Coalescer(router)
+        first = asyncio.create_task(c.submit("a"))
+        await asyncio.sleep(0)
+        rest = [asyncio.create_task(c.submit(x)) for x in ("b", "bad", "c")]
+        await asyncio.sleep(0)
+        router.gate.set()
+        out = await asyncio.gather(first, *rest, return_exceptions=True)
+        assert out[:2] == ["scored a", "scored b"] and out[3] == "scored c"
+        assert isinstance(out[2], ValueError) and "cannot score bad" in str(out[2])
+        assert router.batches == [["a"], ["b", "bad", "c"], ["b"], ["bad"], ["c"]]
+    run(main())
+
+
+def test_a_failure_that_is_no_jobs_fault_fails_the_batch_at_once():
+    async def main():
+        router = Router(fail_on="b", error=ConnectionError)
+        router.gate.clear()
+        c = Coalescer(router, split_on=lambda exc: not isinstance(exc, ConnectionError))
+        first = asyncio.create_task(c.submit("a"))
+        await asyncio.sleep(0)
+        rest = [asyncio.create_task(c.submit(x)) for x in "bc"]
+        await asyncio.sleep(0)
+        router.gate.set()
+        out = await asyncio.gather(first, *rest, return_exceptions=True)
+        assert out[0] == "scored a"
+        assert all(isinstance(o, ConnectionError) for o in out[1:])
+        assert router.batches == [["a"], ["b", "c"]]  # no retries one by one
+    run(main())
+
+
+def test_bounds_must_be_positive():
+    with pytest.raises(ValueError):
+        Coalescer(Router(), max_rows=0)
