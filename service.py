@@ -374,13 +374,14 @@ class FraudDetection:
                 self.metrics.errors.labels(model_version=arm).inc(n)
 
     async def _router_single(self, rows: np.ndarray) -> np.ndarray:
-        # Coalesced batches join the router's adaptive batches (merging both workers' calls).
-        # Without coalescing, adaptive batching only pays once calls queue up: with fewer
-        # than BATCH_WHEN_INFLIGHT of this worker's calls under way a row goes straight in.
+        # The router's adaptive batching only pays once calls queue up: a lone row goes
+        # straight in (no batching wait); a coalesced batch (this worker is under load) joins
+        # the router's adaptive batches, which merge both workers' calls. Without coalescing,
+        # the same rule counts this worker's calls under way.
         self.inflight += 1
         try:
-            batched = self.batching and (self.coalesce or self.inflight > BATCH_WHEN_INFLIGHT)
-            if batched:
+            busy = len(rows) > 1 if self.coalesce else self.inflight > BATCH_WHEN_INFLIGHT
+            if self.batching and busy:
                 return await self.router.to_async.score(rows)
             return await self.router.to_async.score_bulk(rows)
         finally:
