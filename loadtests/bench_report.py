@@ -178,6 +178,15 @@ def summary_rows(phases: Sequence[Phase], raw: RawModel | None, s: Settings, on:
                                     if p.endpoint == "/predict" and p.config == off)
               if off else "")
     _service_rows(t, phases, services)
+    noise = []
+    for config in dict.fromkeys(p.config for p in phases):
+        others = [p.others_cpu_pct for p in phases
+                  if p.config == config and p.others_cpu_pct is not None]
+        if others:
+            noise.append(f"{config} {min(others):.0f}-{max(others):.0f}")
+    if noise:
+        t.add("others CPU % (the rest of the machine, all cores), min-max over phases",
+              "; ".join(noise), "0 on a quiet machine")
     for config in dict.fromkeys(p.config for p in phases):
         cp = [p for p in phases if p.config == config]
         bad = [f"{p.endpoint} {p.mode} {p.offered or p.clients:g}: {p.failed}"

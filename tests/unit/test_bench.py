@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from fraud.config import load_ab_config
-from loadtests import bench, bench_services, bench_table
+from loadtests import bench, bench_memory, bench_services, bench_table
 from loadtests.bench_baseline import RawModel
 from loadtests.bench_load import percentile, schedule
 from loadtests.bench_phase import Phase, ServiceRun, Settings, mean_batch, parse_histogram
@@ -102,11 +103,13 @@ def sample_run() -> tuple[list[Phase], RawModel, Settings, list[ServiceRun]]:
     open_ = {"mode": "open", "clients": None}
     phases = [
         _phase(ON, "/predict", "closed", ok=4000, throughput=400.0, server_cpu_ms_per_req=3.0,
-               api_cpu_ms_per_req=2.0, router_cpu_ms_per_req=1.0, rss_peak_mb=1100.0),
+               api_cpu_ms_per_req=2.0, router_cpu_ms_per_req=1.0, rss_peak_mb=1100.0,
+               others_cpu_pct=3.2),
         _phase(ON, "/predict", offered=100.0, ok=1000, p50=8.0, p95=20.0, p99=40.0,
                batch_mean=3.0, **open_),
         _phase(ON, "/predict", offered=200.0, ok=2000, p50=9.0, p95=30.0, p99=77.7, **open_),
-        _phase(ON, "/noop", "closed", ok=4500, throughput=450.0, server_cpu_ms_per_req=1.5),
+        _phase(ON, "/noop", "closed", ok=4500, throughput=450.0, server_cpu_ms_per_req=1.5,
+               others_cpu_pct=41.0),
         _phase(ON, "/noop", offered=100.0, ok=1000, p99=10.0, **open_),
         _phase(ON, "/noop", offered=200.0, ok=2000, p99=12.0, **open_),
         _phase(ON, "/predict_batch", "closed", clients=4, rows_per_request=500, ok=100,
@@ -156,6 +159,8 @@ def test_summary_puts_each_figure_beside_its_baseline_and_target() -> None:
     assert rows["time to ready s (spawn to /readyz 200)"]["measured"] == "batching on 12.3"
     mem = rows["serve tree RSS MB: ready / end / peak in phases, batching on"]
     assert (mem["measured"], mem["baseline"]) == ("1,000 / 1,080 / 1,100", "PSS 700 / 760")
+    noise = rows["others CPU % (the rest of the machine, all cores), min-max over phases"]
+    assert noise["measured"] == "batching on 3-41"
     text = " ".join(f"{r['figure']} {r['baseline']} {r['target']}" for r in rows.values())
     assert "reference" not in text and "32.5" not in text  # nothing not measured in the run
     table = format_table(list(rows.values()), SUMMARY_COLUMNS)
@@ -211,3 +216,10 @@ def test_results_file_round_trips_and_its_table_has_the_figures(
     data["summary"][0]["measured"] = "999.0"  # a hand-edited figure no longer matches
     path.write_text(json.dumps(data))
     assert bench_table.main([str(path), "--check"]) == 1
+
+
+def test_bench_memory_reads_this_process() -> None:
+    rollup, split = bench_memory.smaps_rollup(os.getpid()), bench_memory.heap_split(os.getpid())
+    assert rollup["rss"] > 0 and rollup["anon"] > 0 and rollup["pss"] > 0
+    assert set(split) == {"heap", "anon_maps"} and split["heap"] + split["anon_maps"] > 0
+    assert bench_memory.snapshot(None) == []
