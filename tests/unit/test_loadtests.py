@@ -1,10 +1,10 @@
-"""Load tests and benchmark: held-out samples, pure helpers, and run.py against a stub service."""
+"""Load tests: held-out samples, pure helpers, and run.py against a stub service (the bench:
+test_bench.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -15,9 +15,9 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from fraud.config import load_ab_config, load_training_config
+from fraud.config import load_training_config
 from fraud.schema import ARMS, FEATURE_NAMES, FEATURES_BY_NAME, LABEL, Transaction
-from loadtests import bench, run
+from loadtests import run
 from loadtests.samples import (
     HOLDOUT_SEED,
     FeedbackQueue,
@@ -127,106 +127,6 @@ def test_stickiness_allows_only_a_rollback_move() -> None:
     assert "not sticky" in stickiness_problem(a, b)
 
 
-# -- bench helpers ------------------------------------------------------------------------------
-
-
-def test_schedule_is_fixed_rate() -> None:
-    offsets = bench.schedule(100, 2)
-    assert len(offsets) == 200
-    assert offsets[0] == 0 and np.allclose(np.diff(offsets), 0.01)
-    with pytest.raises(ValueError):
-        bench.schedule(0, 1)
-
-
-def test_percentile_and_ratio() -> None:
-    assert bench.percentile([], 99) is None
-    assert bench.percentile([1, 2, 3, 4], 50) == 2.5
-    assert bench.ratio(10, 4) == 2.5
-    assert bench.ratio(1, 0) is None and bench.ratio(None, 1) is None
-
-
-def test_histogram_diff_gives_mean_batch() -> None:
-    text = """# HELP fraud_router_batch_size Rows per call.
-# TYPE fraud_router_batch_size histogram
-fraud_router_batch_size_bucket{le="1.0"} 3.0
-fraud_router_batch_size_sum 40.0
-fraud_router_batch_size_count 5.0
-fraud_router_batch_size_sum{worker="2"} 10.0
-fraud_router_batch_size_count{worker="2"} 5.0
-fraud_router_batch_size_created 1.7e9
-other_metric_sum 99.0
-"""
-    assert bench.parse_histogram(text, "fraud_router_batch_size") == (50.0, 10.0)
-    assert bench.mean_batch((50.0, 10.0), (250.0, 20.0)) == 20.0
-    assert bench.mean_batch((50.0, 10.0), (50.0, 10.0)) is None  # no calls in between
-    assert bench.mean_batch(None, (1.0, 1.0)) is None
-
-
-def test_parse_loads() -> None:
-    assert bench.parse_loads("50, 100,200") == [50.0, 100.0, 200.0]
-    for bad in ("", "a,b", "0,10", "-5"):
-        with pytest.raises(Exception, match=r"loads|numbers"):
-            bench.parse_loads(bad)
-
-
-def test_process_roles() -> None:
-    worker = ["python", "-m", "_bentoml_impl.worker.service", "service:FraudDetection"]
-    assert bench.role([*worker, "--service-name", "ABRouter"]) == "router"
-    assert bench.role([*worker, "--service-name", "FraudDetection"]) == "api"
-    assert bench.role(["python", "-m", "bentoml", "serve", "service:FraudDetection"]) == "arbiter"
-    assert bench.is_serve(["python", "-m", "bentoml", "serve", "service:FraudDetection"])
-    assert bench.is_serve(["/v/bin/bentoml", "serve", "service:FraudDetection"])
-    assert bench.is_serve([*worker, "--service-name", "ABRouter"])
-    assert not bench.is_serve(["bash", "-c", "bentoml serve service:FraudDetection"])
-    assert not bench.is_serve(["python", "-m", "bentoml", "build"])
-
-
-def test_bench_ab_config_turns_rollbacks_off(tmp_path: Path) -> None:
-    path = bench.bench_ab_config(tmp_path)
-    cfg, shipped = load_ab_config(path), load_ab_config()
-    assert cfg.guardrails.enabled is False
-    assert (cfg.model_a, cfg.model_b, cfg.salt, cfg.challenger_share) == (
-        shipped.model_a, shipped.model_b, shipped.salt, shipped.challenger_share)
-
-
-def _phase(config: str, endpoint: str, mode: str, **kw) -> bench.Phase:
-    fields = {"offered": None, "clients": 50, "rows_per_request": 1, "seconds": 10.0}
-    fields.update(kw)
-    return bench.Phase(config, endpoint, mode, **fields)
-
-
-def test_summary_puts_each_figure_beside_its_baseline_and_target() -> None:
-    s = bench.Settings(loads=[100.0], seconds=10, clients=50, batch_rows=500, batch_clients=4,
-                       warmup=1)
-    on, off = "batching on", "batching off"
-    phases = [
-        _phase(on, "/predict", "closed", ok=4000, throughput=400.0, server_cpu_ms_per_req=3.0),
-        _phase(on, "/predict", "open", offered=100.0, clients=None, ok=1000, p50=8.0, p95=20.0,
-               p99=40.0, batch_mean=3.0),
-        _phase(on, "/noop", "closed", ok=4500, throughput=450.0, server_cpu_ms_per_req=1.5),
-        _phase(on, "/noop", "open", offered=100.0, clients=None, ok=1000, p99=10.0),
-        _phase(on, "/predict_batch", "closed", clients=4, rows_per_request=500, ok=100,
-               throughput=50.0),
-        _phase(off, "/predict", "closed", ok=1000, failed=2, throughput=100.0, batch_mean=1.0),
-    ]
-    raw = bench.RawModel(rows_per_s=50_000.0, rows=500, one_row_ms={"model_a": 4.0,
-                                                                    "model_b": 2.0})
-    rows = {r["figure"]: r for r in bench.summary_rows(phases, raw, s, on, off)}
-    peak = rows["/predict peak req/s (50 clients, closed loop)"]
-    assert (peak["measured"], peak["ratio"]) == ("400.0", "0.89x")
-    assert peak["target"].endswith(" ok")
-    assert rows["our logic vs no-op: extra cost per request (peak)"]["measured"] == "12%"
-    assert rows["/predict p50/p95/p99 ms at 100 req/s offered (open loop)"]["ratio"] == "4.00x"
-    bulk = rows["/predict_batch rows/s (500 rows, 4 clients)"]
-    assert (bulk["measured"], bulk["ratio"]) == ("25,000", "0.50x")
-    assert bulk["target"].endswith("ok")
-    assert rows["failed requests, batching off"]["target"] == "0 MISSED"
-    assert rows["failed requests, batching on"]["target"] == "0 ok"
-    table = bench.format_table(list(rows.values()), bench.SUMMARY_COLUMNS)
-    assert "MISSED" in table and bench.markdown_table(list(rows.values()),
-                                                      bench.SUMMARY_COLUMNS).startswith("| ")
-
-
 # -- run.py -------------------------------------------------------------------------------------
 
 
@@ -258,11 +158,6 @@ def test_run_defaults_and_ledger(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert run.ledger_env(tmp_path) == {"FRAUDSERVE_LEDGER": str(tmp_path / "ledger.sqlite")}
     monkeypatch.setenv("FRAUDSERVE_LEDGER", "/somewhere/ledger.sqlite")
     assert run.ledger_env(tmp_path) == {}
-
-
-def test_bench_does_not_import_locust() -> None:
-    # locust monkey-patches the interpreter with gevent; the bench and pytest must not get it
-    assert "locust" not in sys.modules
 
 
 # -- a real locust run against a stub of the service ---------------------------------------------
