@@ -1,6 +1,6 @@
 """`make bench`: fraudserve's performance, every figure beside a baseline measured in the same run.
 
-    python -m loadtests.bench                 # ~6 min: three services, 15 s phases
+    python -m loadtests.bench                 # ~8 min: four services, 15 s phases
     python -m loadtests.bench --quick         # ~2 min smoke with 4 s phases
     python -m loadtests.bench --out docs/bench/2026-11-27-2core.json   # also commit the results
     python -m loadtests.bench --url http://127.0.0.1:3000   # a running service, as it is
@@ -15,9 +15,11 @@ What runs, against `bentoml serve service:FraudDetection` on a free 127.0.0.1 po
      the answers; latency counted from the scheduled send time: no coordinated omission),
      the same two for /noop (the framework's floor: same validation, no scoring), and
      /predict_batch closed loop (rows/s) (loadtests/bench_load.py);
-  3. the same service with FRAUDSERVE_BATCHING=0 (every /predict row goes to the router's
-     non-batched method): /predict closed and open loop again;
-  4. the same service with FRAUDSERVE_SHADOW=1 (both models score every row; the other's
+  3. the same service with FRAUDSERVE_COALESCE=0 (the design before coalescing: every
+     /predict its own router call): /predict closed and open loop again, against 2;
+  4. the same service with FRAUDSERVE_BATCHING=0 (coalesced batches go to the router's
+     non-batched method: does its adaptive batching still earn its place?): the same;
+  5. the same service with FRAUDSERVE_SHADOW=1 (both models score every row; the other's
      score is stored beside the decision): /predict closed and open loop, against 2.
 Per phase it reads the rows per router call, the CPU the server tree (by role), this client
 and everything else on the machine used, and the tree's peak RSS (loadtests/bench_phase.py);
@@ -125,9 +127,11 @@ def plan(args: argparse.Namespace, guard_env: dict[str, str]
             configs["off"] = "batching off"
             steps.append(("batching off", args.url_off, {}, False))
         return configs, steps
-    configs = {"on": "batching on", "off": "batching off",
+    configs = {"on": "batching on", "before": "coalescing off", "off": "batching off",
                "shadow": None if args.no_shadow else "shadow on"}
     steps = [("batching on", None, {"FRAUDSERVE_BATCHING": "1", **guard_env}, True),
+             ("coalescing off", None, {"FRAUDSERVE_BATCHING": "1", "FRAUDSERVE_COALESCE": "0",
+                                       **guard_env}, False),
              ("batching off", None, {"FRAUDSERVE_BATCHING": "0", **guard_env}, False)]
     if not args.no_shadow:
         steps.append(("shadow on", None, {"FRAUDSERVE_BATCHING": "1", "FRAUDSERVE_SHADOW": "1",
@@ -195,13 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         raw = again
 
     off = configs["off"]
-    if any((p.batch_mean or 1) > 1.01 for p in phases
-           if p.config == off and p.endpoint == "/predict"):
-        notes.append("FRAUDSERVE_BATCHING=0 had no effect (rows per call > 1): this "
-                     "service.py has no batching switch; the 'batching off' rows are "
-                     "batching on again")
     summary = summary_rows(phases, raw, s, configs["on"] or "", off, configs["shadow"],
-                           services)
+                           services, before=configs.get("before"))
     results = Results(settings=s, configs=configs, phases=phases, raw_model=raw,
                       services=services, summary=summary, notes=notes, command=command,
                       git=git_commit(args.service_dir), machine=machine(), started=began)

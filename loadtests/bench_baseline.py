@@ -3,7 +3,9 @@
 Both arms' models come from the BentoML store (`bentoml.sklearn.load_model`); each row is
 scored by its arm's model, as the router does, single-threaded (BLAS and OpenMP limited to one
 thread: the figure is per core, and stays meaningful when other processes hold the other core).
-Also 1-row latency per model.
+Also 1-row latency per model, and the ledger alone: decisions committed per second, in
+bulk-sized requests, to a fresh SQLite ledger (every /predict_batch row is committed before the
+answer, so this too is a ceiling for bulk scoring).
 """
 
 from __future__ import annotations
@@ -23,6 +25,34 @@ class RawModel:
     rows_per_s: float
     rows: int
     one_row_ms: dict[str, float]
+    ledger_rows_per_s: float | None = None  # committed, in requests of `rows` decisions
+
+
+def ledger_baseline(rows: int, seconds: float, users: int = 5_000) -> float | None:
+    """Decisions committed per second to a fresh SQLite ledger, one request of `rows` at a
+    time (each waits for its commit, as a /predict_batch does), users from a pool."""
+    import random
+    import tempfile
+    from pathlib import Path
+
+    from fraud.decisions import new_request_id
+    from fraud.ledger import Decision, Ledger
+
+    rng = random.Random(3)
+    pool = [f"lt_user_{i:05d}" for i in range(users)]
+    with tempfile.TemporaryDirectory() as tmp, Ledger(Path(tmp) / "ledger.sqlite") as ledger:
+        def request() -> list[Decision]:
+            now = time.time()
+            return [Decision(new_request_id(), now, rng.choice(pool),
+                             rng.choice(("model_a", "model_b")), "bench:1", 0.3,
+                             rng.random() < 0.05, 1.0, "batch", 1, 0, 10.0, None, None)
+                    for _ in range(rows)]
+        ledger.record(request()).result()  # warm
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            ledger.record(request()).result()
+            done += rows
+        return done / (time.perf_counter() - start)
 
 
 def raw_model_baseline(body: bytes, seconds: float) -> RawModel | None:
@@ -72,4 +102,5 @@ def raw_model_baseline(body: bytes, seconds: float) -> RawModel | None:
                 model.predict_proba(x[i % len(x): i % len(x) + 1])
                 times.append(time.perf_counter() - t0)
             one_row[arm] = 1000 * float(np.median(times))
-    return RawModel(rows_per_s=rate, rows=len(x), one_row_ms=one_row)
+    return RawModel(rows_per_s=rate, rows=len(x), one_row_ms=one_row,
+                    ledger_rows_per_s=ledger_baseline(len(x), seconds))

@@ -77,7 +77,7 @@ class _Rows:
 
 
 def _peak_rows(t: _Rows, phases: Sequence[Phase], s: Settings, on: str,
-               off: str | None, shadow: str | None) -> None:
+               variants: Sequence[str], shadow: str | None) -> None:
     peak = find(phases, on, "/predict", "closed")
     noop = find(phases, on, "/noop", "closed")
     noop_rps = noop.throughput if noop else None
@@ -92,10 +92,16 @@ def _peak_rows(t: _Rows, phases: Sequence[Phase], s: Settings, on: str,
         t.add(f"server CPU ms per request at peak (API + router), {on}", _cpu(peak),
               f"/noop {_num(noop_cpu, 2)}", r, f"<= {cpu_t}x /noop",
               None if r is None else r <= cpu_t)
-    peak_off = find(phases, off, "/predict", "closed")
-    if peak_off and peak:
-        t.add(f"/predict peak req/s, {off}", _num(peak_off.throughput),
-              f"{on} {_num(peak.throughput)}", ratio(peak_off.throughput, peak.throughput))
+    for variant in variants:
+        v = find(phases, variant, "/predict", "closed")
+        if v and peak:
+            t.add(f"/predict peak req/s, {variant}", _num(v.throughput),
+                  f"{on} {_num(peak.throughput)}", ratio(v.throughput, peak.throughput),
+                  f"vs /noop: {_x(ratio(v.throughput, noop_rps))}")
+            t.add(f"server CPU ms per request at peak, {variant}", _cpu(v),
+                  f"{on} {_num(peak.server_cpu_ms_per_req, 2)}",
+                  ratio(v.server_cpu_ms_per_req, peak.server_cpu_ms_per_req),
+                  f"vs /noop: {_x(ratio(v.server_cpu_ms_per_req, noop_cpu))}")
     h = find(phases, shadow, "/predict", "closed")
     if h and peak:
         vs_noop = ratio(h.throughput, noop_rps)
@@ -111,7 +117,7 @@ def _peak_rows(t: _Rows, phases: Sequence[Phase], s: Settings, on: str,
 
 
 def _latency_rows(t: _Rows, phases: Sequence[Phase], s: Settings, on: str,
-                  off: str | None, shadow: str | None) -> None:
+                  variants: Sequence[str], shadow: str | None) -> None:
     limit = TARGETS["p99_ms"]
 
     def target(p: Phase, load: float) -> tuple[str, bool | None]:
@@ -127,10 +133,11 @@ def _latency_rows(t: _Rows, phases: Sequence[Phase], s: Settings, on: str,
         t.add(f"/predict p50/p95/p99 ms at {load:g} req/s offered (open loop), {on}",
               _latencies(p), f"/noop p99 {_num(n.p99) if n else '-'}",
               ratio(p.p99, n.p99 if n else None), *target(p, load))
-        q = find(phases, off, "/predict", "open", load)
-        if q:
-            t.add(f"/predict p50/p95/p99 ms at {load:g} req/s, {off}", _latencies(q),
-                  f"{on} p99 {_num(p.p99)}", ratio(q.p99, p.p99))
+        for variant in variants:
+            q = find(phases, variant, "/predict", "open", load)
+            if q:
+                t.add(f"/predict p50/p95/p99 ms at {load:g} req/s, {variant}", _latencies(q),
+                      f"{on} p99 {_num(p.p99)}", ratio(q.p99, p.p99))
         h = find(phases, shadow, "/predict", "open", load)
         if h:
             t.add(f"/predict p50/p95/p99 ms at {load:g} req/s, {shadow}", _latencies(h),
@@ -154,11 +161,14 @@ def _service_rows(t: _Rows, phases: Sequence[Phase], services: Sequence[ServiceR
 
 def summary_rows(phases: Sequence[Phase], raw: RawModel | None, s: Settings, on: str,
                  off: str | None, shadow: str | None = None,
-                 services: Sequence[ServiceRun] = ()) -> list[dict[str, str]]:
-    """The one table: figure | measured | baseline (same run) | ratio | target."""
+                 services: Sequence[ServiceRun] = (), before: str | None = None
+                 ) -> list[dict[str, str]]:
+    """The one table: figure | measured | baseline (same run) | ratio | target. `before`
+    and `off` are variants compared with `on` (coalescing off, batching off)."""
     t = _Rows()
-    _peak_rows(t, phases, s, on, off, shadow)
-    _latency_rows(t, phases, s, on, off, shadow)
+    variants = [v for v in (before, off) if v]
+    _peak_rows(t, phases, s, on, variants, shadow)
+    _latency_rows(t, phases, s, on, variants, shadow)
     bulk = find(phases, on, "/predict_batch", "closed")
     if bulk:
         r = ratio(bulk.rows_per_s, raw.rows_per_s if raw else None)
@@ -167,6 +177,11 @@ def summary_rows(phases: Sequence[Phase], raw: RawModel | None, s: Settings, on:
               f"raw predict_proba {_num(raw.rows_per_s, 0) if raw else '-'} (1 core)", r,
               f">= {TARGETS['batch_vs_raw']}x raw", None if r is None
               else r >= TARGETS["batch_vs_raw"])
+    if bulk and raw and raw.ledger_rows_per_s:
+        t.add(f"/predict_batch rows/s vs the ledger alone ({s.batch_rows}-row requests "
+              "committed in process, SQLite)", _num(bulk.rows_per_s, 0),
+              f"ledger {_num(raw.ledger_rows_per_s, 0)}",
+              ratio(bulk.rows_per_s, raw.ledger_rows_per_s))
     if raw:
         t.add("raw predict_proba, 1 row (ms): " + " / ".join(raw.one_row_ms),
               " / ".join(f"{v:.2f}" for v in raw.one_row_ms.values()), "in process")
@@ -174,9 +189,9 @@ def summary_rows(phases: Sequence[Phase], raw: RawModel | None, s: Settings, on:
     if formed:
         t.add(f"rows per router call, /predict {on} (peak; loads)",
               "; ".join(_num(p.batch_mean) for p in formed),
-              f"{off} " + "; ".join(_num(p.batch_mean) for p in phases
-                                    if p.endpoint == "/predict" and p.config == off)
-              if off else "")
+              ", ".join(f"{v} " + "; ".join(_num(p.batch_mean) for p in phases
+                                           if p.endpoint == "/predict" and p.config == v)
+                        for v in variants))
     _service_rows(t, phases, services)
     noise = []
     for config in dict.fromkeys(p.config for p in phases):

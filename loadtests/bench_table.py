@@ -31,7 +31,8 @@ def rebuild(results: Results) -> list[dict[str, str]]:
     """The summary rows, recomputed from the results' measured figures."""
     c = results.configs
     return summary_rows(results.phases, results.raw_model, results.settings, c["on"] or "",
-                        c.get("off"), c.get("shadow"), results.services)
+                        c.get("off"), c.get("shadow"), results.services,
+                        before=c.get("before"))
 
 
 def header(results: Results) -> str:
