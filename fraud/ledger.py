@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from fraud import ledger_sql as sql
-from fraud.ledger_backend import Backend, Conn, open_backend
+from fraud.ledger_backend import Backend, open_backend
 from fraud.ledger_experiments import ExperimentRecord, ExperimentStore
-from fraud.ledger_labels import SOURCES, Decision, LabelOutcome, LabelStore, Source
+from fraud.ledger_labels import Decision, LabelOutcome, LabelStore, Source
 from fraud.ledger_paired import PairedStore, PairedUsers
+from fraud.ledger_rows import Row, insert, to_row
 from fraud.schema import ARMS, Arm
 
 __all__ = [
@@ -65,24 +66,6 @@ class ScoringError:
     user_id: str
 
 
-_Row = tuple[Any, ...]  # in ledger_sql.DECISION_COLUMNS order
-
-
-def _to_row(d: Decision) -> _Row:
-    if d.arm not in ARMS:
-        raise ValueError(f"arm must be one of {ARMS}, got {d.arm!r}")
-    if d.source not in SOURCES:
-        raise ValueError(f"source must be one of {SOURCES}, got {d.source!r}")
-    return (
-        str(d.request_id), float(d.ts), str(d.user_id), d.arm, str(d.model_tag),
-        float(d.probability), 1 if d.is_fraud else 0, float(d.latency_ms), d.source,
-        int(d.experiment_id), int(d.period),
-        None if d.amount is None else float(d.amount),
-        None if d.shadow_probability is None else float(d.shadow_probability),
-        None if d.shadow_is_fraud is None else int(bool(d.shadow_is_fraud)),
-    )
-
-
 class Ledger(LabelStore, ExperimentStore, PairedStore):
     """The ledger on a store (a path or URL, or a Backend); open one per process."""
 
@@ -113,7 +96,7 @@ class Ledger(LabelStore, ExperimentStore, PairedStore):
 
         self.max_pending = max_pending
         # Each record() call is one group: its rows and the future its caller waits on.
-        self._pending: deque[tuple[list[_Row], Future[None]]] = deque()
+        self._pending: deque[tuple[list[Row], Future[None]]] = deque()
         self._pending_rows = 0
         self._pending_errors: deque[ScoringError] = deque()
         self.problem: str | None = None  # why the last write failed; None once one succeeds
@@ -152,7 +135,7 @@ class Ledger(LabelStore, ExperimentStore, PairedStore):
         """`record` for several requests at once (a coalesced batch): queued together, so the
         writer commits them in one transaction, each request stored whole or refused alone
         (DecisionRejected). One future per request, in order."""
-        groups = [[_to_row(d) for d in decisions] for decisions in requests]
+        groups = [[to_row(d) for d in decisions] for decisions in requests]
         futures: list[Future[None]] = [Future() for _ in groups]
         n = sum(len(rows) for rows in groups)
         with self._accept_lock:
@@ -244,7 +227,7 @@ class Ledger(LabelStore, ExperimentStore, PairedStore):
         todo = len(self._pending)
         errors = self._take(self._pending_errors, len(self._pending_errors))
         while True:
-            groups: list[tuple[list[_Row], Future[None]]] = []
+            groups: list[tuple[list[Row], Future[None]]] = []
             n = 0
             while todo and (not groups or n + len(self._pending[0][0]) <= self.max_batch):
                 groups.append(self._pending.popleft())
@@ -275,7 +258,7 @@ class Ledger(LabelStore, ExperimentStore, PairedStore):
                     done.set_result(None)
             errors = []
 
-    def _failed(self, exc: BaseException, groups: list[tuple[list[_Row], Future[None]]],
+    def _failed(self, exc: BaseException, groups: list[tuple[list[Row], Future[None]]],
                 errors: list[ScoringError]) -> None:
         """A failed commit: its callers get the cause (they answer with an error, so their
         decisions are not kept for later); error counts are kept for the next attempt."""
@@ -293,43 +276,15 @@ class Ledger(LabelStore, ExperimentStore, PairedStore):
         # Only the lock holder pops, so `n <= len(queue)` stays true while we pop.
         return [queue.popleft() for _ in range(n)]
 
-    def _write(self, groups: list[list[_Row]],
+    def _write(self, groups: list[list[Row]],
                errors: list[ScoringError]) -> dict[int, BaseException]:
         """One transaction: the groups' decisions and the error counts. Returns the groups the
         store refused for their content (a bad row), which were not written."""
         with self.backend.write(durable=False) as conn:
-            rejected = self._insert(conn, groups) if groups else {}
+            rejected = insert(conn, groups, self.backend.bad_row) if groups else {}
             if errors:
                 counts = Counter((e.experiment_id, e.period, e.arm, e.user_id) for e in errors)
                 conn.executemany(sql.UPSERT_ERRORS, [(*key, n) for key, n in counts.items()])
-        return rejected
-
-    def _insert(self, conn: Conn, groups: list[list[_Row]]) -> dict[int, BaseException]:
-        """Insert decisions (duplicate request_ids ignored; the `decisions_count` trigger adds
-        each new one to its user's aggregates). A row the store refuses for its content fails
-        its own group (request) alone; any other failure fails the transaction."""
-        bad_row = (*self.backend.bad_row, ValueError, UnicodeError)
-        conn.execute("SAVEPOINT batch")
-        try:
-            conn.executemany(sql.INSERT_DECISION, [row for rows in groups for row in rows])
-            conn.execute("RELEASE SAVEPOINT batch")
-            return {}
-        except bad_row as exc:
-            log.warning("ledger: a batch of %d requests failed (%s); writing them one by one",
-                        len(groups), exc)
-            conn.execute("ROLLBACK TO SAVEPOINT batch")
-            conn.execute("RELEASE SAVEPOINT batch")
-        rejected: dict[int, BaseException] = {}
-        for i, rows in enumerate(groups):
-            conn.execute("SAVEPOINT one")
-            try:
-                conn.executemany(sql.INSERT_DECISION, rows)
-            except bad_row as exc:
-                conn.execute("ROLLBACK TO SAVEPOINT one")
-                rejected[i] = exc
-                log.error("ledger: refusing a request's decisions %r: %s",
-                          [r[0] for r in rows][:5], exc)
-            conn.execute("RELEASE SAVEPOINT one")
         return rejected
 
 

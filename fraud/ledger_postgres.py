@@ -116,14 +116,15 @@ class PostgresBackend:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
             for statement in _statements((sql.TABLES + sql.MOMENTS_TABLE).format(**dialect)):
                 conn.execute(statement)
-            for name, table, event, body in sql.TRIGGERS:
+            for name, decl in sql.ADDED_COLUMNS:
+                conn.execute(f"ALTER TABLE decisions ADD COLUMN IF NOT EXISTS {name} "
+                             + decl.format(**dialect))
+            for name, table, event, condition, body in sql.TRIGGERS:
+                when = f" WHEN ({condition})" if condition else ""
                 conn.execute(f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger"
                              f" LANGUAGE plpgsql AS $$ BEGIN {body} RETURN NULL; END $$")
                 conn.execute(f"CREATE OR REPLACE TRIGGER {name} AFTER {event} ON {table}"
-                             f" FOR EACH ROW EXECUTE FUNCTION {name}()")
-            for name, decl in sql.SHADOW_COLUMNS:
-                conn.execute(f"ALTER TABLE decisions ADD COLUMN IF NOT EXISTS {name} "
-                             + decl.format(**dialect))
+                             f" FOR EACH ROW{when} EXECUTE FUNCTION {name}()")
             for statement in _statements(sql.INDEXES):
                 conn.execute(statement)
 

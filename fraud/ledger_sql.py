@@ -117,9 +117,11 @@ MIGRATIONS = {
                   ("matured", "INTEGER NOT NULL DEFAULT 0"),
                   ("amount", "{real}"),
                   ("shadow_probability", "{real}"),
-                  ("shadow_is_fraud", "INTEGER")),
+                  ("shadow_is_fraud", "INTEGER"),
+                  ("counted", "INTEGER NOT NULL DEFAULT 0")),
 }
-SHADOW_COLUMNS = MIGRATIONS["decisions"][3:]
+# What PostgreSQL ledgers of earlier releases lack (every PostgreSQL ledger had the first three).
+ADDED_COLUMNS = MIGRATIONS["decisions"][3:]
 # The first release counted per arm (arm_stats, error_counts) with a trigger of this name;
 # per-user aggregates replace them. Its decisions stay readable as experiment 0 but have no
 # per-user aggregates (they were counted per decision).
@@ -136,6 +138,20 @@ DECISION_COLUMNS = (
 INSERT_DECISION = (
     f"INSERT INTO decisions ({DECISION_COLUMNS}) VALUES ({', '.join('?' * 14)})"
     " ON CONFLICT DO NOTHING"
+)
+# The writer's fast path: decisions marked `counted` (the `decisions_count` trigger skips
+# them), their users' aggregates added in one upsert per user (ADD_DECISIONS). A writer of an
+# earlier release inserts without the mark and its trigger counts them: both can share a store.
+INSERT_COUNTED = (
+    f"INSERT INTO decisions ({DECISION_COLUMNS}, counted) VALUES ({', '.join('?' * 15)})"
+    " ON CONFLICT DO NOTHING"
+)
+ADD_DECISIONS = (
+    "INSERT INTO user_stats (experiment_id, period, arm, user_id, decisions, flagged)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (experiment_id, period, arm, user_id) DO UPDATE SET"
+    " decisions = user_stats.decisions + excluded.decisions,"
+    " flagged = user_stats.flagged + excluded.flagged"
 )
 UPSERT_ERRORS = (
     "INSERT INTO user_stats (experiment_id, period, arm, user_id, errors) VALUES (?, ?, ?, ?, ?)"
@@ -201,12 +217,13 @@ ON_USER_CHANGED = f"""
     WHERE experiment_id = NEW.experiment_id AND period = NEW.period AND arm = NEW.arm;
 """
 
-# (name, table, event, body): each backend creates them in its own syntax.
-TRIGGERS: tuple[tuple[str, str, str, str], ...] = (
-    ("decisions_count", "decisions", "INSERT", ON_DECISION),
-    ("labels_to_user_stats", "labels", "INSERT", ON_LABEL),
-    ("user_stats_added", "user_stats", "INSERT", ON_USER_ADDED),
-    ("user_stats_changed", "user_stats", "UPDATE", ON_USER_CHANGED),
+# (name, table, event, condition, body): each backend creates them in its own syntax, after
+# the migrations (a condition may name a migrated column), replacing an older definition.
+TRIGGERS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("decisions_count", "decisions", "INSERT", "NEW.counted = 0", ON_DECISION),
+    ("labels_to_user_stats", "labels", "INSERT", "", ON_LABEL),
+    ("user_stats_added", "user_stats", "INSERT", "", ON_USER_ADDED),
+    ("user_stats_changed", "user_stats", "UPDATE", "", ON_USER_CHANGED),
 )
 
 AGGREGATES = f"SELECT period, arm, {_NAMES} FROM arm_moments WHERE experiment_id = ?"

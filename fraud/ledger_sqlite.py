@@ -110,15 +110,20 @@ class SQLiteBackend:
                        "norowid": " WITHOUT ROWID"}
             for statement in _split_sql((sql.TABLES + sql.MOMENTS_TABLE).format(**dialect)):
                 conn.execute(statement)
-            for name, table, event, body in sql.TRIGGERS:
-                conn.execute(f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON {table}"
-                             f" BEGIN {body} END")
             for table, columns in sql.MIGRATIONS.items():
                 have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
                 for name, decl in columns:
                     if name not in have:
                         conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} "
                                      + decl.format(**dialect))
+            for name, table, event, condition, body in sql.TRIGGERS:
+                when = f" WHEN {condition}" if condition else ""
+                create = f"CREATE TRIGGER {name} AFTER {event} ON {table}{when} BEGIN {body} END"
+                found = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' "
+                                     "AND name = ?", (name,)).fetchone()
+                if found is None or found[0] != create:  # new, or an older definition
+                    conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+                    conn.execute(create)
             for statement in _split_sql(sql.INDEXES):
                 conn.execute(statement)
 
