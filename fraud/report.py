@@ -237,7 +237,7 @@ def render(ab_stats_body: dict[str, Any], looks: Sequence[dict[str, Any]] = (),
            drift: dict[str, Any] | None = None) -> str:
     """The whole page: one /ab-stats body, the experiment's looks (any order; ledger
     `looks(experiment_id)`) and the drift report ({arm: ArmDrift dict} or the /drift body;
-    None: no model carries a drift reference)."""
+    None: no model carries a drift reference; {"error": why}: it could not be had)."""
     b = ab_stats_body
     s: Series = series(list(looks))
     exp_id = esc(_get(b, "experiment", "id") or "?")

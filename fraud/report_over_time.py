@@ -109,11 +109,15 @@ def events_list(s: Series) -> str:
 
 
 def drift_section(drift: dict[str, Any] | None) -> str:
-    """PSI per feature per arm against the threshold (GET /drift's arms)."""
+    """PSI per feature per arm against the threshold (GET /drift's arms, or its body; a
+    mapping with only "error": why there is no report)."""
+    head = "<section><h2>Drift per feature</h2>"
+    if isinstance(drift, dict) and set(drift) == {"error"}:
+        return (head + f"<p class=\"muted\">No drift report: {esc(drift['error'])}</p>"
+                "</section>")
     arms = drift.get("arms", drift) if isinstance(drift, dict) else None
     arms = {str(k): v for k, v in arms.items() if isinstance(v, dict)} \
         if isinstance(arms, dict) else None
-    head = "<section><h2>Drift per feature</h2>"
     if not arms:
         return (head + "<p class=\"muted\">No drift report: no served model carries a drift "
                 "reference (retrain with `make train`).</p></section>")

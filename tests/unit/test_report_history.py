@@ -160,3 +160,5 @@ def test_render_without_history_or_drift_says_so(body: dict[str, Any], tmp_path:
             f.update(psi=None, drift=None)
     page = render(body, [], not_ready)
     assert "no verdict yet" in page and 'class="chart drift"' in page
+    page = render(body, [], {"error": EVIL})
+    assert "No drift report: &lt;script&gt;" in page and EVIL not in page
