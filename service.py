@@ -52,6 +52,7 @@ from fraud.models import ArmModel, ModelMismatch, ModelsMissing, resolve_arms
 from fraud.openapi import OpenAPIMiddleware, patch_openapi
 from fraud.ratelimit import RateLimiter, RateSettings
 from fraud.report import render
+from fraud.report_history import look_of, marks_of
 from fraud.routing import score_by_arm, score_pair
 from fraud.runtime import batching_enabled, coalescing_enabled, ledger_store
 from fraud.schema import (
@@ -325,16 +326,28 @@ class FraudDetection:
                     last_check = time.monotonic()
                     report, _ = self.experiment.enforce_guardrails()
                     self.metrics.publish(report)
+                    self._save_look(report)
                     self._prune()
             except Exception:  # keep watching; the next round retries
                 log.exception("experiment watch failed")
 
+    def _save_look(self, report: dict[str, Any]) -> None:
+        """The report page's history: this check's look, unless another worker or replica
+        stored one within half a check interval (fraud/ledger_history.py)."""
+        look = look_of(report)
+        self.ledger.save_look(self.experiment.id, look, marks=marks_of(look),
+                              min_gap_s=AB.guardrails.check_interval_s / 2,
+                              max_looks=AB.report.max_looks)
+
     def _prune(self) -> None:
-        """Retention: delete decisions past the horizon, a few small batches per check."""
+        """Retention: delete decisions (and the report's looks) past the horizon, a few small
+        batches per check."""
         keep = AB.retention
         if keep.decisions_days is not None:
-            self.ledger.prune(time.time() - keep.decisions_days * 86_400,
-                              batch=keep.batch_rows, max_batches=keep.max_batches_per_check)
+            horizon = time.time() - keep.decisions_days * 86_400
+            self.ledger.prune(horizon, batch=keep.batch_rows,
+                              max_batches=keep.max_batches_per_check)
+            self.ledger.prune_looks(horizon)
 
     def __is_ready__(self) -> bool:
         return self.not_ready is None and self.ledger.problem is None
@@ -470,12 +483,23 @@ class FraudDetection:
 
     @app.get("/report", tags=["operations"], response_class=HTMLResponse,
              summary="The current experiment as one HTML page with charts")
-    def report(self, request: Request) -> Any:
+    async def report(self, request: Request) -> Any:
         try:
-            body, _, _ = self.experiment.report()
+            body, looks = await asyncio.to_thread(self._report_data)
         except (LedgerUnavailable, *self.ledger.errors) as exc:
             return self._ledger_down(exc)
-        return HTMLResponse(render(ab_stats_view(body, admin="admin" in scopes_of(request))))
+        drift: dict[str, Any] | None
+        try:
+            drift = await self.router.to_async.drift_report() or None
+        except Exception as exc:  # the page still shows the experiment
+            log.exception("report: the drift report failed")
+            drift = {"error": f"the router did not answer ({type(exc).__name__})"}
+        return HTMLResponse(render(ab_stats_view(body, admin="admin" in scopes_of(request)),
+                                   looks, drift))
+
+    def _report_data(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        body, _, _ = self.experiment.report()
+        return body, self.ledger.looks(self.experiment.id)
 
     @app.get("/experiments", tags=["operations"], summary="Every experiment, newest first, "
              "with its final statistics and verdict")

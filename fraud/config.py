@@ -238,6 +238,17 @@ class CoalesceConfig(_Strict):
                              "503 (overloaded)")
 
 
+class ReportConfig(_Strict):
+    """configs/ab.yaml `report:`: GET /report's history (fraud/ledger_history.py).
+
+    One look per experiment is stored per half guardrail check interval (whatever the number
+    of workers and replicas); past `max_looks` the oldest half is thinned, keeping every look
+    where the rollback state, verdict or breaches changed. Looks older than
+    retention.decisions_days are deleted with the decisions."""
+
+    max_looks: int = Field(2000, ge=10, le=100_000, description="looks kept per experiment")
+
+
 class ABConfig(_Strict):
     """configs/ab.yaml: the arms, the split and the experiment's safety settings."""
 
@@ -257,6 +268,7 @@ class ABConfig(_Strict):
     cors: CorsConfig = CorsConfig()
     drift: DriftConfig = DriftConfig()
     explain: ExplainConfig = ExplainConfig()
+    report: ReportConfig = ReportConfig()
 
     @model_validator(mode="after")
     def _retention_outlives_maturity(self) -> ABConfig:

@@ -6,7 +6,8 @@ futures, so a caller answers only once its decisions are stored. Every process o
 Ledger on the shared store (fraud/ledger_backend.py: a SQLite file or PostgreSQL). The
 per-user aggregates /ab-stats reads are kept by triggers in the writing transactions
 (fraud/ledger_sql.py), so they are exact across workers and replicas; labels
-(fraud/ledger_labels.py) and experiments (fraud/ledger_experiments.py) are mixins. No BentoML
+(fraud/ledger_labels.py), experiments (fraud/ledger_experiments.py), shadow pairs
+(fraud/ledger_paired.py) and the report's looks (fraud/ledger_history.py) are mixins. No BentoML
 dependency: the service imports this, not the other way round.
 """
 
@@ -27,6 +28,7 @@ from typing import Any
 from fraud import ledger_sql as sql
 from fraud.ledger_backend import Backend, open_backend
 from fraud.ledger_experiments import ExperimentRecord, ExperimentStore
+from fraud.ledger_history import HistoryStore
 from fraud.ledger_labels import Decision, LabelOutcome, LabelStore, Source
 from fraud.ledger_paired import PairedStore, PairedUsers
 from fraud.ledger_rows import Row, insert, to_row
@@ -66,7 +68,7 @@ class ScoringError:
     user_id: str
 
 
-class Ledger(LabelStore, ExperimentStore, PairedStore):
+class Ledger(LabelStore, ExperimentStore, PairedStore, HistoryStore):
     """The ledger on a store (a path or URL, or a Backend); open one per process."""
 
     def __init__(

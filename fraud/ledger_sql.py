@@ -70,6 +70,18 @@ CREATE TABLE IF NOT EXISTS state (
     value      TEXT NOT NULL,
     updated_at {real} NOT NULL
 );
+
+-- The report page's history (fraud/ledger_history.py): one compact JSON `body` per look of an
+-- experiment (fraud/report_history.py); `marks` is the look's rollback/verdict/breach state,
+-- so thinning keeps every look where it changed. Created by IF NOT EXISTS: an older ledger
+-- gains it (empty) when a new release opens it.
+CREATE TABLE IF NOT EXISTS looks (
+    id            {id},
+    experiment_id {int}  NOT NULL,
+    ts            {real} NOT NULL,
+    marks         TEXT   NOT NULL,
+    body          TEXT   NOT NULL
+);
 """
 
 # Trigger bodies, the same SQL in both dialects (each backend wraps them in its own syntax).
@@ -105,6 +117,7 @@ INDEXES = """
 CREATE INDEX IF NOT EXISTS decisions_latency
     ON decisions (experiment_id, period, arm, source, ts, latency_ms);
 CREATE INDEX IF NOT EXISTS decisions_unmatured ON decisions (ts) WHERE matured = 0;
+CREATE INDEX IF NOT EXISTS looks_by_time ON looks (experiment_id, ts);
 """
 
 # Columns an older ledger lacks (its rows belong to the legacy experiment 0).
@@ -266,3 +279,33 @@ HEARTBEAT = (
     "INSERT INTO state (key, value, updated_at) VALUES (?, '{}', ?)"
     " ON CONFLICT (key) DO UPDATE SET updated_at = excluded.updated_at"
 )
+
+# Looks (fraud/ledger_history.py). A look is inserted only if the experiment's newest look is
+# older than the given cutoff: one statement in a serialised write transaction.
+INSERT_LOOK = """
+INSERT INTO looks (experiment_id, ts, marks, body)
+SELECT ?, ?, ?, ?
+WHERE NOT EXISTS (SELECT 1 FROM looks WHERE experiment_id = ? AND ts > ?)
+"""
+COUNT_LOOKS = "SELECT COUNT(*) FROM looks WHERE experiment_id = ?"
+# Thinning: every second look among the oldest `?` (by time), except a look whose marks differ
+# from the look before it (a rollback, a resume, a verdict or breach change stays on the page).
+# No `%` (the PostgreSQL backend's placeholder): `(rn / 2) * 2 = rn` is "rn is even".
+THIN_LOOKS = """
+DELETE FROM looks WHERE id IN (
+  SELECT id FROM (
+    SELECT id, marks, ROW_NUMBER() OVER (ORDER BY ts, id) AS rn,
+           LAG(marks) OVER (ORDER BY ts, id) AS prev_marks
+    FROM looks WHERE experiment_id = ?) AS r
+  WHERE (rn / 2) * 2 = rn AND rn <= ? AND marks = prev_marks)
+"""
+# The hard bound when thinning could not get below it: the oldest beyond `?` go.
+TRIM_LOOKS = """
+DELETE FROM looks WHERE id IN (
+  SELECT id FROM (
+    SELECT id, ROW_NUMBER() OVER (ORDER BY ts DESC, id DESC) AS rn
+    FROM looks WHERE experiment_id = ?) AS r
+  WHERE rn > ?)
+"""
+SELECT_LOOKS = "SELECT ts, body FROM looks WHERE experiment_id = ? ORDER BY ts, id"
+PRUNE_LOOKS = "DELETE FROM looks WHERE ts < ?"

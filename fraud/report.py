@@ -1,15 +1,21 @@
 """The experiment as one self-contained HTML page (`GET /report`), from the /ab-stats body.
 
-`render` is a pure function of that body: no I/O, no clock, no JavaScript, no external CSS or
-fonts; the charts are SVG drawn here (fraud/report_svg.py). Every string from the body is
-HTML-escaped, and a missing block or value (an early experiment, a rollback, no shadow mode)
-shows as "no data yet" or an em dash rather than failing.
+`render` is a pure function of that body, the experiment's stored looks (its history:
+fraud/report_history.py, fraud/ledger_history.py) and the /drift report: no I/O, no clock,
+no JavaScript, no external CSS or fonts; the charts are SVG drawn here (fraud/report_svg.py,
+and over time fraud/report_charts.py via fraud/report_over_time.py). Every string is
+HTML-escaped, and a missing block or value (an early experiment, no look yet, a rollback, no
+shadow mode, no drift reference) shows as "no data yet" or an em dash rather than failing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from fraud import report_over_time as hist
+from fraud.report_charts import CHART_CSS
+from fraud.report_history import Series, series
 from fraud.report_svg import Row, bar_chart, esc, finite, interval_chart, num, pct, span
 
 ARMS = (("model_a", "champion"), ("model_b", "challenger"))
@@ -22,7 +28,8 @@ VERDICT_TEXT = {"collecting": "collecting data", "no_difference": "no difference
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;
 background:#f5f6f8}main{max-width:840px;margin:0 auto;padding:16px 20px 40px}
-h1{font-size:22px;margin:8px 0 4px}h2{font-size:17px;margin:0 0 6px}
+h1{font-size:22px;margin:8px 0 4px}h2{font-size:17px;margin:0 0 6px}h3{font-size:15px;
+margin:12px 0 4px}
 section{background:#fff;border:1px solid #dde1e8;border-radius:6px;padding:12px 16px;
 margin:14px 0}.muted{color:#5b6577}.badge{display:inline-block;padding:2px 8px;
 border-radius:10px;margin:2px 6px 2px 0;background:#e7eaf0;font-weight:600}
@@ -85,7 +92,7 @@ def header(body: dict[str, Any]) -> str:
             "</p>")
 
 
-def volume(body: dict[str, Any]) -> str:
+def volume(body: dict[str, Any], extra: str = "") -> str:
     rows = []
     for arm, role in ARMS:
         a = body.get(arm) or {}
@@ -105,10 +112,11 @@ def volume(body: dict[str, Any]) -> str:
                       f"{a.get('errors', 0)} errors, latency p50/p95 "
                       f"{num(a.get('latency_p50_ms'), 1)}/{num(a.get('latency_p95_ms'), 1)} ms"
                       + (f", threshold {num(a['threshold'])}" if "threshold" in a else "")))
-    return ("<section><h2>Volume and flag rate</h2>" + chart + _pairs(facts) + "</section>")
+    return ("<section><h2>Volume and flag rate</h2>" + chart + _pairs(facts) + extra
+            + "</section>")
 
 
-def arm_metrics(body: dict[str, Any]) -> str:
+def arm_metrics(body: dict[str, Any], extra: str = "") -> str:
     rows = []
     for key, name in ARM_METRICS:
         for arm, _ in ARMS:
@@ -118,10 +126,10 @@ def arm_metrics(body: dict[str, Any]) -> str:
     return ("<section><h2>Labelled metrics by arm</h2><p class=\"muted\">Per-user ratio "
             "metrics; bars are confidence intervals (delta method, users as the unit).</p>"
             + interval_chart("Metrics by arm with intervals", rows, 0.0, 1.0, fmt="pct")
-            + "</section>")
+            + extra + "</section>")
 
 
-def primary(body: dict[str, Any]) -> str:
+def primary(body: dict[str, Any], extra: str = "") -> str:
     p = body.get("primary") or {}
     margin = finite(p.get("equivalence_margin")) or 0.0
     this = p.get("this_look") or {}
@@ -144,7 +152,8 @@ def primary(body: dict[str, Any]) -> str:
                         f"{p.get('min_labelled_per_arm', '-')} per arm)"),
              ("equivalence margin", f"\u00b1{num(margin)} (shaded)")]
     return ("<section><h2>Primary test</h2>" + _verdict_badge(p.get("verdict")) + chart
-            + _pairs(facts) + f"<p class=\"muted\">{esc(p.get('method', ''))}</p></section>")
+            + _pairs(facts) + f"<p class=\"muted\">{esc(p.get('method', ''))}</p>" + extra
+            + "</section>")
 
 
 def sample_ratio(body: dict[str, Any]) -> str:
@@ -165,7 +174,7 @@ def sample_ratio(body: dict[str, Any]) -> str:
                       ("unit", srm.get("unit", "users"))]) + "</section>")
 
 
-def rollback(body: dict[str, Any]) -> str:
+def rollback(body: dict[str, Any], extra: str = "") -> str:
     exp = body.get("experiment") or {}
     breaches = exp.get("guardrail_breaches") or []
     items = "".join(f"<li>{esc(b)}</li>" for b in breaches) or "<li>none now</li>"
@@ -175,10 +184,10 @@ def rollback(body: dict[str, Any]) -> str:
                   ("reason", exp.get("rollback_reason") or "?")]
     facts.append(("forced resume", "yes" if exp.get("worse_overridden") else "no"))
     return ("<section><h2>Rollback and guardrails</h2>" + _pairs(facts)
-            + f"<p>Guardrails breached now:</p><ul>{items}</ul></section>")
+            + f"<p>Guardrails breached now:</p><ul>{items}</ul>" + extra + "</section>")
 
 
-def paired_block(body: dict[str, Any]) -> str:
+def paired_block(body: dict[str, Any], extra: str = "") -> str:
     pb = body.get("paired")
     if not isinstance(pb, dict):
         return ""
@@ -220,18 +229,25 @@ def paired_block(body: dict[str, Any]) -> str:
             + interval_chart("Paired differences, B minus A", diffs, lo, hi, zero=0.0)
             + "<p class=\"muted\">Expected loss per 1,000 labelled transactions</p>"
             + interval_chart("Expected loss per 1,000", loss, 0.0, top * 1.1)
-            + _pairs(facts) + f"<p class=\"muted\">{esc(pb.get('method', ''))}</p></section>")
+            + _pairs(facts) + f"<p class=\"muted\">{esc(pb.get('method', ''))}</p>" + extra
+            + "</section>")
 
 
-def render(ab_stats_body: dict[str, Any]) -> str:
-    """The whole page for one /ab-stats body."""
+def render(ab_stats_body: dict[str, Any], looks: Sequence[dict[str, Any]] = (),
+           drift: dict[str, Any] | None = None) -> str:
+    """The whole page: one /ab-stats body, the experiment's looks (any order; ledger
+    `looks(experiment_id)`) and the drift report ({arm: ArmDrift dict} or the /drift body;
+    None: no model carries a drift reference; {"error": why}: it could not be had)."""
     b = ab_stats_body
+    s: Series = series(list(looks))
     exp_id = esc(_get(b, "experiment", "id") or "?")
-    parts = [header(b), volume(b), arm_metrics(b), primary(b), sample_ratio(b), rollback(b),
-             paired_block(b)]
+    parts = [header(b), volume(b, hist.volume_history(s)),
+             arm_metrics(b, hist.metrics_history(s)), primary(b, hist.primary_history(s)),
+             sample_ratio(b), rollback(b, hist.events_list(s)),
+             paired_block(b, hist.paired_history(s)), hist.drift_section(drift)]
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<link rel=\"icon\" href=\"data:,\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>fraudserve experiment {exp_id}</title><style>{CSS}</style></head>"
+            f"<title>fraudserve experiment {exp_id}</title><style>{CSS}{CHART_CSS}</style></head>"
             "<body><main>" + "".join(parts) + "<p class=\"muted\">The same numbers as JSON: "
             "<a href=\"/ab-stats\">/ab-stats</a>.</p></main></body></html>")

@@ -46,7 +46,9 @@ def dec(rid: str) -> Decision:
 def fill(disk: Path) -> Path:
     """Take every free byte of the filesystem."""
     filler = disk / "filler"
-    with open(filler, "wb") as f:
+    # Unbuffered: a buffered file keeps what did not fit and fails again at close, when the
+    # free space is not a multiple of the chunk (it depends on the schema's size).
+    with open(filler, "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
