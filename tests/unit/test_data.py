@@ -36,6 +36,20 @@ def test_classes_overlap():
     assert (df["scenario"] == "stealth").sum() > 0
 
 
+def test_every_risk_factor_at_once_is_mostly_fraud():
+    # Fraud signals co-occur; a legit look-alike carries one scenario's signal only. So rows
+    # with all six risk factors (the reference's suspicious example lives here) are fraud but
+    # for label noise; with the old generator this corner was empty and models extrapolated.
+    df = generate(GeneratorConfig(n_rows=400_000), 9)
+    extreme = df[(df["merchant_risk"] >= 0.7) & (df["card_age_days"] <= 30)
+                 & (df["distance_km"] >= 300) & (df["num_recent_txns"] >= 8)
+                 & (df["is_international"] == 1) & ((df["hour"] >= 22) | (df["hour"] < 6))]
+    assert len(extreme) >= 50
+    assert extreme[LABEL].mean() >= 0.95
+    lookalikes = df[df["scenario"].str.startswith("lookalike_")]
+    assert len(lookalikes) > 0 and not lookalikes.index.isin(extreme.index).any()
+
+
 def test_shift_moves_the_distributions():
     base = generate(CFG, 5)
     moved = generate(CFG.model_copy(update={"shift": 1.0}), 5)
