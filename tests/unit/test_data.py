@@ -4,11 +4,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraud.config import DataConfig, GeneratorConfig
+from fraud.config import DataConfig, GeneratorConfig, load_training_config
 from fraud.schema import FEATURE_NAMES, FEATURES_BY_NAME, LABEL
 from training.data import DataError, frame_hash, generate, load_csv, row_hashes, split
 
 CFG = GeneratorConfig(n_rows=20_000)
+
+
+def test_the_shipped_config_trains_on_the_code_defaults():
+    # One source of truth: GeneratorConfig's (and DataConfig's) defaults are the training data;
+    # the unit tests, drift reference and docs that use them see what the models were trained on.
+    assert load_training_config().data == DataConfig()
+    assert load_training_config().data.generator == GeneratorConfig()
 
 
 def test_generator_is_deterministic_per_seed():
