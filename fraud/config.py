@@ -21,15 +21,21 @@ class _Strict(BaseModel):
 
 
 class GeneratorConfig(_Strict):
-    """Knobs of the built-in transaction generator."""
+    """Knobs of the built-in transaction generator.
+
+    These defaults are the training data: configs/training.yaml does not repeat them, and
+    tests/unit/test_data.py fails if the shipped config's data section drifts from them.
+    """
 
     n_rows: int = Field(120_000, ge=100)
+    # Share of fraud before label noise.
     fraud_rate: float = Field(0.02, gt=0, lt=0.5)
     # Share of fraud that looks like ordinary traffic (no scenario): keeps AUC below 1.
-    stealth_share: float = Field(0.12, ge=0, le=1)
-    # Share of legit traffic that looks like a fraud scenario (travellers, night owls...).
-    lookalike_share: float = Field(0.04, ge=0, le=1)
-    label_noise: float = Field(0.002, ge=0, le=0.2)
+    stealth_share: float = Field(0.05, ge=0, le=1)
+    # Share of legit traffic that looks like one fraud scenario (travellers, night owls...).
+    lookalike_share: float = Field(0.0015, ge=0, le=1)
+    # Share of labels flipped.
+    label_noise: float = Field(0.0005, ge=0, le=0.2)
     # Drift: 0 is the training distribution; 1 is a strong shift of every feature.
     shift: float = Field(0.0, ge=0, le=5)
 

@@ -35,21 +35,51 @@ def _legit(rng: np.random.Generator, n: int, shift: float) -> dict[str, np.ndarr
     }
 
 
-def _scenario(rng: np.random.Generator, name: str, n: int, shift: float) -> dict[str, np.ndarray]:
-    """Fraud (or its legit lookalike) of one scenario; features interact within a scenario."""
-    base = _legit(rng, n, shift)
+# Night for fraud purposes: late evening through early morning.
+NIGHT_HOURS = np.array([22, 23, 0, 1, 2, 3, 4, 5], dtype=float)
+# Chance that a fraud row of one scenario also carries each other scenario's signal (a stolen
+# card is often new, used far away, at night, at a risky merchant, in a burst: fraud signals
+# co-occur). Legit look-alikes carry exactly one scenario's signal (a traveller is far away on
+# an old card; a night owl at a risky merchant has an ordinary pace), so a transaction with
+# every risk factor at once is almost always fraud.
+CO_OCCURRENCE = 0.35
+
+
+def _signal(rng: np.random.Generator, name: str, n: int) -> dict[str, np.ndarray]:
+    """The features one fraud scenario moves, amount included."""
     if name == "new_card_burst":
-        base["card_age_days"] = rng.gamma(1.2, 25.0, n)
-        base["num_recent_txns"] = rng.poisson(7.0, n).astype(float)
-        base["amount"] = rng.lognormal(4.6, 0.9, n)
-    elif name == "risky_merchant_night":
-        base["merchant_risk"] = rng.beta(6.0, 2.0, n)
-        base["hour"] = rng.integers(0, 6, n).astype(float)
-        base["amount"] = rng.lognormal(4.9, 1.0, n)
-    elif name == "foreign_far":
-        base["is_international"] = (rng.random(n) < 0.85).astype(float)
-        base["distance_km"] = rng.lognormal(6.3, 0.9, n)
-        base["amount"] = rng.lognormal(4.4, 1.1, n)
+        return {"card_age_days": rng.gamma(1.2, 25.0, n),
+                "num_recent_txns": rng.poisson(7.0, n).astype(float),
+                "amount": rng.lognormal(4.6, 0.9, n)}
+    if name == "risky_merchant_night":
+        return {"merchant_risk": rng.beta(6.0, 2.0, n),
+                "hour": rng.choice(NIGHT_HOURS, n),
+                "amount": rng.lognormal(4.9, 1.0, n)}
+    if name == "foreign_far":
+        return {"is_international": (rng.random(n) < 0.85).astype(float),
+                "distance_km": rng.lognormal(6.3, 0.9, n),
+                "amount": rng.lognormal(4.4, 1.1, n)}
+    return {}
+
+
+def _scenario(rng: np.random.Generator, name: str, n: int, shift: float,
+              co_occurrence: float = 0.0) -> dict[str, np.ndarray]:
+    """Fraud (or its legit look-alike) of one scenario; features interact within a scenario.
+
+    With `co_occurrence` > 0 (fraud), each row also takes each other scenario's signal, except
+    its amount, with that probability.
+    """
+    base = _legit(rng, n, shift)
+    base.update(_signal(rng, name, n))
+    if co_occurrence > 0 and name in SCENARIOS[1:]:
+        for other in SCENARIOS[1:]:
+            if other == name:
+                continue
+            extra = _signal(rng, other, n)
+            take = rng.random(n) < co_occurrence
+            for key, values in extra.items():
+                if key != "amount":
+                    base[key] = np.where(take, values, base[key])
     return base
 
 
@@ -77,7 +107,7 @@ def generate(cfg: GeneratorConfig, seed: int) -> pd.DataFrame:
     kinds = rng.choice(SCENARIOS, size=n_fraud, p=weights / weights.sum())
     for name in SCENARIOS:
         k = int((kinds == name).sum())
-        frame = pd.DataFrame(_scenario(rng, name, k, cfg.shift))
+        frame = pd.DataFrame(_scenario(rng, name, k, cfg.shift, CO_OCCURRENCE))
         frame["scenario"] = name
         frame[LABEL] = 1
         parts.append(frame)

@@ -4,11 +4,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraud.config import DataConfig, GeneratorConfig
+from fraud.config import DataConfig, GeneratorConfig, load_training_config
 from fraud.schema import FEATURE_NAMES, FEATURES_BY_NAME, LABEL
 from training.data import DataError, frame_hash, generate, load_csv, row_hashes, split
 
 CFG = GeneratorConfig(n_rows=20_000)
+
+
+def test_the_shipped_config_trains_on_the_code_defaults():
+    # One source of truth: GeneratorConfig's (and DataConfig's) defaults are the training data;
+    # the unit tests, drift reference and docs that use them see what the models were trained on.
+    assert load_training_config().data == DataConfig()
+    assert load_training_config().data.generator == GeneratorConfig()
 
 
 def test_generator_is_deterministic_per_seed():
@@ -34,6 +41,20 @@ def test_classes_overlap():
     for name in ("amount", "merchant_risk", "card_age_days", "distance_km"):
         assert fraud[name].min() < legit[name].median() < fraud[name].max()
     assert (df["scenario"] == "stealth").sum() > 0
+
+
+def test_every_risk_factor_at_once_is_mostly_fraud():
+    # Fraud signals co-occur; a legit look-alike carries one scenario's signal only. So rows
+    # with all six risk factors (the reference's suspicious example lives here) are fraud but
+    # for label noise; with the old generator this corner was empty and models extrapolated.
+    df = generate(GeneratorConfig(n_rows=400_000), 9)
+    extreme = df[(df["merchant_risk"] >= 0.7) & (df["card_age_days"] <= 30)
+                 & (df["distance_km"] >= 300) & (df["num_recent_txns"] >= 8)
+                 & (df["is_international"] == 1) & ((df["hour"] >= 22) | (df["hour"] < 6))]
+    assert len(extreme) >= 50
+    assert extreme[LABEL].mean() >= 0.95
+    lookalikes = df[df["scenario"].str.startswith("lookalike_")]
+    assert len(lookalikes) > 0 and not lookalikes.index.isin(extreme.index).any()
 
 
 def test_shift_moves_the_distributions():
