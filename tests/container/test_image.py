@@ -223,3 +223,15 @@ def test_image_serves_predict(server: str) -> None:
     prob = body["fraud_probability"]
     assert isinstance(prob, int | float) and not isinstance(prob, bool), body
     assert 0.0 <= prob <= 1.0, body
+
+
+def test_image_serves_the_model_card_make_build_bundled(server: str) -> None:
+    """The card in the image is the one `make build` wrote for the gated models ("build"),
+    not one the service had to make at start-up."""
+    resp = requests.get(f"{server}/model-card", headers={"Accept": "application/json"},
+                        timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["X-Model-Card-Source"] == "build", resp.headers
+    card = resp.json()
+    served = requests.get(f"{server}/health", timeout=30).json()["models"]
+    assert {m["tag"] for m in card["models"]} == set(served.values()), (card, served)
