@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -142,3 +143,16 @@ def need_chromium() -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{msg} (CI is set, so this fails instead of skipping)", pytrace=False)
     pytest.skip(msg)
+
+
+def random_transactions(n: int, seed: int, users: int, prefix: str) -> list[dict[str, Any]]:
+    """`n` valid /predict bodies with uniform random features, `users` distinct user ids."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return [{"user_id": f"{prefix}{i % users}", "amount": round(float(rng.uniform(1, 900)), 2),
+             "hour": int(rng.integers(0, 24)), "merchant_risk": float(rng.uniform(0, 1)),
+             "card_age_days": float(rng.integers(1, 2000)),
+             "distance_km": float(rng.uniform(0, 800)),
+             "num_recent_txns": int(rng.integers(0, 15)),
+             "is_international": int(rng.integers(0, 2))} for i in range(n)]

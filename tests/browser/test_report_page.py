@@ -13,11 +13,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import requests
 import yaml
-from helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, Server, Store, need_chromium, serve
+from helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ROOT,
+    Server,
+    Store,
+    need_chromium,
+    random_transactions,
+    serve,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.service]
 SCREENSHOT = ROOT / "reports" / "report" / "report.png"
@@ -41,13 +49,7 @@ def server(trained_store: Store, gate_report: Path,
 
 
 def transactions(n: int, seed: int) -> list[dict[str, Any]]:
-    rng = np.random.default_rng(seed)
-    return [{"user_id": f"page-{seed}-{i % 40}", "amount": round(float(rng.uniform(1, 900)), 2),
-             "hour": int(rng.integers(0, 24)), "merchant_risk": float(rng.uniform(0, 1)),
-             "card_age_days": float(rng.integers(1, 2000)),
-             "distance_km": float(rng.uniform(0, 800)),
-             "num_recent_txns": int(rng.integers(0, 15)),
-             "is_international": int(rng.integers(0, 2))} for i in range(n)]
+    return random_transactions(n, seed, 40, f"page-{seed}-")
 
 
 def _round(url: str, seed: int, singles: int = 40, bulk: int = 350) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import requests
 import yaml
-from helpers import ROOT, Server, Store, serve
+from helpers import ROOT, Server, Store, random_transactions, serve
 
 pytestmark = [pytest.mark.service]
 
@@ -39,13 +39,7 @@ def shadow(trained_store: Store, gate_report: Path,
 
 
 def transactions(n: int, seed: int = 0) -> list[dict[str, Any]]:
-    rng = np.random.default_rng(seed)
-    return [{"user_id": f"shadow-user-{i % 60}", "amount": round(float(rng.uniform(1, 900)), 2),
-             "hour": int(rng.integers(0, 24)), "merchant_risk": float(rng.uniform(0, 1)),
-             "card_age_days": float(rng.integers(1, 2000)),
-             "distance_km": float(rng.uniform(0, 800)),
-             "num_recent_txns": int(rng.integers(0, 15)),
-             "is_international": int(rng.integers(0, 2))} for i in range(n)]
+    return random_transactions(n, seed, 60, "shadow-user-")
 
 
 def test_pure_shadow_phase_records_both_models_and_fills_the_paired_block(

@@ -29,6 +29,15 @@ def run(coro):
     return asyncio.run(coro)
 
 
+async def queue_behind(c, first, rest):
+    """`first` leaves (its call held in flight by a closed gate), then `rest` queue behind."""
+    head = asyncio.create_task(c.submit(first))
+    await asyncio.sleep(0)
+    tail = [asyncio.create_task(c.submit(x)) for x in rest]
+    await asyncio.sleep(0)
+    return head, tail
+
+
 def test_a_lone_request_goes_at_once():
     async def main():
         router = Router()
@@ -43,10 +52,7 @@ def test_requests_arriving_during_a_call_share_the_next_one():
         router = Router()
         router.gate.clear()
         c = Coalescer(router)
-        first = asyncio.create_task(c.submit("a"))
-        await asyncio.sleep(0)
-        later = [asyncio.create_task(c.submit(x)) for x in "bcde"]
-        await asyncio.sleep(0)
+        first, later = await queue_behind(c, "a", "bcde")
         assert router.batches == [["a"]]  # b..e wait: one call in flight per worker
         router.gate.set()
         assert await asyncio.gather(first, *later) == [f"scored {x}" for x in "abcde"]
@@ -77,10 +83,7 @@ def test_too_many_waiting_rows_are_refused_not_queued():
         router = Router()
         router.gate.clear()
         c = Coalescer(router, max_waiting=3)
-        first = asyncio.create_task(c.submit("a"))
-        await asyncio.sleep(0)  # a is in flight: it no longer waits
-        waiting = [asyncio.create_task(c.submit(x)) for x in "bcd"]
-        await asyncio.sleep(0)
+        first, waiting = await queue_behind(c, "a", "bcd")  # a in flight no longer waits
         with pytest.raises(Overloaded, match="3 rows already wait"):
             await c.submit("e")
         router.gate.set()
@@ -129,10 +132,7 @@ def test_a_failing_batch_is_retried_job_by_job_so_only_the_bad_job_fails():
         router = Router(fail_on="bad")
         router.gate.clear()
         c = Coalescer(router)
-        first = asyncio.create_task(c.submit("a"))
-        await asyncio.sleep(0)
-        rest = [asyncio.create_task(c.submit(x)) for x in ("b", "bad", "c")]
-        await asyncio.sleep(0)
+        first, rest = await queue_behind(c, "a", ("b", "bad", "c"))
         router.gate.set()
         out = await asyncio.gather(first, *rest, return_exceptions=True)
         assert out[:2] == ["scored a", "scored b"] and out[3] == "scored c"
@@ -146,10 +146,7 @@ def test_a_failure_that_is_no_jobs_fault_fails_the_batch_at_once():
         router = Router(fail_on="b", error=ConnectionError)
         router.gate.clear()
         c = Coalescer(router, split_on=lambda exc: not isinstance(exc, ConnectionError))
-        first = asyncio.create_task(c.submit("a"))
-        await asyncio.sleep(0)
-        rest = [asyncio.create_task(c.submit(x)) for x in "bc"]
-        await asyncio.sleep(0)
+        first, rest = await queue_behind(c, "a", "bc")
         router.gate.set()
         out = await asyncio.gather(first, *rest, return_exceptions=True)
         assert out[0] == "scored a"
