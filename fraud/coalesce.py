@@ -13,9 +13,11 @@ a ledger transaction) are paid once per batch instead of once per request.
   `split_on` says the error may belong to one job, each job is retried alone, so one bad
   job cannot fail the others; a failure that is not a job's fault (`split_on` false, e.g. the
   router is down) fails the batch at once.
-- **Cancellation**: a job whose caller went away while it waited is dropped before its batch
-  leaves; one cancelled while its batch is in flight is completed but nobody is answered
+- **Cancellation**: a job whose caller was cancelled while it waited is dropped before its
+  batch leaves; one cancelled while its batch is in flight is completed but nobody is answered
   (`Job.cancelled` lets `process` skip work for it, e.g. storing a decision nobody receives).
+  In the service what cancels a caller is BentoML's traffic timeout, not a client's
+  disconnect (Starlette does not watch for one).
 
 Not thread-safe: one Coalescer per event loop (an API worker has one). No BentoML here.
 """
