@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -83,11 +84,19 @@ def look_of(body: dict[str, Any]) -> dict[str, Any]:
     return look
 
 
+def breach_rule(text: str) -> str:
+    """The rule a breach message is about, without its live figures ("challenger flag rate
+    0.0412 vs ..." -> "challenger flag rate"): one lasting breach is one event, not one per
+    look."""
+    return re.split(r"[\d:(]", str(text), maxsplit=1)[0].strip()
+
+
 def marks_of(look: dict[str, Any]) -> str:
     """What thinning must not lose: a look whose marks differ from the previous look's
     (rollback, verdict, breaches, period) is kept (fraud/ledger_history.py)."""
     return json.dumps([bool(_get(look, "guard", "rolled_back")), _get(look, "primary", "verdict"),
-                       sorted(_get(look, "guard", "breaches") or []), look.get("period"),
+                       sorted({breach_rule(b) for b in _get(look, "guard", "breaches") or []}),
+                       look.get("period"),
                        _get(look, "paired", "verdict")], separators=(",", ":"))
 
 
@@ -176,9 +185,9 @@ def _events(prev: dict[str, Any] | None, look: dict[str, Any], t: float) -> list
         out.append(Event(start, "rollback", f"rolled back: {g.get('reason') or '?'}"))
     elif prev is not None and pg.get("rolled_back") and not g.get("rolled_back"):
         out.append(Event(t, "resume", "resumed: the challenger serves again"))
-    seen = set(pg.get("breaches") or [])
+    seen = {breach_rule(b) for b in pg.get("breaches") or []}
     out.extend(Event(t, "breach", f"guardrail: {b}") for b in g.get("breaches") or []
-               if b not in seen)
+               if breach_rule(b) not in seen)
     verdict = _get(look, "primary", "verdict")
     before = _get(prev, "primary", "verdict") if prev is not None else "collecting"
     if verdict and verdict != before:

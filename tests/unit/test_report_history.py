@@ -15,7 +15,7 @@ from test_report import parse, real_body
 
 from fraud.report import render
 from fraud.report_charts import HEIGHT, LEFT, RIGHT, TOP, Line, time_chart
-from fraud.report_history import Event, look_of, marks_of, series
+from fraud.report_history import Event, breach_rule, look_of, marks_of, series
 from fraud.report_svg import WIDTH
 
 EVIL = '<script>alert("x")</script>&'
@@ -99,6 +99,23 @@ def test_marks_change_with_rollback_verdict_breaches_and_period(body: dict[str, 
     b = copy.deepcopy(body)
     b["model_a"]["total_predictions"] += 1
     assert marks_of(look_of(b)) == marks_of(base)  # counts are not marks
+
+
+def test_a_lasting_breach_is_one_event_and_one_mark_whatever_its_live_figures(
+        body: dict[str, Any]) -> None:
+    texts = ["challenger flag rate 0.0412 vs champion's 0.0101: ratio CS [2.61, 6.10] outside "
+             "[1/2, 2]", "challenger flag rate 0.0399 vs champion's 0.0098: ratio CS [2.70, "
+             "5.90] outside [1/2, 2]"]
+    assert breach_rule(texts[0]) == breach_rule(texts[1]) == "challenger flag rate"
+    assert breach_rule("sample-ratio mismatch over users (anytime p=1e-05, ...)") \
+        == "sample-ratio mismatch over users"
+    looks = []
+    for i, text in enumerate(texts):
+        b = copy.deepcopy(body)
+        b["experiment"]["guardrail_breaches"] = [text]
+        looks.append({**look_of(b), "ts": T0 + i})
+    assert marks_of(looks[0]) == marks_of(looks[1])
+    assert [e.kind for e in series(looks).events].count("breach") == 1
 
 
 def test_series_are_aligned_sorted_and_carry_the_events(body: dict[str, Any]) -> None:
