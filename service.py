@@ -20,12 +20,10 @@ import logging
 import sys
 import threading
 import time
-from http import HTTPStatus
 from typing import Annotated, Any
 
 import bentoml
 import numpy as np
-from bentoml.exceptions import BentoMLException, InvalidArgument
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -34,6 +32,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from fraud import logs, model_card
+from fraud.api_errors import (
+    FEEDBACK_ANSWERS,
+    LedgerDown,
+    NotExplainable,
+    NotReady,
+    NotStorable,
+    ScoringFailed,
+)
 from fraud.auth import KeyConfigError, load_keys, log_start
 from fraud.coalesce import Overloaded
 from fraud.config import PROJECT_ROOT, load_ab_config
@@ -46,7 +52,7 @@ from fraud.explain_schema import DriftResponse, ExplainResponse, arm_drift, mode
 from fraud.fastpredict import scorer
 from fraud.gatecheck import readiness_problem, report_path
 from fraud.judge import list_experiments
-from fraud.ledger import DecisionRejected, LabelOutcome, Ledger, LedgerUnavailable
+from fraud.ledger import DecisionRejected, Ledger, LedgerUnavailable
 from fraud.middleware import LimitSettings, SecurityMiddleware, scopes_of
 from fraud.models import ArmModel, ModelMismatch, ModelsMissing, resolve_arms
 from fraud.openapi import OpenAPIMiddleware, patch_openapi
@@ -248,43 +254,6 @@ class BatchResponse(BaseModel):
     """One result per transaction, in request order."""
 
     results: list[Prediction]
-
-
-class NotReady(BentoMLException):
-    """Answered while the service refuses to serve (503)."""
-
-    error_code = HTTPStatus.SERVICE_UNAVAILABLE
-
-
-class LedgerDown(BentoMLException):
-    """The ledger cannot store decisions: refuse rather than answer what is not kept (503)."""
-
-    error_code = HTTPStatus.SERVICE_UNAVAILABLE
-
-
-class NotStorable(InvalidArgument):
-    """The store refused the request's text (e.g. an unpaired surrogate in user_id): 400."""
-
-
-class NotExplainable(BentoMLException):
-    """The arm's model is not a tree ensemble, so it has no exact explanation (501)."""
-
-    error_code = HTTPStatus.NOT_IMPLEMENTED
-
-
-class ScoringFailed(BentoMLException):
-    """A model failed on some rows of the request (500, naming the arm)."""
-
-    error_code = HTTPStatus.INTERNAL_SERVER_ERROR
-
-
-FEEDBACK_ANSWERS: dict[LabelOutcome, tuple[int, dict[str, str]]] = {
-    LabelOutcome.CREATED: (200, {"status": "created"}),
-    LabelOutcome.DUPLICATE: (200, {"status": "duplicate"}),
-    LabelOutcome.UNKNOWN: (404, {"error": "request_id is unknown: no such decision"}),
-    LabelOutcome.CONFLICT: (409, {"error": "request_id already has the opposite label; "
-                                           "labels are final"}),
-}
 
 
 @bentoml.service(name="FraudDetection", workers=2, traffic={"timeout": 30})
