@@ -66,7 +66,7 @@ promote: install  ## challenger -> champion (MLflow aliases + store roles) if th
 	$(BIN)/python -m training.promote $(PROMOTE_ARGS)
 
 simulate: install  ## A/A and A/B experiments through the service's statistics: the table in docs/statistics.md
-	$(BIN)/python -m fraud.simulation $(SIMULATE_ARGS)
+	$(BIN)/python -m simulations.ab $(SIMULATE_ARGS)
 
 monitor: install  ## Prometheus :9090 (+ alert rules) and MLflow UI :5000 for the service on PORT; Ctrl-C stops both
 	$(BIN)/python tools/monitor.py --port $(PORT)

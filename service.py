@@ -31,36 +31,38 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from fraud import logs, model_card
-from fraud.api_errors import (
+from fraud import model_card
+from fraud.api import logs
+from fraud.api.auth import KeyConfigError, load_keys, log_start
+from fraud.api.errors import (
     FEEDBACK_ANSWERS,
     LedgerDown,
     NotExplainable,
     NotReady,
     NotStorable,
     ScoringFailed,
+    error_body,
+    fastapi_validation_handler,
 )
-from fraud.auth import KeyConfigError, load_keys, log_start
-from fraud.coalesce import Overloaded
+from fraud.api.middleware import LimitSettings, SecurityMiddleware, scopes_of
+from fraud.api.openapi import (
+    ROUTE_STATUSES,
+    OpenAPIMiddleware,
+    patch_openapi,
+    route_paths,
+    swagger_description,
+)
+from fraud.api.ratelimit import RateLimiter, RateSettings
+from fraud.api.responses import DriftResponse, ExplainResponse, arm_drift, model_explanation
+from fraud.api.views import ab_stats_view
 from fraud.config import PROJECT_ROOT, load_ab_config
-from fraud.contract import ROUTE_STATUSES, route_paths, swagger_description
 from fraud.drift import DriftMonitor
-from fraud.errors import error_body, fastapi_validation_handler
-from fraud.experiment import Experiment
+from fraud.experiment.decisions import ArmModel
+from fraud.experiment.live import Experiment
+from fraud.experiment.look import list_experiments
+from fraud.experiment.looks import look_of, marks_of
 from fraud.explain import ExplainUnsupported, TreeExplainer
-from fraud.explain_schema import DriftResponse, ExplainResponse, arm_drift, model_explanation
-from fraud.fastpredict import scorer
-from fraud.gatecheck import readiness_problem, report_path
-from fraud.judge import list_experiments
-from fraud.ledger import DecisionRejected, Ledger, LedgerUnavailable
-from fraud.middleware import LimitSettings, SecurityMiddleware, scopes_of
-from fraud.models import ArmModel, ModelMismatch, ModelsMissing, resolve_arms
-from fraud.openapi import OpenAPIMiddleware, patch_openapi
-from fraud.ratelimit import RateLimiter, RateSettings
-from fraud.report import render
-from fraud.report_history import look_of, marks_of
-from fraud.routing import score_by_arm, score_pair
-from fraud.runtime import batching_enabled, coalescing_enabled, ledger_store
+from fraud.report.page import render
 from fraud.schema import (
     ARMS,
     EXAMPLE_TRANSACTION,
@@ -71,9 +73,16 @@ from fraud.schema import (
     feature_vector,
     to_matrix,
 )
-from fraud.scoring import RowsFailed, ScoringPath
-from fraud.telemetry import Metrics, RouterMetrics, count_rejection
-from fraud.views import ab_stats_view
+from fraud.serving.coalesce import Overloaded
+from fraud.serving.fastpredict import scorer
+from fraud.serving.models import ModelMismatch, ModelsMissing, resolve_arms
+from fraud.serving.path import RowsFailed, ScoringPath
+from fraud.serving.process import batching_enabled, coalescing_enabled, ledger_store
+from fraud.serving.readiness import readiness_problem, report_path
+from fraud.serving.router import score_by_arm, score_pair
+from fraud.serving.telemetry import Metrics, RouterMetrics, count_rejection
+from fraud.store.records import DecisionRejected, LedgerUnavailable
+from fraud.store.writer import Ledger
 
 log = logging.getLogger("fraudserve")
 AB = load_ab_config()
@@ -281,7 +290,7 @@ class FraudDetection:
         if self.not_ready:
             log.error("not ready: %s", self.not_ready)
         self.card, self.card_source, self.card_problem = _served_card()
-        self.card_markdown = (model_card.to_markdown({**self.card, "source": self.card_source})
+        self.card_markdown = (card_markdown({**self.card, "source": self.card_source})
                               if self.card else "")
         if bentoml.server_context.worker_index in (None, 1):  # once per server, not per worker
             log_start(KEYS, log)
@@ -312,7 +321,7 @@ class FraudDetection:
 
     def _save_look(self, report: dict[str, Any]) -> None:
         """The report page's history: this check's look, unless another worker or replica
-        stored one within half a check interval (fraud/ledger_history.py)."""
+        stored one within half a check interval (fraud/store/history.py)."""
         look = look_of(report)
         self.ledger.save_look(self.experiment.id, look, marks=marks_of(look),
                               min_gap_s=AB.guardrails.check_interval_s / 2,
@@ -515,7 +524,7 @@ class FraudDetection:
             return JSONResponse(error_body(f"no model card: {self.card_problem}"),
                                 status_code=503)
         headers = {"X-Model-Card-Source": self.card_source, "Vary": "Accept"}
-        if model_card.wants_json(request.headers.get("accept")):
+        if wants_json(request.headers.get("accept")):
             return JSONResponse({**self.card, "source": self.card_source}, headers=headers)
         return Response(self.card_markdown, media_type="text/markdown; charset=utf-8",
                         headers=headers)

@@ -20,60 +20,17 @@ bin is a large but finite shift), and D = sup |F_train - F_live|. The verdict ru
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import chi2
 
+from fraud.config.settings import PSI_BINS, DriftSettings
 from fraud.schema import FEATURE_NAMES
 
 REFERENCE_VERSION = 1
-PSI_BINS = 10
 SKETCH_LEVELS = 200
-
-
-@dataclass(frozen=True)
-class DriftSettings:
-    """How much live traffic is judged and what counts as drift (configs/ab.yaml `drift:`).
-
-    A feature drifts when its window differs from training beyond sampling noise (PSI's
-    chi-square test or the KS test, each at `alpha`) or by a major PSI (>= psi_threshold).
-    """
-
-    window: int = 1000  # live rows kept per arm (the newest)
-    min_rows: int = 500  # no verdict below this many rows
-    psi_threshold: float = 0.25  # the usual "major shift" level (0.1: moderate)
-    alpha: float = 0.001  # per feature, per test, per check: false-alarm rate of each test
-
-    def __post_init__(self) -> None:
-        if not 0 < self.alpha < 1 or self.psi_threshold <= 0:
-            raise ValueError("drift alpha must be in (0, 1) and psi_threshold > 0")
-        if not 1 <= self.min_rows <= self.window:
-            raise ValueError("drift needs 1 <= min_rows <= window")
-        noise = self.psi_critical(self.min_rows, None, PSI_BINS)
-        if noise > self.psi_threshold:
-            raise ValueError(f"drift min_rows {self.min_rows} is too small: PSI noise reaches "
-                             f"{noise:.3f} > psi_threshold {self.psi_threshold} there")
-
-    def psi_critical(self, n: int, m: int | None, bins: int) -> float:
-        """PSI above which n live rows differ from m reference rows at `alpha`.
-
-        Under no drift, PSI / (1/n + 1/m) is approximately chi-square with bins - 1 degrees of
-        freedom (Yurdakul & Naranjo 2020); m = None means an exact reference.
-        """
-        return float(chi2.isf(self.alpha, max(bins - 1, 1)) * (1 / n + (1 / m if m else 0)))
-
-    def ks_critical(self, n: int, m: int) -> float:
-        """Two-sample KS critical value at `alpha` for n live and m reference rows.
-
-        The asymptotic Kolmogorov distribution: c(alpha) * sqrt((n + m) / (n m)) with
-        c(alpha) = sqrt(-ln(alpha / 2) / 2) (Smirnov 1948); conservative for discrete features.
-        """
-        return math.sqrt(-math.log(self.alpha / 2) / 2) * math.sqrt((n + m) / (n * m))
 
 
 def feature_reference(values: np.ndarray) -> dict[str, list[float]]:

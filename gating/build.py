@@ -18,7 +18,8 @@ from pathlib import Path
 
 from fraud import model_card
 from fraud.config import PROJECT_ROOT
-from fraud.gatecheck import report_path
+from fraud.report.card import to_markdown
+from fraud.serving.readiness import report_path
 
 BUNDLED_REPORT = PROJECT_ROOT / "reports" / "gate" / "gate_report.json"
 CARD_JSON = PROJECT_ROOT / "reports" / "build" / "model_card.json"  # bentofile.yaml includes it
@@ -44,7 +45,7 @@ def write_card(tags: dict[str, str], report: dict) -> dict:
     card = model_card.build(models, report, generated_by="`make build` (gating/build.py)")
     CARD_JSON.parent.mkdir(parents=True, exist_ok=True)
     CARD_JSON.write_text(json.dumps(card, indent=2) + "\n")
-    CARD_MD.write_text(model_card.to_markdown({**card, "source": "build"}))
+    CARD_MD.write_text(to_markdown({**card, "source": "build"}))
     return card
 
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from fraud.config import load_ab_config
-from fraud.gatecheck import report_path
-from fraud.models import resolve_arms
 from fraud.schema import ARMS
+from fraud.serving.models import resolve_arms
+from fraud.serving.readiness import report_path
 from gating.core import Check, Evaluated, GateConfig, build_report, evaluate, load_gate_config
 from gating.core import table as gate_table
 from gating.core import write as write_report

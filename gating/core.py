@@ -12,8 +12,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from fraud.config import CONFIG_DIR, DataConfig, load_yaml
-from fraud.fastpredict import scorer
 from fraud.schema import EXAMPLE_TRANSACTION, FEATURE_NAMES, FEATURES_BY_NAME, LABEL, Transaction
+from fraud.serving.fastpredict import scorer
 from training.data import Splits, frame_hash, load_splits, row_hashes
 from training.evaluate import SLICES, metrics
 

@@ -30,7 +30,7 @@ def _table(rows: list[tuple[TrainedModel, str]]) -> str:
 
 def _served_models_present() -> bool:
     from fraud.config import load_ab_config
-    from fraud.models import ModelMismatch, ModelsMissing, resolve_arms
+    from fraud.serving.models import ModelMismatch, ModelsMissing, resolve_arms
 
     try:
         resolve_arms(load_ab_config())

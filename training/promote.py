@@ -1,6 +1,7 @@
 """`python -m training.promote`: make the challenger the champion.
 
-Only when fraud/promotion.py's rule allows it (the split verdict `challenger_better`, or in
+Only when fraud/experiment/promotion.py's rule allows it (the split verdict
+`challenger_better`, or in
 shadow mode the paired one, and no rollback), unless `--force`. Swaps the MLflow registry
 aliases and the role labels in the BentoML store, so `@champion` / `@challenger` in
 configs/ab.yaml resolve to the swapped models at the next start (or build). Records the
@@ -15,13 +16,13 @@ import sys
 import bentoml
 
 from fraud.config import load_ab_config, load_training_config, mlflow_tracking_uri
-from fraud.experiment import Experiment
-from fraud.ledger import Ledger
-from fraud.ledger_backend import sqlite_path
-from fraud.models import resolve_arms
-from fraud.promotion import evidence, promotion_refusal
-from fraud.runtime import ledger_store
+from fraud.experiment.live import Experiment
+from fraud.experiment.promotion import evidence, promotion_refusal
 from fraud.schema import utc_now_iso
+from fraud.serving.models import resolve_arms
+from fraud.serving.process import ledger_store
+from fraud.store.backend import sqlite_path
+from fraud.store.writer import Ledger
 
 
 def set_role(tag: str, role: str) -> None:

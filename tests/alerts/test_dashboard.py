@@ -197,6 +197,6 @@ def test_panel_query_returns_data(live: dict[str, dict[str, Any]], name: str, ex
     drift = [m for m in DRIFT_METRICS if m in expr]
     if drift and not drift_wired():
         pytest.skip(f"panel {name!r}: {drift[0]} is not exported yet (no fraud_feature_drift "
-                    "in fraud/telemetry.py: the drift wiring of issue 12 item 2 has not "
+                    "in fraud/serving/telemetry.py: the drift wiring of issue 12 item 2 has not "
                     "landed); the query parsed and returned nothing")
     assert _has_data(answer), f"panel {name!r} returned no finite value: {values}"

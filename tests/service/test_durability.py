@@ -22,8 +22,8 @@ import psutil
 import pytest
 from helpers import Server, Store, serve
 
-from fraud.ledger import Ledger
 from fraud.schema import EXAMPLE_TRANSACTION
+from fraud.store.writer import Ledger
 
 pytestmark = [pytest.mark.service]
 

@@ -100,7 +100,7 @@ def test_swagger_description_is_ours_and_noop_is_off(server: Server) -> None:
 
 def test_noop_on_for_the_benchmark(trained_store: Store, gate_report: Path,
                                    tmp_path: Path) -> None:
-    """FRAUDSERVE_NOOP=1 (loadtests/bench.py sets it): POST /noop validates and answers."""
+    """FRAUDSERVE_NOOP=1 (loadtests/bench/driver.py sets it): POST /noop validates and answers."""
     with serve(trained_store, tmp_path, workers=1, FRAUDSERVE_GATE_REPORT=str(gate_report),
                FRAUDSERVE_NOOP="1") as srv:
         ok = requests.post(f"{srv.url}/noop", json=EXAMPLE_TRANSACTION, timeout=TIMEOUT)

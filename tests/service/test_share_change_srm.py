@@ -17,9 +17,9 @@ import pytest
 
 from fraud.assignment import assign
 from fraud.config import load_ab_config
-from fraud.experiment import Experiment
-from fraud.ledger import Ledger
-from fraud.models import ArmModel
+from fraud.experiment.decisions import ArmModel
+from fraud.experiment.live import Experiment
+from fraud.store.writer import Ledger
 
 pytestmark = [pytest.mark.service]
 
@@ -66,7 +66,7 @@ def test_ramping_the_share_up_does_not_trip_the_srm_guardrail(tmp_path: Path) ->
             f"{exp['rollback_reason']!r} (period users {srm['users_a']}+{srm['users_b']}). "
             "The new allocation period counts the decisions the other worker made with the "
             "old share before its 1 s refresh (and any it still had queued), and the SRM "
-            "guardrail has no minimum sample. Fix (fraud/experiment.py): judge SRM only on "
+            "guardrail has no minimum sample. Fix (fraud/experiment/live.py): judge SRM only on "
             "decisions routed under the current period (e.g. stamp each decision with the "
             "period id or the share it was routed with, or count from period_started_at plus "
             "2 refresh intervals), and require guardrails.min_decisions per arm first.")

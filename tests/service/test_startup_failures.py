@@ -45,7 +45,7 @@ def _arm_tags(store: Store) -> dict[str, str]:
     """The tags the service resolves for configs/ab.yaml in `store` (roles included)."""
     code = ("import json\n"
             "from fraud.config import load_ab_config\n"
-            "from fraud.models import resolve_arms\n"
+            "from fraud.serving.models import resolve_arms\n"
             "arms = resolve_arms(load_ab_config())\n"
             "print(json.dumps({arm: m.tag for arm, m in arms.items()}))\n")
     out = subprocess.run([PYTHON, "-c", code], cwd=ROOT, env=store.env(), capture_output=True,

@@ -6,14 +6,15 @@ import pytest
 from helpers import PYTHON, ROOT, train
 
 from fraud.config import load_ab_config
-from fraud.experiment import Experiment
-from fraud.ledger import Ledger
-from fraud.models import ArmModel
+from fraud.experiment.decisions import ArmModel
+from fraud.experiment.live import Experiment
 from fraud.schema import ARMS
+from fraud.store.writer import Ledger
 
 pytestmark = pytest.mark.slow
 
-RESOLVE = ("from fraud.models import resolve_arms; from fraud.config import load_ab_config; "
+RESOLVE = ("from fraud.serving.models import resolve_arms; "
+           "from fraud.config import load_ab_config; "
            "print(*(m.tag for m in resolve_arms(load_ab_config()).values()))")
 
 

@@ -32,7 +32,7 @@ import json, sys
 import bentoml
 import numpy as np
 from fraud.config import load_ab_config
-from fraud.models import resolve_arms
+from fraud.serving.models import resolve_arms
 from fraud.schema import FEATURE_NAMES
 rows = json.load(sys.stdin)
 X = np.array([[r[f] for f in FEATURE_NAMES] for r in rows], dtype=np.float64)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fraud.ledger import Ledger
+from fraud.store.writer import Ledger
 
 
 @pytest.fixture

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from fraud.aggregates import ArmPeriod
-from fraud.ledger import Decision, Ledger, ScoringError
-from fraud.ratio import RatioMoments
+from fraud.stats.aggregates import ArmPeriod
+from fraud.stats.ratio import RatioMoments
+from fraud.store.records import Decision, ScoringError
+from fraud.store.writer import Ledger
 
 SPAWN = mp.get_context("spawn")
 EXP = 1  # the experiment id most tests record into

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fraud.auth import (
+from fraud.api.auth import (
     Access,
     KeyConfigError,
     KeyRing,

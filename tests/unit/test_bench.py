@@ -11,19 +11,22 @@ import numpy as np
 import pytest
 
 from fraud.config import load_ab_config
-from loadtests import bench, bench_memory, bench_services, bench_table
-from loadtests.bench_baseline import RawModel
-from loadtests.bench_load import percentile, schedule
-from loadtests.bench_phase import Phase, ServiceRun, Settings, mean_batch, parse_histogram
-from loadtests.bench_proc import TreeMemory, is_serve, role
-from loadtests.bench_report import (
+from loadtests.bench import driver as bench
+from loadtests.bench import memory as bench_memory
+from loadtests.bench import services as bench_services
+from loadtests.bench import table as bench_table
+from loadtests.bench.baseline import RawModel
+from loadtests.bench.load import percentile, schedule
+from loadtests.bench.phase import Phase, ServiceRun, Settings, mean_batch, parse_histogram
+from loadtests.bench.proc import TreeMemory, is_serve, role
+from loadtests.bench.report import (
     SUMMARY_COLUMNS,
     format_table,
     markdown_table,
     ratio,
     summary_rows,
 )
-from loadtests.bench_results import Results, cpu_model
+from loadtests.bench.results import Results, cpu_model
 
 ON, OFF, SHADOW = "batching on", "batching off", "shadow on"
 

@@ -1,10 +1,11 @@
-"""Natural batching (fraud/coalesce.py): who goes together, bounds, errors and cancellation."""
+"""Natural batching (fraud/serving/coalesce.py): who goes together, bounds, errors and
+cancellation."""
 
 import asyncio
 
 import pytest
 
-from fraud.coalesce import Coalescer, Overloaded
+from fraud.serving.coalesce import Coalescer, Overloaded
 
 
 class Router:

@@ -6,18 +6,17 @@ import numpy as np
 import pytest
 from scipy.stats import ks_2samp, kstwobign
 
-from fraud.config import DataConfig, GeneratorConfig
+from fraud.api.responses import DriftResponse, arm_drift
+from fraud.config import DataConfig, DriftSettings, GeneratorConfig
 from fraud.drift import (
     SKETCH_LEVELS,
     DriftMonitor,
-    DriftSettings,
     build_reference,
     compare,
     feature_reference,
     ks,
     psi,
 )
-from fraud.explain_schema import DriftResponse, arm_drift
 from fraud.schema import FEATURE_NAMES
 from training.data import generate, load_splits
 

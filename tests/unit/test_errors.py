@@ -10,7 +10,12 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.testclient import TestClient
 
-from fraud.errors import ErrorBody, clean_detail, fastapi_validation_handler, validation_body
+from fraud.api.errors import (
+    ErrorBody,
+    clean_detail,
+    fastapi_validation_handler,
+    validation_body,
+)
 from fraud.schema import EXAMPLE_TRANSACTION, ShareChange, Transaction
 
 app = FastAPI()

@@ -6,11 +6,10 @@ import pytest
 
 from fraud.assignment import assign
 from fraud.config import ABConfig, GuardrailConfig, LabelPolicy, RetentionPolicy
-from fraud.decisions import decide
-from fraud.experiment import Experiment
-from fraud.judge import list_experiments
-from fraud.ledger import Ledger
-from fraud.models import ArmModel
+from fraud.experiment.decisions import ArmModel, decide
+from fraud.experiment.live import Experiment
+from fraud.experiment.look import list_experiments
+from fraud.store.writer import Ledger
 
 ARMS = {"model_a": ArmModel("model_a", "fraud_rf:aaa", 0.7, {}),
         "model_b": ArmModel("model_b", "fraud_hgb:bbb", 0.4, {})}

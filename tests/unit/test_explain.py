@@ -8,9 +8,9 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
+from fraud.api.responses import ExplainResponse, model_explanation
 from fraud.config import GeneratorConfig
 from fraud.explain import ExplainUnsupported, TreeExplainer, reason
-from fraud.explain_schema import ExplainResponse, model_explanation
 from fraud.schema import FEATURE_NAMES, FEATURES_BY_NAME, LABEL
 from training.data import generate
 

@@ -6,8 +6,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from sklearn.linear_model import LogisticRegression
 
 from fraud.config import GeneratorConfig
-from fraud.fastpredict import compile_boosting, compile_forest, scorer
 from fraud.schema import FEATURE_NAMES, LABEL
+from fraud.serving.fastpredict import compile_boosting, compile_forest, scorer
 from training.data import generate
 
 

@@ -1,4 +1,4 @@
-"""fraud.guardrails: each rule fires on a clear breach and stays quiet otherwise."""
+"""fraud.experiment.guardrails: each rule fires on a clear breach and stays quiet otherwise."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from fraud import guardrails, ratio
-from fraud.aggregates import ArmPeriod
-from fraud.config import GuardrailConfig, load_ab_config
-from fraud.guardrails import (
+from fraud.config import GuardrailConfig, StatsSettings, load_ab_config
+from fraud.experiment import guardrails
+from fraud.experiment.guardrails import (
     breaches,
     error_rate_breach,
     flag_rate_breach,
@@ -19,8 +18,10 @@ from fraud.guardrails import (
     percentile,
     resume_refusal,
 )
-from fraud.sequential import msprt
-from fraud.stats import StatsSettings, primary_look, sample_ratio
+from fraud.stats import ratio
+from fraud.stats.aggregates import ArmPeriod
+from fraud.stats.sequential import msprt
+from fraud.stats.users import primary_look, sample_ratio
 
 CFG = GuardrailConfig()
 QUIET_LOOK = {"verdict": "collecting", "estimate": None, "ci_low": None, "ci_high": None}

@@ -24,8 +24,9 @@ from ledger_support import (
     raw_count,
 )
 
-from fraud.ledger import Decision, DecisionRejected, Ledger
-from fraud.ratio import RatioMoments
+from fraud.stats.ratio import RatioMoments
+from fraud.store.records import Decision, DecisionRejected
+from fraud.store.writer import Ledger
 
 # -- construction ----------------------------------------------------------------------------------
 
@@ -214,7 +215,7 @@ def test_close_loses_nothing(db: str) -> None:
 
 def test_a_poison_request_is_refused_alone(ledger: Ledger, db: str,
                                            caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="fraud.ledger"):
+    with caplog.at_level(logging.ERROR, logger="fraud.store.writer"):
         futures = [ledger.record([dec("ok-1", user="alice")]),
                    ledger.record([dec("bad-\udc80", user="alice")]),  # not encodable as UTF-8
                    ledger.record([dec("ok-2", user="alice"), dec("ok-3", user="bad-\udc80")]),

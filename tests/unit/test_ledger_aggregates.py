@@ -18,9 +18,9 @@ from ledger_support import (
     raw_count,
 )
 
-from fraud.aggregates import ArmPeriod
-from fraud.ledger import Ledger
-from fraud.ratio import RatioMoments
+from fraud.stats.aggregates import ArmPeriod
+from fraud.stats.ratio import RatioMoments
+from fraud.store.writer import Ledger
 
 # -- per-user aggregates against a brute-force recomputation ---------------------------------------
 

@@ -18,7 +18,8 @@ from ledger_support import (
     run_workers,
 )
 
-from fraud.ledger import Decision, Ledger
+from fraud.store.records import Decision
+from fraud.store.writer import Ledger
 
 # -- experiments -----------------------------------------------------------------------------------
 
@@ -207,7 +208,7 @@ def test_migrates_an_old_schema_ledger(sqlite_db: Path) -> None:
         assert raw_count(db) == 3
 
 
-# The rest of the previous release's schema (fraud/ledger.py before the per-user rework): its
+# The rest of the previous release's schema (fraud/store/writer.py before the per-user rework): its
 # label trigger has the same name as the new one.
 PREVIOUS_RELEASE = """
 CREATE INDEX decisions_arm_source_ts ON decisions (arm, source, ts, latency_ms);

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from fraud.ledger import Decision, Ledger, LedgerUnavailable
+from fraud.store.records import Decision, LedgerUnavailable
+from fraud.store.writer import Ledger
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""The report page's history in the ledger (fraud/ledger_history.py), on both backends:
+"""The report page's history in the ledger (fraud/store/history.py), on both backends:
 one look per half check interval however many writers race, thinning that keeps the span and
 the looks where something changed, the hard bound, retention, and an older ledger gaining the
 table."""
@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from ledger_support import run_workers
 
-from fraud.ledger import Ledger
-from fraud.ledger_backend import Backend
-from fraud.ledger_history import HistoryStore
+from fraud.store.backend import Backend
+from fraud.store.history import HistoryStore
+from fraud.store.writer import Ledger
 
 
 class History(HistoryStore):

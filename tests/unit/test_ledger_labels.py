@@ -14,7 +14,8 @@ from ledger_support import (
     raw_count,
 )
 
-from fraud.ledger import LabelOutcome, Ledger
+from fraud.store.records import LabelOutcome
+from fraud.store.writer import Ledger
 
 # -- latencies -------------------------------------------------------------------------------------
 

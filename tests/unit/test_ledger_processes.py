@@ -15,7 +15,7 @@ from ledger_support import (
     run_workers,
 )
 
-from fraud.ledger import Ledger
+from fraud.store.writer import Ledger
 
 # -- several worker processes ----------------------------------------------------------------------
 

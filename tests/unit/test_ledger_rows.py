@@ -1,4 +1,4 @@
-"""The writer's fast path (fraud/ledger_rows.py) on both backends: decisions marked counted,
+"""The writer's fast path (fraud/store/rows.py) on both backends: decisions marked counted,
 aggregates added per user; an earlier release's writer (the trigger) on the same store; a
 trigger definition of an earlier release replaced on open."""
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 from ledger_support import EXP, counts, dec, raw
 
-from fraud import ledger_sql as sql
-from fraud.ledger import Ledger
-from fraud.ledger_rows import to_row, user_counts
+from fraud.store import ddl, sql
+from fraud.store.rows import to_row, user_counts
+from fraud.store.writer import Ledger
 
 
 def _old_writer(store: str, rows: list[tuple]) -> None:
@@ -65,7 +65,7 @@ def test_an_earlier_trigger_definition_is_replaced_on_open(sqlite_db: Path) -> N
     with sqlite3.connect(sqlite_db) as conn:  # as the previous release created it
         conn.execute("DROP TRIGGER decisions_count")
         conn.execute(f"CREATE TRIGGER decisions_count AFTER INSERT ON decisions "
-                     f"BEGIN {sql.ON_DECISION} END")
+                     f"BEGIN {ddl.ON_DECISION} END")
     conn.close()
     with Ledger(sqlite_db) as led:
         led.record([dec("x1", user="ann"), dec("x2", user="ann", flagged=True)]).result()

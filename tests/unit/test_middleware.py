@@ -18,10 +18,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from fraud.auth import KeyRing, parse_keys
-from fraud.errors import ErrorBody
-from fraud.middleware import LimitSettings, SecurityMiddleware, scopes_of
-from fraud.ratelimit import MemoryStore, RateLimiter, RateSettings
+from fraud.api.auth import KeyRing, parse_keys
+from fraud.api.errors import ErrorBody
+from fraud.api.middleware import LimitSettings, SecurityMiddleware, scopes_of
+from fraud.api.ratelimit import MemoryStore, RateLimiter, RateSettings
 
 SCORE, LABEL, ADMIN = "score-secret-1", "label-secret-2", "admin-secret-3"
 KEYS = KeyRing(parse_keys(f"score:{SCORE},label:{LABEL},admin:{ADMIN}", "test"))

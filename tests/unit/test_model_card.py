@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from fraud import model_card as mc
+from fraud.api.views import wants_json
+from fraud.report.card import to_markdown
 
 SPEC = {"source": "generator", "label_column": "is_fraud", "seed": 7,
         "generator": {"n_rows": 1000, "fraud_rate": 0.02, "shift": 0.0},
@@ -93,7 +95,7 @@ def test_without_a_gate_report_the_card_says_nothing_was_verified() -> None:
     assert all(m["gate"] == {"judged": False, "passed": None, "why": "no gate report"}
                for m in card["models"])
     assert any("No gate report" in c for c in card["caveats"])
-    text = mc.to_markdown(card)
+    text = to_markdown(card)
     assert "Gate: not judged (no gate report)." in text
 
 
@@ -109,7 +111,7 @@ def test_a_failed_gate_shows_in_card_and_markdown() -> None:
     card = mc.build(MODELS, _report(passed=False))
     assert card["gate"]["failed"] == 1
     assert any("did not pass" in c for c in card["caveats"])
-    text = mc.to_markdown(card)
+    text = to_markdown(card)
     assert "- FAILED roc_auc: 0.8000 (floor >= 0.8500)" in text
     assert "| model_b | challenger | `hgb:2` | random_forest | 0.5000 | max_f1 | FAILED |" in text
 
@@ -128,7 +130,7 @@ def test_threshold_differing_from_the_judged_one_is_a_caveat() -> None:
 
 
 def test_markdown_has_every_section_and_slice_rows() -> None:
-    text = mc.to_markdown({**mc.build(MODELS, _report(), generated_by="test"),
+    text = to_markdown({**mc.build(MODELS, _report(), generated_by="test"),
                            "source": "build"})
     for heading in ("# Model card: fraudserve", "## Intended use", "## Models",
                     "## Data and splits", "## Metrics", "## Thresholds", "## Caveats"):
@@ -180,4 +182,4 @@ def test_served_card_is_made_when_the_file_is_missing_or_unreadable(
     ("text/*;q=0.5, application/json;q=0.6", True),
 ])
 def test_accept_negotiation_defaults_to_markdown(accept: str | None, json_wanted: bool) -> None:
-    assert mc.wants_json(accept) is json_wanted
+    assert wants_json(accept) is json_wanted

@@ -14,9 +14,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from fraud.middleware import LimitSettings
-from fraud.openapi import OpenAPIMiddleware, patch_openapi
-from fraud.ratelimit import RateSettings
+from fraud.api.middleware import LimitSettings
+from fraud.api.openapi import OpenAPIMiddleware, patch_openapi
+from fraud.api.ratelimit import RateSettings
 from fraud.schema import Feedback, Prediction, ShareChange, Transaction
 
 ops = FastAPI()

@@ -1,6 +1,6 @@
 """Shadow scoring and the paired comparison: the router's two columns, the ledger's paired
 rows (both backends), the statistics on constructed users, and the A/A false-difference rate
-through the same code (fraud.paired_simulation)."""
+through the same code (simulations.paired)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,15 @@ import numpy as np
 import pytest
 from ledger_support import IDENTITY
 
-from fraud.config import ABConfig, ShadowConfig
-from fraud.experiment import Experiment
-from fraud.ledger import Ledger
-from fraud.ledger_paired import FIELDS, PairedUsers
-from fraud.models import ArmModel
-from fraud.paired import Costs, Ratio, compare, difference, same_flag_rate
-from fraud.paired_simulation import World, run
-from fraud.routing import failed_rows, score_pair
-from fraud.sequential import Memory
-from fraud.stats import StatsSettings
+from fraud.config import ABConfig, ShadowConfig, StatsSettings
+from fraud.experiment.decisions import ArmModel
+from fraud.experiment.live import Experiment
+from fraud.serving.router import failed_rows, score_pair
+from fraud.stats.aggregates import FIELDS, PairedUsers
+from fraud.stats.paired import Costs, Ratio, compare, difference, same_flag_rate
+from fraud.stats.sequential import Memory
+from fraud.store.writer import Ledger
+from simulations.paired import World, run
 
 ARMS = {"model_a": ArmModel("model_a", IDENTITY[1], 0.5, {}),
         "model_b": ArmModel("model_b", IDENTITY[2], 0.3, {})}
@@ -175,7 +174,7 @@ def test_a_bad_challenger_is_stopped_in_a_pure_shadow_phase(ledger: Ledger) -> N
 
 def test_the_paired_flag_rate_guardrail_stays_quiet_for_an_equal_challenger() -> None:
     from fraud.config import GuardrailConfig
-    from fraud.guardrails import paired_flag_rate_breach
+    from fraud.experiment.guardrails import paired_flag_rate_breach
 
     rng = np.random.default_rng(11)
     n = rng.integers(1, 30, 2000).astype(float)

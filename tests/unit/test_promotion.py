@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from fraud.promotion import evidence, promotion_refusal
+from fraud.experiment.promotion import evidence, promotion_refusal
 
 
 def report(split: str, pair: str | None = None, rolled_back: bool = False) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fraud.ratelimit import (
+from fraud.api.ratelimit import (
     MemoryStore,
     RateLimiter,
     RateSettings,

@@ -1,4 +1,4 @@
-"""fraud.ratio: ratio metrics over users with the delta-method (cluster-robust) variance."""
+"""fraud.stats.ratio: ratio metrics over users with the delta-method (cluster-robust) variance."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from fraud import ratio
-from fraud.ratio import RatioEstimate, RatioMoments
+from fraud.stats import ratio
+from fraud.stats.ratio import RatioEstimate, RatioMoments
 
 Z95 = NormalDist().inv_cdf(0.975)
 

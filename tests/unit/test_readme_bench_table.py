@@ -1,11 +1,11 @@
 """The README's performance table is the committed results file's, regenerated: any figure in
-it can be traced to docs/bench/*.json (python -m loadtests.bench_table FILE prints it)."""
+it can be traced to docs/bench/*.json (python -m loadtests.bench.table FILE prints it)."""
 
 import re
 from pathlib import Path
 
-from loadtests.bench_results import load
-from loadtests.bench_table import rebuild, render
+from loadtests.bench.results import load
+from loadtests.bench.table import rebuild, render
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r"<!-- bench-table: (\S+) -->\n(.*?)\n<!-- /bench-table -->", re.S)
@@ -17,5 +17,5 @@ def test_readme_table_is_the_committed_results_file_regenerated() -> None:
     for path, text in blocks:
         results = load(ROOT / path)
         assert text.strip() == render(results).strip(), (
-            f"README.md's table differs from `python -m loadtests.bench_table {path}`")
+            f"README.md's table differs from `python -m loadtests.bench.table {path}`")
         assert rebuild(results) == results.summary  # the file's own table is its figures'

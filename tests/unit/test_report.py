@@ -1,4 +1,4 @@
-"""The report page (fraud/report.py) on real /ab-stats bodies and on constructed ones."""
+"""The report page (fraud/report/page.py) on real /ab-stats bodies and on constructed ones."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from fraud.config import ABConfig, ShadowConfig
-from fraud.experiment import Experiment
-from fraud.ledger import Ledger
-from fraud.models import ArmModel
-from fraud.report import render
-from fraud.report_svg import LABEL_W, TEXT_W, WIDTH, Row, interval_chart, num, pct
+from fraud.experiment.decisions import ArmModel
+from fraud.experiment.live import Experiment
+from fraud.report.page import render
+from fraud.report.svg import LABEL_W, TEXT_W, WIDTH, Row, interval_chart, num, pct
+from fraud.store.writer import Ledger
 
 ARMS = {"model_a": ArmModel("model_a", "fraud_rf:aaa", 0.6, {}),
         "model_b": ArmModel("model_b", "fraud_hgb:bbb", 0.5, {})}
@@ -131,7 +131,7 @@ def test_every_body_string_is_escaped(shadow_body: dict[str, Any]) -> None:
 def test_the_public_view_without_salt_and_thresholds_renders(shadow_body: dict[str, Any]) -> None:
     full = render(shadow_body)
     assert "salt " in full and "threshold " in full
-    body = copy.deepcopy(shadow_body)  # what fraud/views.py leaves for a caller without admin
+    body = copy.deepcopy(shadow_body)  # what fraud/api/views.py leaves for a caller without admin
     del body["experiment"]["salt"], body["model_a"]["threshold"], body["model_b"]["threshold"]
     for key in ("threshold_a", "threshold_b"):
         body["paired"]["same_flag_rate"].pop(key)

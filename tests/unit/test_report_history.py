@@ -1,4 +1,4 @@
-"""The report page over time: looks from /ab-stats bodies (fraud/report_history.py), their
+"""The report page over time: looks from /ab-stats bodies (fraud/report/history.py), their
 chart series and events, the time and drift charts, and the page with history and drift."""
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from test_report import parse, real_body
 
-from fraud.report import render
-from fraud.report_charts import HEIGHT, LEFT, RIGHT, TOP, Line, time_chart
-from fraud.report_history import Event, breach_rule, look_of, marks_of, series
-from fraud.report_svg import WIDTH
+from fraud.experiment.looks import breach_rule, look_of, marks_of
+from fraud.report.charts import HEIGHT, LEFT, RIGHT, TOP, Line, time_chart
+from fraud.report.history import Event, series
+from fraud.report.page import render
+from fraud.report.svg import WIDTH
 
 EVIL = '<script>alert("x")</script>&'
 T0 = 1_800_000_000.0

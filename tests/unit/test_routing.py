@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from fraud.routing import failed_rows, score_by_arm
+from fraud.serving.router import failed_rows, score_by_arm
 
 
 def _rows(arms: list[int]) -> np.ndarray:

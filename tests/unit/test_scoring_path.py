@@ -1,4 +1,4 @@
-"""The API worker's scoring path (fraud/scoring.py) on a real ledger, with a router function:
+"""The API worker's scoring path (fraud/serving/path.py) on a real ledger, with a router function:
 coalesced requests share one router call and one ledger transaction; failures stay with the
 requests they belong to."""
 
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from fraud.config import ABConfig
-from fraud.experiment import Experiment
-from fraud.ledger import Ledger
-from fraud.models import ArmModel
-from fraud.scoring import RowsFailed, ScoringPath
+from fraud.experiment.decisions import ArmModel
+from fraud.experiment.live import Experiment
+from fraud.serving.path import RowsFailed, ScoringPath
+from fraud.store.writer import Ledger
 
 ARMS = {"model_a": ArmModel("model_a", "fraud_rf:aaa", 0.5, {}),
         "model_b": ArmModel("model_b", "fraud_hgb:bbb", 0.5, {})}

@@ -1,4 +1,4 @@
-"""fraud.sequential: the normal-mixture mSPRT, the Beta-binomial SRM Bayes factor, Memory."""
+"""fraud.stats.sequential: the normal-mixture mSPRT, the Beta-binomial SRM Bayes factor, Memory."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from scipy import integrate
 from scipy import stats as sps
 
-from fraud.sequential import Memory, msprt, srm_log_bayes_factor, srm_p_value
+from fraud.stats.sequential import Memory, msprt, srm_log_bayes_factor, srm_p_value
 
 # ------------------------------------------------------------------------------------ mSPRT
 

@@ -1,6 +1,6 @@
 """The issue's proof, with fixed seeds: simulated experiments judged by the service's code.
 
-Each figure is measured here, on these seeds; `python -m fraud.simulation` prints the larger
+Each figure is measured here, on these seeds; `python -m simulations.ab` prints the larger
 table in docs/statistics.md. The "before" figures (decision-level rules) are asserted to be
 bad, so these tests show they can tell a broken rule from a sound one.
 """
@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 
 from fraud.config import load_ab_config
-from fraud.experiment import Experiment
-from fraud.ledger import Ledger, ScoringError
-from fraud.models import ArmModel
-from fraud.simulation import HEALTHY, outcomes, periods_of, rate
-from fraud.traffic import Population, Scenario, looks
+from fraud.experiment.decisions import ArmModel
+from fraud.experiment.live import Experiment
+from fraud.store.records import ScoringError
+from fraud.store.writer import Ledger
+from simulations.ab import HEALTHY, outcomes, periods_of, rate
+from simulations.traffic import Population, Scenario, looks
 
 CFG = load_ab_config()
 

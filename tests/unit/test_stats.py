@@ -1,4 +1,4 @@
-"""Exact-value and edge-case tests for fraud.stats (pure functions over per-user sums)."""
+"""Exact-value and edge-case tests for fraud.stats.users (pure functions over per-user sums)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from fraud import ratio
-from fraud.aggregates import SUM_COLUMNS, ArmPeriod, Periods
-from fraud.sequential import Memory, msprt, srm_p_value
-from fraud.stats import (
+from fraud.config import StatsSettings
+from fraud.stats import ratio
+from fraud.stats.aggregates import SUM_COLUMNS, ArmPeriod, Periods
+from fraud.stats.sequential import Memory, msprt, srm_p_value
+from fraud.stats.users import (
     ARM_NAMES,
     CHALLENGER,
     CHAMPION,
-    StatsSettings,
     arm_metrics,
     metric_moments,
     pooled,

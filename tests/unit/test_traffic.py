@@ -1,4 +1,4 @@
-"""Simulated traffic (fraud.traffic): shapes, cumulativity, population, models, labels, seeds.
+"""Simulated traffic (simulations.traffic): shapes, cumulativity, population, models, labels, seeds.
 
 Every test uses fixed seeds, so the figures are the same on every run.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from fraud.assignment import assign
-from fraud.traffic import ArmUsers, Look, ModelBehaviour, Population, Scenario, looks
+from simulations.traffic import ArmUsers, Look, ModelBehaviour, Population, Scenario, looks
 
 FIELDS = ("decisions", "flags", "errors", "labelled", "tp", "fp", "fn", "tn")
 # Small populations with equal activity: every user is exposed from the first look, so the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from fraud.views import ab_stats_view
+from fraud.api.views import ab_stats_view
 
 REPORT = {
     "model_a": {"total_predictions": 10, "threshold": 0.735, "model_tag": "fraud_rf:a"},

@@ -1,0 +1,115 @@
+"""The one shape of every error answer: `{"error": "<what and why>", "detail": [...]}`.
+
+`error` is always there and says what went wrong in words; `detail` lists the offending fields
+of a 400 (pydantic's loc/msg/type, as BentoML sends them). A route may add its own fields (a
+/feedback 404 repeats the request_id), so the published schema allows more properties.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from http import HTTPStatus
+from typing import Any
+
+from bentoml.exceptions import BentoMLException, InvalidArgument
+from pydantic import BaseModel, ConfigDict, Field
+
+from fraud.store.records import LabelOutcome
+
+
+class ErrorDetail(BaseModel):
+    """One rule a field broke."""
+
+    model_config = ConfigDict(extra="allow")
+
+    loc: list[str | int] = Field(..., description="Path to the field; [] for the whole body.")
+    msg: str = Field(..., description="The rule, in words.")
+    type: str = Field(..., description="pydantic's error type, e.g. value_error.")
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer of the service."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={
+        "example": {"error": "1 validation error for Transaction",
+                    "detail": [{"loc": ["amount"], "msg": "Value error, amount must be a "
+                                "finite number > 0 (got -1)", "type": "value_error"}]}})
+
+    error: str = Field(..., description="What went wrong and why.")
+    detail: list[ErrorDetail] | None = Field(
+        None, description="For a 400: each field that broke a rule.")
+
+
+def error_body(message: str, detail: Iterable[Mapping[str, Any]] | None = None
+               ) -> dict[str, Any]:
+    """An error answer as a dict (validated against ErrorBody when it has details)."""
+    if detail is None:
+        return {"error": message}
+    return {"error": message, "detail": [clean_detail(d) for d in detail]}
+
+
+def clean_detail(d: Mapping[str, Any]) -> dict[str, Any]:
+    """loc/msg/type of one pydantic error: never the input (it may be large or a secret),
+    never ctx (it may hold an exception object that JSON cannot encode)."""
+    return {"loc": [x if isinstance(x, int) else str(x) for x in d.get("loc", ())],
+            "msg": str(d.get("msg", "")), "type": str(d.get("type", "value_error"))}
+
+
+def error_json(message: str) -> bytes:
+    """The body bytes of an error answer without details."""
+    return json.dumps(error_body(message)).encode()
+
+
+def validation_body(errors: Iterable[Mapping[str, Any]], what: str = "request") -> dict:
+    """A 400 body for pydantic errors, worded like BentoML's own 400s."""
+    detail = list(errors)
+    plural = "" if len(detail) == 1 else "s"
+    return error_body(f"{len(detail)} validation error{plural} for {what}", detail)
+
+
+async def fastapi_validation_handler(request: Any, exc: Any) -> Any:
+    """FastAPI's RequestValidationError as a 400 in the one shape (FastAPI's default is a
+    422 with a `detail` list only): the operations routes answer like the BentoML APIs."""
+    from starlette.responses import JSONResponse
+
+    return JSONResponse(validation_body(exc.errors(), f"{request.method} "
+                                                     f"{request.url.path}"), status_code=400)
+
+
+
+class NotReady(BentoMLException):
+    """Answered while the service refuses to serve (503)."""
+
+    error_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class LedgerDown(BentoMLException):
+    """The ledger cannot store decisions: refuse rather than answer what is not kept (503)."""
+
+    error_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class NotStorable(InvalidArgument):
+    """The store refused the request's text (e.g. an unpaired surrogate in user_id): 400."""
+
+
+class NotExplainable(BentoMLException):
+    """The arm's model is not a tree ensemble, so it has no exact explanation (501)."""
+
+    error_code = HTTPStatus.NOT_IMPLEMENTED
+
+
+class ScoringFailed(BentoMLException):
+    """A model failed on some rows of the request (500, naming the arm)."""
+
+    error_code = HTTPStatus.INTERNAL_SERVER_ERROR
+
+
+FEEDBACK_ANSWERS: dict[LabelOutcome, tuple[int, dict[str, str]]] = {
+    LabelOutcome.CREATED: (200, {"status": "created"}),
+    LabelOutcome.DUPLICATE: (200, {"status": "duplicate"}),
+    LabelOutcome.UNKNOWN: (404, {"error": "request_id is unknown: no such decision"}),
+    LabelOutcome.CONFLICT: (409, {"error": "request_id already has the opposite label; "
+                                           "labels are final"}),
+}

@@ -1,0 +1,207 @@
+"""configs/ab.yaml: the arms, the split, and the experiment's safety and serving settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from fraud.config.base import CONFIG_DIR, Strict, load_yaml
+from fraud.config.settings import DriftSettings, StatsSettings
+
+
+class GuardrailConfig(Strict):
+    """Limits on the challenger; a breach rolls it back (all traffic to the champion).
+
+    Each rule is an always-valid test at its own error rate (fraud/experiment/guardrails.py);
+    the rates add up to the false-alarm budget over a whole experiment (docs/statistics.md).
+    """
+
+    enabled: bool = True
+    min_decisions: int = Field(200, ge=1)  # per arm, before any rate is judged
+    min_users: int = Field(20, ge=2)  # per arm, before any rate is judged
+    max_error_rate: float = Field(0.02, ge=0, le=1)
+    alpha_error_rate: float = Field(0.002, gt=0, lt=1)
+    error_tau: float = Field(0.02, gt=0)
+    max_p95_latency_ms: float = Field(250.0, gt=0)
+    # ...and only when also this many times the champion's p95 (an overloaded host slows both).
+    latency_ratio: float = Field(2.0, ge=0)  # 0: judge the absolute limit alone
+    latency_alpha_per_look: float = Field(1e-10, gt=0, lt=1)
+    # Challenger flag rate must stay within [champion / ratio, champion x ratio].
+    flag_rate_ratio: float = Field(2.0, gt=1)
+    alpha_flag_rate: float = Field(0.003, gt=0, lt=1)
+    flag_tau: float = Field(0.5, gt=0)
+    rollback_on_srm: bool = True  # sample-ratio mismatch over users (statistics.srm_alpha)
+    rollback_on_worse: bool = True  # primary comparison's CS at alpha_worse below 0
+    alpha_worse: float = Field(0.003, gt=0, lt=1)
+    check_interval_s: float = Field(2.0, gt=0)
+
+    def alarm_budget(self, srm_alpha: float) -> float:
+        """The sum of the rules' error rates: a bound on an A/A experiment's rollback chance
+        (latency counted at its per-look rate times a month of looks)."""
+        looks_per_month = 30 * 86_400 / self.check_interval_s
+        return (self.alpha_error_rate + self.alpha_flag_rate
+                + (srm_alpha if self.rollback_on_srm else 0.0)
+                + (self.alpha_worse if self.rollback_on_worse else 0.0)
+                + self.latency_alpha_per_look * looks_per_month)
+
+
+class LabelPolicy(Strict):
+    """How late labels (chargebacks) count."""
+
+    # An unlabelled decision older than this counts as legit ("no chargeback within N days");
+    # None (the default): only labelled decisions count in recall and precision.
+    maturity_days: float | None = Field(None, gt=0)
+
+
+class RetentionPolicy(Strict):
+    """How long decisions are kept. Older ones are deleted in small batches by the guardrail
+    loop (the experiment's counts are kept apart and do not change); a label for a deleted
+    decision is a 404."""
+
+    decisions_days: float | None = Field(90, gt=0, description="None keeps everything")
+    batch_rows: int = Field(1000, ge=1, le=100_000)
+    max_batches_per_check: int = Field(10, ge=1)
+
+
+class ShadowConfig(Strict):
+    """Shadow scoring: both models score every transaction; the other model's answer is
+    stored beside the decision, never returned, and the two are compared on the same
+    transactions (fraud/stats/paired.py)."""
+
+    enabled: bool = Field(False, description="FRAUDSERVE_SHADOW=1|0 overrides")
+    metric: Literal["recall", "precision", "amount_recall"] = "recall"
+    decline_fixed: float = Field(5.0, ge=0, description="cost of declining a legit txn")
+    decline_share: float = Field(0.02, ge=0, le=1, description="... plus this share of it")
+    disagreements_max: int = Field(500, ge=1, le=10_000)
+    scores_window: int = Field(100_000, ge=100, description="paired scores for the "
+                                "same-flag-rate comparison (newest)")
+
+
+class LimitsConfig(Strict):
+    """Request body limits in bytes, checked before parsing (413 naming the limit).
+
+    None takes the default; FRAUDSERVE_MAX_BODY_BYTES / _MAX_BATCH_BODY_BYTES override
+    (fraud.api.middleware.LimitSettings.from_mapping applies and checks them)."""
+
+    max_body_bytes: int | None = Field(None, ge=1, description="None: 65536")
+    max_batch_body_bytes: int | None = Field(None, ge=1, description="None: max_batch_rows "
+                                             "x 2048")
+
+
+class RateLimitConfig(Strict):
+    """The per-key token bucket, shared by a replica's API workers (429 with Retry-After).
+
+    FRAUDSERVE_RATE_LIMIT_PER_MIN / FRAUDSERVE_RATE_BURST override
+    (fraud.api.ratelimit.RateSettings.from_mapping applies and checks them)."""
+
+    per_min: float | None = Field(None, ge=0, description="None: 12000; 0 turns it off")
+    burst: int | None = Field(None, ge=1, description="None: 2 s of the rate")
+
+
+class CorsConfig(Strict):
+    """Cross-origin browser access: off (no origin allowed) unless origins are listed.
+
+    FRAUDSERVE_CORS_ORIGINS (comma-separated) overrides `allow_origins`."""
+
+    allow_origins: list[str] = Field(default_factory=list, description="e.g. "
+                                     "['https://analysts.example.com']; [] is off")
+    max_age_s: int = Field(600, ge=0, description="how long browsers cache a preflight")
+
+    def origins(self) -> list[str]:
+        env = os.environ.get("FRAUDSERVE_CORS_ORIGINS")
+        if env is not None:
+            return [o.strip() for o in env.split(",") if o.strip()]
+        return list(self.allow_origins)
+
+
+class DriftConfig(Strict):
+    """configs/ab.yaml `drift:`: GET /drift windows and verdicts (docs/explain-and-drift.md)."""
+
+    window: int = Field(1000, ge=1, le=100_000, description="newest rows kept per arm")
+    min_rows: int = Field(500, ge=1, description="no verdict below this many rows")
+    psi_threshold: float = Field(0.25, gt=0, description="a major shift; the alert's level")
+    alpha: float = Field(0.001, gt=0, lt=1, description="false-alarm rate of each test")
+    check_interval_s: float = Field(10, gt=0, description="how often the gauges refresh")
+
+    @model_validator(mode="after")
+    def _valid(self) -> DriftConfig:
+        self.settings()  # DriftSettings refuses min_rows > window and a too-small min_rows
+        return self
+
+    def settings(self) -> DriftSettings:
+        return DriftSettings(window=self.window, min_rows=self.min_rows,
+                             psi_threshold=self.psi_threshold, alpha=self.alpha)
+
+
+class ExplainConfig(Strict):
+    """configs/ab.yaml `explain:`: POST /explain."""
+
+    reasons: int = Field(3, ge=1, le=7, description="reason codes per explanation")
+
+
+class CoalesceConfig(Strict):
+    """configs/ab.yaml `coalesce:`: natural batching of /predict in each API worker
+    (fraud/serving/coalesce.py). FRAUDSERVE_COALESCE=0 sends every request alone (benchmarks)."""
+
+    max_rows: int = Field(256, ge=1, le=256, description="rows per router call at most (the "
+                          "router's max_batch_size)")
+    max_waiting: int = Field(10_000, ge=1, description="rows queued per API worker before "
+                             "503 (overloaded)")
+
+
+class ReportConfig(Strict):
+    """configs/ab.yaml `report:`: GET /report's history (fraud/store/history.py).
+
+    One look per experiment is stored per half guardrail check interval (whatever the number
+    of workers and replicas); past `max_looks` the oldest half is thinned, keeping every look
+    where the rollback state, verdict or breaches changed. Looks older than
+    retention.decisions_days are deleted with the decisions."""
+
+    max_looks: int = Field(2000, ge=10, le=100_000, description="looks kept per experiment")
+
+
+class ABConfig(Strict):
+    """configs/ab.yaml: the arms, the split and the experiment's safety settings."""
+
+    model_a: str = Field("@champion", description="@role, a model name, or name:version")
+    model_b: str = Field("@challenger", description="@role, a model name, or name:version")
+    challenger_share: float = Field(0.5, ge=0, le=1)
+    salt: str = Field("fraudserve-ab-1", min_length=1)
+    max_batch_rows: int = Field(1000, ge=1, le=10_000)
+    coalesce: CoalesceConfig = CoalesceConfig()
+    guardrails: GuardrailConfig = GuardrailConfig()
+    statistics: StatsSettings = StatsSettings()
+    labels: LabelPolicy = LabelPolicy()
+    retention: RetentionPolicy = RetentionPolicy()
+    shadow: ShadowConfig = ShadowConfig()
+    limits: LimitsConfig = LimitsConfig()
+    rate_limit: RateLimitConfig = RateLimitConfig()
+    cors: CorsConfig = CorsConfig()
+    drift: DriftConfig = DriftConfig()
+    explain: ExplainConfig = ExplainConfig()
+    report: ReportConfig = ReportConfig()
+
+    @model_validator(mode="after")
+    def _retention_outlives_maturity(self) -> ABConfig:
+        keep, mature = self.retention.decisions_days, self.labels.maturity_days
+        if keep is not None and mature is not None and keep <= mature:
+            raise ValueError(f"retention.decisions_days ({keep}) must exceed "
+                             f"labels.maturity_days ({mature}): decisions are counted as "
+                             "legit at maturity, before they may be deleted")
+        return self
+
+
+def load_ab_config(path: Path | str | None = None) -> ABConfig:
+    """Read and validate configs/ab.yaml (or `path`, or FRAUDSERVE_AB_CONFIG)."""
+    path = path or os.environ.get("FRAUDSERVE_AB_CONFIG") or CONFIG_DIR / "ab.yaml"
+    cfg = ABConfig.model_validate(load_yaml(Path(path)))
+    flag = os.environ.get("FRAUDSERVE_SHADOW")
+    if flag is not None:
+        if flag not in ("0", "1"):
+            raise ValueError(f"FRAUDSERVE_SHADOW must be 0 or 1, got {flag!r}")
+        cfg = cfg.model_copy(update={"shadow": cfg.shadow.model_copy(
+            update={"enabled": flag == "1"})})
+    return cfg

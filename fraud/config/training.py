@@ -1,0 +1,88 @@
+"""configs/training.yaml: the data source, the two models and how their thresholds are chosen."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from fraud.config.base import CONFIG_DIR, PROJECT_ROOT, Strict, load_yaml
+
+
+class GeneratorConfig(Strict):
+    """Knobs of the built-in transaction generator.
+
+    These defaults are the training data: configs/training.yaml does not repeat them, and
+    tests/unit/test_data.py fails if the shipped config's data section drifts from them.
+    """
+
+    n_rows: int = Field(120_000, ge=100)
+    # Share of fraud before label noise.
+    fraud_rate: float = Field(0.02, gt=0, lt=0.5)
+    # Share of fraud that looks like ordinary traffic (no scenario): keeps AUC below 1.
+    stealth_share: float = Field(0.05, ge=0, le=1)
+    # Share of legit traffic that looks like one fraud scenario (travellers, night owls...).
+    lookalike_share: float = Field(0.0015, ge=0, le=1)
+    # Share of labels flipped.
+    label_noise: float = Field(0.0005, ge=0, le=0.2)
+    # Drift: 0 is the training distribution; 1 is a strong shift of every feature.
+    shift: float = Field(0.0, ge=0, le=5)
+
+
+class DataConfig(Strict):
+    """Where the data comes from and how it is split."""
+
+    source: Literal["generator", "csv"] = "generator"
+    csv_path: str | None = None
+    label_column: str = "is_fraud"
+    seed: int = 7
+    generator: GeneratorConfig = GeneratorConfig()
+    validation_fraction: float = Field(0.2, gt=0, lt=0.5)
+    test_fraction: float = Field(0.2, gt=0, lt=0.5)
+
+    @model_validator(mode="after")
+    def _csv_needs_path(self) -> DataConfig:
+        if self.source == "csv" and not self.csv_path:
+            raise ValueError("data.csv_path is required when data.source is 'csv'")
+        if self.validation_fraction + self.test_fraction >= 0.8:
+            raise ValueError("validation_fraction + test_fraction must leave >= 20% to train")
+        return self
+
+
+class ModelSpec(Strict):
+    """One model: its BentoML name, role, estimator class and hyperparameters."""
+
+    name: str = Field(..., pattern=r"^[a-z0-9_\-]+$")
+    estimator: Literal["random_forest", "hist_gradient_boosting", "logistic_regression"]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ThresholdConfig(Strict):
+    """How the decision threshold is chosen on the validation split."""
+
+    rule: Literal["max_f1"] = "max_f1"
+
+
+class TrainingConfig(Strict):
+    """configs/training.yaml."""
+
+    data: DataConfig = DataConfig()
+    champion: ModelSpec
+    challenger: ModelSpec
+    threshold: ThresholdConfig = ThresholdConfig()
+    registered_model_name: str = "fraud-detector"
+    experiment_name: str = "fraudserve"
+
+
+
+
+def load_training_config(path: Path | str | None = None) -> TrainingConfig:
+    """Read and validate configs/training.yaml (or `path`)."""
+    return TrainingConfig.model_validate(load_yaml(Path(path or CONFIG_DIR / "training.yaml")))
+
+
+def mlflow_tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI, else a SQLite file in the project (gitignored)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PROJECT_ROOT / 'mlruns.db'}"

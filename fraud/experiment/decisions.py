@@ -1,0 +1,86 @@
+"""Scores into decisions: each model's own threshold, request ids, and the rows the ledger keeps.
+
+Pure (no I/O): `fraud.experiment.live.Experiment` queues what `build` returns for the ledger and
+answers with the predictions only once they are committed.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fraud.experiment.state import ExperimentState
+from fraud.schema import Arm, Prediction
+from fraud.store.records import Decision, Source
+
+OTHER: dict[str, Arm] = {"model_a": "model_b", "model_b": "model_a"}
+
+
+@dataclass(frozen=True)
+class ArmModel:
+    """What serving needs to know of one arm's model, read from its store metadata."""
+
+    arm: Arm
+    tag: str
+    threshold: float
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One request's scores, ready to be decided: its rows' users, arms and probabilities,
+    the state it was routed under, and in shadow mode the other model's scores."""
+
+    user_ids: Sequence[str]
+    arms: Sequence[Arm]
+    probabilities: Sequence[float]
+    latency_ms: float
+    source: Source
+    state: ExperimentState
+    amounts: Sequence[float] | None = None
+    shadow: Sequence[float] | None = None
+
+
+def new_request_id() -> str:
+    """32 hex chars, time-ordered (ms clock + 80 random bits): an append-only ledger index."""
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
+
+
+def decide(probability: float, threshold: float) -> bool:
+    """The fraud decision: the model's own saved threshold, never a silent 0.5."""
+    return probability >= threshold
+
+
+def build(r: Scored, arms: Mapping[Arm, ArmModel], experiment_id: int, now: float,
+          stamp: str) -> tuple[list[Prediction], list[Decision]]:
+    """A request's answers and the decisions to store, row by row under its state's period.
+
+    `shadow`: the other model's score per row, stored with its decision at its own threshold
+    (NaN: the other model failed on that row; nothing is stored for it). Never answered.
+    """
+    out: list[Prediction] = []
+    decisions: list[Decision] = []
+    n = len(r.user_ids)
+    shadow = r.shadow if r.shadow is not None and len(r.shadow) == n else None
+    latency = round(r.latency_ms, 3)
+    for i, (user_id, arm, p) in enumerate(zip(r.user_ids, r.arms, r.probabilities,
+                                              strict=True)):
+        model = arms[arm]
+        rid = new_request_id()
+        flagged = decide(float(p), model.threshold)
+        other = None if shadow is None else float(shadow[i])
+        if other is not None and not math.isfinite(other):
+            other = None
+        shadow_flag = None if other is None else decide(other, arms[OTHER[arm]].threshold)
+        decisions.append(Decision(rid, now, user_id, arm, model.tag, float(p), flagged,
+                                  r.latency_ms, r.source, experiment_id, r.state.period,
+                                  None if r.amounts is None else float(r.amounts[i]),
+                                  other, shadow_flag))
+        out.append(Prediction(request_id=rid, is_fraud=flagged,
+                              fraud_probability=round(float(p), 6), model_version=arm,
+                              model_tag=model.tag, latency_ms=latency, timestamp=stamp))
+    return out, decisions

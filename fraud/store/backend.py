@@ -1,0 +1,83 @@
+"""Where the ledger keeps its rows: one small interface, two stores.
+
+`FRAUDSERVE_LEDGER` names the store: a file path or `sqlite:///relative.db` /
+`sqlite:////absolute.db` (embedded SQLite, the default, nothing to install) or
+`postgresql://user:pass@host:5432/db` (PostgreSQL, for more than one replica). The ledger
+(fraud/store/writer.py) speaks to either through `Backend`: short write transactions that are
+serialised across every process using the store, and reads.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+
+class Cursor(Protocol):
+    rowcount: int
+
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Any: ...
+
+
+class Conn(Protocol):
+    """A connection inside a transaction (writes) or in autocommit (reads); `?` placeholders."""
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> Cursor: ...
+    def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> int: ...
+
+
+class Backend(Protocol):
+    """A store the ledger can use. Writes are one transaction each, never two at once (in
+    SQLite by its write lock, in PostgreSQL by an advisory lock), so the triggers that keep
+    the aggregates never deadlock and compare-and-set stays simple."""
+
+    where: str  # for messages and logs: a path, or a URL without its password
+    errors: tuple[type[BaseException], ...]  # any failure of the store
+    bad_row: tuple[type[BaseException], ...]  # the store refuses a row for its content
+
+    def write(self, *, durable: bool = True) -> AbstractContextManager[Conn]:
+        """A transaction. Committed, it survives a crash of any process; `durable` asks that
+        it also survive power loss."""
+        ...
+
+    def read(self) -> AbstractContextManager[Conn]: ...
+    def close(self) -> None: ...
+    def after_fork(self) -> None: ...
+
+
+def open_backend(store: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> Backend:
+    """The backend for a path or URL (see the module docstring)."""
+    text = os.fspath(store)
+    if re.match(r"postgres(ql)?(\+psycopg)?://", text):
+        from fraud.store.postgres import PostgresBackend  # psycopg only when asked for
+
+        return PostgresBackend(text, timeout=busy_timeout)
+    from fraud.store.sqlite import SQLiteBackend
+
+    return SQLiteBackend(sqlite_path(text), busy_timeout=busy_timeout)
+
+
+def sqlite_path(text: str) -> Path:
+    """A path from a plain path or a `sqlite:///` URL (three slashes: relative, four: absolute)."""
+    if "://" not in text:
+        return Path(text)
+    if not text.startswith("sqlite:///") or len(text) == len("sqlite:///"):
+        raise ValueError(f"FRAUDSERVE_LEDGER {redact(text)!r} is neither a path, a "
+                         "sqlite:///path URL nor a postgresql://user:pass@host:port/db URL")
+    return Path(text.removeprefix("sqlite:///"))
+
+
+def redact(url: str) -> str:
+    """The URL without its password (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

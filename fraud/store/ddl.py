@@ -1,0 +1,213 @@
+"""The ledger's schema, shared by both backends: tables, triggers, indexes and the columns
+earlier releases lack. Placeholders are `?`; the PostgreSQL backend translates them.
+
+Per-user aggregates (`user_stats`, one row per experiment, allocation period, arm and user)
+are kept exact by triggers in the transaction that inserts a decision or a label, and by the
+maturity sweep; /ab-stats sums them per (period, arm) in one query (`AGGREGATES`), so its cost
+grows with users, not decisions.
+"""
+
+from __future__ import annotations
+
+# Tables in both dialects: `{id}` an auto-increment key, `{int}` a 64-bit integer, `{real}` a
+# double, `{norowid}` SQLite's clustered-key option (nothing in PostgreSQL).
+TABLES = """
+CREATE TABLE IF NOT EXISTS decisions (
+    id            {id},
+    request_id    TEXT    NOT NULL UNIQUE,
+    ts            {real}  NOT NULL,
+    user_id       TEXT    NOT NULL,
+    arm           TEXT    NOT NULL,
+    model_tag     TEXT    NOT NULL,
+    probability   {real}  NOT NULL,
+    is_fraud      INTEGER NOT NULL,
+    latency_ms    {real}  NOT NULL,
+    source        TEXT    NOT NULL,
+    experiment_id {int}   NOT NULL DEFAULT 0,
+    period        INTEGER NOT NULL DEFAULT 0,
+    matured       INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE IF NOT EXISTS labels (
+    request_id TEXT    PRIMARY KEY,
+    is_fraud   INTEGER NOT NULL,
+    ts         {real}  NOT NULL
+);
+
+-- One experiment = (salt, model A tag, model B tag); the current one has ended_at NULL.
+-- `state` (rollback, share, period, sequence memory) changes by compare-and-set on `version`.
+CREATE TABLE IF NOT EXISTS experiments (
+    id         {id},
+    salt       TEXT    NOT NULL,
+    model_a    TEXT    NOT NULL,
+    model_b    TEXT    NOT NULL,
+    started_at TEXT    NOT NULL,
+    ended_at   TEXT,
+    end_reason TEXT,
+    state      TEXT    NOT NULL DEFAULT '{{}}',
+    version    {int}   NOT NULL DEFAULT 0,
+    final      TEXT
+);
+
+CREATE TABLE IF NOT EXISTS user_stats (
+    experiment_id {int}   NOT NULL,
+    period        INTEGER NOT NULL,
+    arm           TEXT    NOT NULL,
+    user_id       TEXT    NOT NULL,
+    decisions     {int}   NOT NULL DEFAULT 0,
+    flagged       {int}   NOT NULL DEFAULT 0,
+    errors        {int}   NOT NULL DEFAULT 0,
+    labelled      {int}   NOT NULL DEFAULT 0,
+    tp            {int}   NOT NULL DEFAULT 0,
+    fp            {int}   NOT NULL DEFAULT 0,
+    fn            {int}   NOT NULL DEFAULT 0,
+    tn            {int}   NOT NULL DEFAULT 0,
+    PRIMARY KEY (experiment_id, period, arm, user_id)
+){norowid};
+
+CREATE TABLE IF NOT EXISTS state (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at {real} NOT NULL
+);
+
+-- The report page's history (fraud/store/history.py): one compact JSON `body` per look of an
+-- experiment (fraud/report/history.py); `marks` is the look's rollback/verdict/breach state,
+-- so thinning keeps every look where it changed. Created by IF NOT EXISTS: an older ledger
+-- gains it (empty) when a new release opens it.
+CREATE TABLE IF NOT EXISTS looks (
+    id            {id},
+    experiment_id {int}  NOT NULL,
+    ts            {real} NOT NULL,
+    marks         TEXT   NOT NULL,
+    body          TEXT   NOT NULL
+);
+"""
+
+# Trigger bodies, the same SQL in both dialects (each backend wraps them in its own syntax).
+# A new decision is added to its user's aggregates.
+ON_DECISION = """
+    INSERT INTO user_stats (experiment_id, period, arm, user_id, decisions, flagged)
+    VALUES (NEW.experiment_id, NEW.period, NEW.arm, NEW.user_id, 1, NEW.is_fraud)
+    ON CONFLICT (experiment_id, period, arm, user_id) DO UPDATE SET
+        decisions = user_stats.decisions + 1, flagged = user_stats.flagged + excluded.flagged;
+"""
+
+# A label makes its decision mature. If the maturity sweep already counted it as legit
+# (fp or tn), a fraud label moves it to tp or fn; a legit label changes nothing.
+ON_LABEL = """
+    UPDATE user_stats SET
+        labelled = user_stats.labelled + 1,
+        tp = user_stats.tp + CAST(d.is_fraud = 1 AND NEW.is_fraud = 1 AS INTEGER),
+        fn = user_stats.fn + CAST(d.is_fraud = 0 AND NEW.is_fraud = 1 AS INTEGER),
+        fp = user_stats.fp + CAST(d.is_fraud = 1 AND NEW.is_fraud = 0 AND d.matured = 0 AS INTEGER)
+                - CAST(d.is_fraud = 1 AND NEW.is_fraud = 1 AND d.matured = 1 AS INTEGER),
+        tn = user_stats.tn + CAST(d.is_fraud = 0 AND NEW.is_fraud = 0 AND d.matured = 0 AS INTEGER)
+                - CAST(d.is_fraud = 0 AND NEW.is_fraud = 1 AND d.matured = 1 AS INTEGER)
+    FROM (SELECT experiment_id, period, arm, user_id, is_fraud, matured FROM decisions
+          WHERE request_id = NEW.request_id) AS d
+    WHERE user_stats.experiment_id = d.experiment_id AND user_stats.period = d.period
+      AND user_stats.arm = d.arm AND user_stats.user_id = d.user_id;
+    UPDATE decisions SET matured = 1 WHERE request_id = NEW.request_id;
+"""
+
+# Added after the first release: created separately so an older ledger gains them after the
+# migration adds the columns they index.
+INDEXES = """
+CREATE INDEX IF NOT EXISTS decisions_latency
+    ON decisions (experiment_id, period, arm, source, ts, latency_ms);
+CREATE INDEX IF NOT EXISTS decisions_unmatured ON decisions (ts) WHERE matured = 0;
+CREATE INDEX IF NOT EXISTS looks_by_time ON looks (experiment_id, ts);
+"""
+
+# Columns an older ledger lacks (its rows belong to the legacy experiment 0).
+# Columns a ledger of an earlier release lacks: SQLite adds the first three (its rows belong to
+# the legacy experiment 0), both backends the shadow columns (`{real}` as in TABLES): the
+# transaction's amount and the other model's score and decision when shadow scoring is on.
+MIGRATIONS = {
+    "decisions": (("experiment_id", "INTEGER NOT NULL DEFAULT 0"),
+                  ("period", "INTEGER NOT NULL DEFAULT 0"),
+                  ("matured", "INTEGER NOT NULL DEFAULT 0"),
+                  ("amount", "{real}"),
+                  ("shadow_probability", "{real}"),
+                  ("shadow_is_fraud", "INTEGER"),
+                  ("counted", "INTEGER NOT NULL DEFAULT 0")),
+}
+# What PostgreSQL ledgers of earlier releases lack (every PostgreSQL ledger had the first three).
+ADDED_COLUMNS = MIGRATIONS["decisions"][3:]
+# The first release counted per arm (arm_stats, error_counts) with a trigger of this name;
+# per-user aggregates replace them. Its decisions stay readable as experiment 0 but have no
+# per-user aggregates (they were counted per decision).
+OBSOLETE = (
+    "DROP TRIGGER IF EXISTS labels_count",
+    "DROP TABLE IF EXISTS arm_stats",
+    "DROP TABLE IF EXISTS error_counts",
+)
+
+# Per (experiment, period, arm), the sums over users that fraud.stats.aggregates.ArmPeriod needs, in
+# its SUM_COLUMNS order, each as a function of one user_stats row `{r}`. Triggers on user_stats
+# add a new row's terms and, on update, the difference NEW - OLD, so /ab-stats reads a few
+# rows whatever the number of users or decisions.
+MOMENTS: tuple[tuple[str, str], ...] = (
+    ("users", "1"),
+    ("decisions", "{r}.decisions"),
+    ("flagged", "{r}.flagged"),
+    ("errors", "{r}.errors"),
+    ("labelled", "{r}.labelled"),
+    ("tp", "{r}.tp"),
+    ("fp", "{r}.fp"),
+    ("fn", "{r}.fn"),
+    ("tn", "{r}.tn"),
+    ("users_decided", "CAST({r}.decisions > 0 AS INTEGER)"),
+    ("dd", "{r}.decisions * {r}.decisions"),
+    ("ff", "{r}.flagged * {r}.flagged"),
+    ("df", "{r}.decisions * {r}.flagged"),
+    ("users_attempted", "CAST({r}.decisions + {r}.errors > 0 AS INTEGER)"),
+    ("aa", "({r}.decisions + {r}.errors) * ({r}.decisions + {r}.errors)"),
+    ("ee", "{r}.errors * {r}.errors"),
+    ("ae", "({r}.decisions + {r}.errors) * {r}.errors"),
+    ("users_fraud", "CAST({r}.tp + {r}.fn > 0 AS INTEGER)"),
+    ("pp", "({r}.tp + {r}.fn) * ({r}.tp + {r}.fn)"),
+    ("tt", "{r}.tp * {r}.tp"),
+    ("pt", "({r}.tp + {r}.fn) * {r}.tp"),
+    ("users_flagged_mature", "CAST({r}.tp + {r}.fp > 0 AS INTEGER)"),
+    ("qq", "({r}.tp + {r}.fp) * ({r}.tp + {r}.fp)"),
+    ("qt", "({r}.tp + {r}.fp) * {r}.tp"),
+)
+MOMENT_NAMES = ", ".join(name for name, _ in MOMENTS)
+_KEY = "experiment_id, period, arm"
+
+MOMENTS_TABLE = f"""
+CREATE TABLE IF NOT EXISTS arm_moments (
+    experiment_id {{int}}   NOT NULL,
+    period        INTEGER NOT NULL,
+    arm           TEXT    NOT NULL,
+    {", ".join(f"{name} {{int}} NOT NULL DEFAULT 0" for name, _ in MOMENTS)},
+    PRIMARY KEY ({_KEY})
+){{norowid}};
+"""
+
+ON_USER_ADDED = f"""
+    INSERT INTO arm_moments ({_KEY}, {MOMENT_NAMES})
+    VALUES (NEW.experiment_id, NEW.period, NEW.arm,
+            {", ".join(expr.format(r="NEW") for _, expr in MOMENTS)})
+    ON CONFLICT ({_KEY}) DO UPDATE SET
+        {", ".join(f"{name} = arm_moments.{name} + excluded.{name}" for name, _ in MOMENTS)};
+"""
+
+ON_USER_CHANGED = f"""
+    UPDATE arm_moments SET
+        {", ".join(f"{name} = {name} + ({expr.format(r='NEW')}) - ({expr.format(r='OLD')})"
+                   for name, expr in MOMENTS[1:])}
+    WHERE experiment_id = NEW.experiment_id AND period = NEW.period AND arm = NEW.arm;
+"""
+
+# (name, table, event, condition, body): each backend creates them in its own syntax, after
+# the migrations (a condition may name a migrated column), replacing an older definition.
+TRIGGERS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("decisions_count", "decisions", "INSERT", "NEW.counted = 0", ON_DECISION),
+    ("labels_to_user_stats", "labels", "INSERT", "", ON_LABEL),
+    ("user_stats_added", "user_stats", "INSERT", "", ON_USER_ADDED),
+    ("user_stats_changed", "user_stats", "UPDATE", "", ON_USER_CHANGED),
+)
+

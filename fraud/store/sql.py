@@ -1,0 +1,107 @@
+"""The ledger's queries, shared by both backends (its tables: fraud/store/ddl.py).
+
+Placeholders are `?`; the PostgreSQL backend translates them.
+"""
+
+from __future__ import annotations
+
+from fraud.store.ddl import MOMENT_NAMES, MOMENTS
+
+DECISION_COLUMNS = (
+    "request_id, ts, user_id, arm, model_tag, probability, is_fraud, latency_ms, source,"
+    " experiment_id, period, amount, shadow_probability, shadow_is_fraud"
+)
+INSERT_DECISION = (
+    f"INSERT INTO decisions ({DECISION_COLUMNS}) VALUES ({', '.join('?' * 14)})"
+    " ON CONFLICT DO NOTHING"
+)
+# The writer's fast path: decisions marked `counted` (the `decisions_count` trigger skips
+# them), their users' aggregates added in one upsert per user (ADD_DECISIONS). A writer of an
+# earlier release inserts without the mark and its trigger counts them: both can share a store.
+INSERT_COUNTED = (
+    f"INSERT INTO decisions ({DECISION_COLUMNS}, counted) VALUES ({', '.join('?' * 15)})"
+    " ON CONFLICT DO NOTHING"
+)
+ADD_DECISIONS = (
+    "INSERT INTO user_stats (experiment_id, period, arm, user_id, decisions, flagged)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (experiment_id, period, arm, user_id) DO UPDATE SET"
+    " decisions = user_stats.decisions + excluded.decisions,"
+    " flagged = user_stats.flagged + excluded.flagged"
+)
+UPSERT_ERRORS = (
+    "INSERT INTO user_stats (experiment_id, period, arm, user_id, errors) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (experiment_id, period, arm, user_id) DO UPDATE SET"
+    " errors = user_stats.errors + excluded.errors"
+)
+
+AGGREGATES = f"SELECT period, arm, {MOMENT_NAMES} FROM arm_moments WHERE experiment_id = ?"
+
+# The same sums recomputed from user_stats (a full scan): for checks and for rebuilding.
+AGGREGATES_SCAN = f"""
+SELECT period, arm, {", ".join(f"SUM({expr.format(r='user_stats')})" for _, expr in MOMENTS)}
+FROM user_stats WHERE experiment_id = ? GROUP BY period, arm
+"""
+
+LATENCIES = (
+    "SELECT latency_ms FROM decisions WHERE experiment_id = ? AND period = ? AND arm = ?"
+    " AND source = 'predict' ORDER BY ts DESC LIMIT ?"
+)
+
+# Unlabelled decisions older than the cutoff count as legit: flagged -> fp, else -> tn.
+MATURE_COUNT = """
+UPDATE user_stats SET fp = fp + m.flagged, tn = tn + m.n - m.flagged
+FROM (SELECT experiment_id, period, arm, user_id, SUM(is_fraud) AS flagged, COUNT(*) AS n
+      FROM decisions WHERE matured = 0 AND ts < ?
+      GROUP BY experiment_id, period, arm, user_id) AS m
+WHERE user_stats.experiment_id = m.experiment_id AND user_stats.period = m.period
+  AND user_stats.arm = m.arm AND user_stats.user_id = m.user_id
+"""
+MATURE_MARK = "UPDATE decisions SET matured = 1 WHERE matured = 0 AND ts < ?"
+
+EXPERIMENT_COLUMNS = (
+    "id, salt, model_a, model_b, started_at, ended_at, end_reason, state, version, final"
+)
+
+# Retention: among the oldest `?` decisions (by id: bounded work), those older than the
+# horizon. Only insert triggers keep the aggregates, so deleting rows changes no counts.
+PRUNE_PICK = (
+    "SELECT id, request_id FROM (SELECT id, request_id, ts FROM decisions"
+    " ORDER BY id LIMIT ?) AS oldest WHERE ts < ?"
+)
+PRUNE_LABEL = "DELETE FROM labels WHERE request_id = ?"
+PRUNE_DECISION = "DELETE FROM decisions WHERE id = ?"
+HEARTBEAT = (
+    "INSERT INTO state (key, value, updated_at) VALUES (?, '{}', ?)"
+    " ON CONFLICT (key) DO UPDATE SET updated_at = excluded.updated_at"
+)
+
+# Looks (fraud/store/history.py). A look is inserted only if the experiment's newest look is
+# older than the given cutoff: one statement in a serialised write transaction.
+INSERT_LOOK = """
+INSERT INTO looks (experiment_id, ts, marks, body)
+SELECT ?, ?, ?, ?
+WHERE NOT EXISTS (SELECT 1 FROM looks WHERE experiment_id = ? AND ts > ?)
+"""
+COUNT_LOOKS = "SELECT COUNT(*) FROM looks WHERE experiment_id = ?"
+# Thinning: every second look among the oldest `?` (by time), except a look whose marks differ
+# from the look before it (a rollback, a resume, a verdict or breach change stays on the page).
+# No `%` (the PostgreSQL backend's placeholder): `(rn / 2) * 2 = rn` is "rn is even".
+THIN_LOOKS = """
+DELETE FROM looks WHERE id IN (
+  SELECT id FROM (
+    SELECT id, marks, ROW_NUMBER() OVER (ORDER BY ts, id) AS rn,
+           LAG(marks) OVER (ORDER BY ts, id) AS prev_marks
+    FROM looks WHERE experiment_id = ?) AS r
+  WHERE (rn / 2) * 2 = rn AND rn <= ? AND marks = prev_marks)
+"""
+# The hard bound when thinning could not get below it: the oldest beyond `?` go.
+TRIM_LOOKS = """
+DELETE FROM looks WHERE id IN (
+  SELECT id FROM (
+    SELECT id, ROW_NUMBER() OVER (ORDER BY ts DESC, id DESC) AS rn
+    FROM looks WHERE experiment_id = ?) AS r
+  WHERE rn > ?)
+"""
+SELECT_LOOKS = "SELECT ts, body FROM looks WHERE experiment_id = ? ORDER BY ts, id"
+PRUNE_LOOKS = "DELETE FROM looks WHERE ts < ?"

@@ -1,0 +1,5 @@
+"""Simulations of the experiment through fraud/'s own code (not shipped in the bento).
+
+`python -m simulations.ab`, `.paired`, `.drift`: the tables docs/statistics.md and
+docs/explain-and-drift.md quote.
+"""
