@@ -54,7 +54,7 @@ from fraud.api.openapi import (
 )
 from fraud.api.ratelimit import RateLimiter, RateSettings
 from fraud.api.responses import DriftResponse, ExplainResponse, arm_drift, model_explanation
-from fraud.api.views import ab_stats_view
+from fraud.api.views import ab_stats_view, wants_json
 from fraud.config import PROJECT_ROOT, load_ab_config
 from fraud.drift import DriftMonitor
 from fraud.experiment.decisions import ArmModel
@@ -62,6 +62,7 @@ from fraud.experiment.live import Experiment
 from fraud.experiment.look import list_experiments
 from fraud.experiment.looks import look_of, marks_of
 from fraud.explain import ExplainUnsupported, TreeExplainer
+from fraud.report.card import to_markdown as card_markdown
 from fraud.report.page import render
 from fraud.schema import (
     ARMS,
