@@ -15,7 +15,7 @@ class GeneratorConfig(Strict):
     """Knobs of the built-in transaction generator.
 
     These defaults are the training data: configs/training.yaml does not repeat them, and
-    tests/unit/test_data.py fails if the shipped config's data section drifts from them.
+    tests/unit/training/test_data.py fails if the shipped config's data section drifts from them.
     """
 
     n_rows: int = Field(120_000, ge=100)

@@ -7,7 +7,7 @@ from pathlib import Path
 from loadtests.bench.results import load
 from loadtests.bench.table import rebuild, render
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 BLOCK = re.compile(r"<!-- bench-table: (\S+) -->\n(.*?)\n<!-- /bench-table -->", re.S)
 
 
