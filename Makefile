@@ -49,8 +49,9 @@ pipeline: install  ## the delivery workflow's steps up to the image, locally: no
 serve: gate  ## train if needed, gate, then bentoml serve on http://localhost:$(PORT)
 	$(BIN)/bentoml serve service:FraudDetection --port $(PORT)
 
-lint: install  ## ruff
+lint: install  ## ruff, and the layers (lint-imports: contracts in pyproject.toml)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 test: install sysdeps lint  ## the whole suite: unit, service, browser, alerts, container, then the gate
 	$(BIN)/pytest -p no:cacheprovider

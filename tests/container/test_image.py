@@ -29,6 +29,7 @@ tools/container/containers.conf).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -235,3 +236,20 @@ def test_image_serves_the_model_card_make_build_bundled(server: str) -> None:
     card = resp.json()
     served = requests.get(f"{server}/health", timeout=30).json()["models"]
     assert {m["tag"] for m in card["models"]} == set(served.values()), (card, served)
+
+
+def test_the_bento_ships_the_product_and_no_simulation_or_benchmark(bento: Bento) -> None:
+    """The bento's source holds service.py and fraud/'s packages, and nothing of simulations/
+    or loadtests/ (they are not part of the product: bentofile.yaml includes fraud/ only)."""
+    info = json.loads(_run([*_bentoml(), "get", bento.tag, "-o", "json"], env=bento.env).stdout)
+    home = Path(bento.env.get("BENTOML_HOME") or Path.home() / "bentoml")
+    name, version = bento.tag.split(":")
+    src = home / "bentos" / name / version / "src"
+    assert src.is_dir(), f"no bento source at {src} ({info.get('tag')})"
+    files = {p.relative_to(src).as_posix() for p in src.rglob("*.py")}
+    assert "service.py" in files
+    for package in ("api", "serving", "experiment", "stats", "store", "report", "config"):
+        assert f"fraud/{package}/__init__.py" in files, f"fraud/{package} is not in the bento"
+    shipped = sorted(f for f in files if f.startswith(("simulations/", "loadtests/", "tests/"))
+                     or "simulation" in f or "bench" in f)
+    assert shipped == [], f"the bento ships non-product modules: {shipped}"
