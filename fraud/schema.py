@@ -1,102 +1,77 @@
 """The one definition of a transaction: feature order, valid ranges, request and response models.
 
-Training, serving, the gate and the load tests all import from here; nothing else may repeat
-the feature order.
+The features come from configs/features.yaml (fraud/features.py reads it; its path is the
+FRAUDSERVE_FEATURES setting); the request model is built from them, field by field, in file
+order. Training, serving, the gate and the load tests all import from here; nothing else may
+repeat the feature order.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, create_model, field_validator
 
+from fraud.features import Feature, differences, load_features, schema_hash, schema_spec
 
-@dataclass(frozen=True)
-class Feature:
-    """One model input: its name, valid range and whether it must be a whole number."""
+__all__ = ["Feature", "differences"]
 
-    name: str
-    description: str
-    low: float
-    high: float | None = None
-    low_inclusive: bool = True
-    integer: bool = False
-
-    def rule(self) -> str:
-        """The validity rule in words, as error messages quote it."""
-        low = f"{'>=' if self.low_inclusive else '>'} {self.low:g}"
-        kind = "an integer" if self.integer else "a finite number"
-        if self.high is None:
-            return f"must be {kind} {low}"
-        return f"must be {kind} {low} and <= {self.high:g}"
-
-    def check(self, value: float) -> str | None:
-        """None when `value` is valid, else the rule it breaks."""
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return self.rule()
-        if not math.isfinite(value):
-            return self.rule()
-        if self.integer and float(value) != int(value):
-            return self.rule()
-        if value < self.low or (value == self.low and not self.low_inclusive):
-            return self.rule()
-        if self.high is not None and value > self.high:
-            return self.rule()
-        return None
-
-
-FEATURES: tuple[Feature, ...] = (
-    Feature("amount", "Transaction amount in the card's currency units.", 0.0,
-            low_inclusive=False),
-    Feature("hour", "Local hour of day of the transaction (0-23).", 0, 23, integer=True),
-    Feature("merchant_risk", "Merchant risk score from 0 (safe) to 1 (risky).", 0.0, 1.0),
-    Feature("card_age_days", "Days since the card was issued.", 0.0),
-    Feature("distance_km", "Distance in km from the cardholder's usual location.", 0.0),
-    Feature("num_recent_txns", "Transactions on this card in the last hour.", 0,
-            integer=True),
-    Feature("is_international", "1 if the merchant is in another country, else 0.", 0, 1,
-            integer=True),
-)
+FEATURES: tuple[Feature, ...] = load_features()
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 FEATURES_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
+# What a trained model records and serving compares: the model-relevant schema and its hash.
+SCHEMA: list[dict[str, Any]] = schema_spec(FEATURES)
+SCHEMA_HASH: str = schema_hash(SCHEMA)
 LABEL = "is_fraud"
 ARMS: tuple[str, str] = ("model_a", "model_b")
 Arm = Literal["model_a", "model_b"]
 
-# The seed implementation's curl body: the Swagger default and the tests' fixture.
-EXAMPLE_TRANSACTION: dict[str, float | int | str] = {
-    "user_id": "user_123",
-    "amount": 250.0,
-    "hour": 23,
-    "merchant_risk": 0.8,
-    "card_age_days": 15,
-    "distance_km": 500,
-    "num_recent_txns": 10,
-    "is_international": 1,
-}
+# The Swagger default and the tests' fixture; with the seed's features, its curl body.
+EXAMPLE_TRANSACTION: dict[str, float | int | bool | str] = {
+    "user_id": "user_123", **{f.name: f.example for f in FEATURES}}
 
 
 class InvalidTransaction(ValueError):
     """A transaction that breaks a field rule; the message names the field and the rule."""
 
 
-def _field(name: str, example: float | int) -> object:
-    """The feature's field: its rule in words and as JSON Schema bounds, so the published
-    schema states the rule (`amount`: exclusiveMinimum 0) instead of only describing it."""
-    f = FEATURES_BY_NAME[name]
-    bounds: dict[str, float] = {"ge" if f.low_inclusive else "gt": f.low}
+_TYPES: dict[str, Any] = {"number": float, "integer": int, "boolean": bool}
+
+
+def _field(f: Feature) -> tuple[Any, Any]:
+    """The feature's annotation and field: its rule in words and as JSON Schema (bounds, enum),
+    so the published schema states the rule (`amount`: exclusiveMinimum 0) instead of only
+    describing it."""
+    extra: dict[str, Any] = {}
+    if f.low is not None:
+        extra["ge" if f.low_inclusive else "gt"] = f.low
     if f.high is not None:
-        bounds["le"] = f.high
-    return Field(..., description=f"{f.description} Rule: {f.rule()}.", examples=[example],
-                 **bounds)  # type: ignore[arg-type]
+        extra["le"] = f.high
+    if f.categorical:
+        kind: Any = Literal[f.values] if f.unseen == "reject" else str  # type: ignore[valid-type]
+    else:
+        kind = _TYPES[f.kind]
+    return kind, Field(..., description=f"{f.description} Rule: {f.rule()}.",
+                       examples=[f.example], **extra)
 
 
-class Transaction(BaseModel):
+def _check(cls: type, value: object, info: Any) -> object:
+    """Every feature's rule, before pydantic's own parsing, so a 400 quotes the rule."""
+    name = info.field_name
+    feature = FEATURES_BY_NAME[name]
+    if feature.kind in ("number", "integer") and (isinstance(value, str | bool)
+                                                  or value is None):
+        raise ValueError(f"{name} {feature.rule()}")
+    problem = feature.check(value)
+    if problem:
+        raise ValueError(f"{name} {problem} (got {value!r})")
+    return value
+
+
+class _TransactionBase(BaseModel):
     """One payment transaction to score (the seed's flat body)."""
 
     model_config = ConfigDict(extra="ignore",
@@ -105,37 +80,30 @@ class Transaction(BaseModel):
     user_id: str = Field(..., min_length=1, max_length=256,
                          description="Stable id of the cardholder; decides the A/B arm.",
                          examples=["user_123"])
-    amount: float = _field("amount", 250.0)  # type: ignore[assignment]
-    hour: int = _field("hour", 23)  # type: ignore[assignment]
-    merchant_risk: float = _field("merchant_risk", 0.8)  # type: ignore[assignment]
-    card_age_days: float = _field("card_age_days", 15)  # type: ignore[assignment]
-    distance_km: float = _field("distance_km", 500)  # type: ignore[assignment]
-    num_recent_txns: int = _field("num_recent_txns", 10)  # type: ignore[assignment]
-    is_international: int = _field("is_international", 1)  # type: ignore[assignment]
-
-    @field_validator(*FEATURE_NAMES, mode="before")
-    @classmethod
-    def _check_range(cls, value: object, info: object) -> object:
-        name = info.field_name  # type: ignore[attr-defined]
-        feature = FEATURES_BY_NAME[name]
-        if isinstance(value, str | bool) or value is None:
-            raise ValueError(f"{name} {feature.rule()}")
-        problem = feature.check(value)  # type: ignore[arg-type]
-        if problem:
-            raise ValueError(f"{name} {problem} (got {value!r})")
-        return value
 
     def features(self) -> list[float]:
         """The model input in the one feature order."""
         return feature_vector(self.__dict__)
 
 
+Transaction: type[_TransactionBase] = create_model(  # type: ignore[call-overload]
+    "Transaction",
+    __base__=_TransactionBase,
+    __doc__=_TransactionBase.__doc__,
+    __module__=__name__,
+    __validators__={"_check_range": field_validator(*FEATURE_NAMES, mode="before")(
+        classmethod(_check))},
+    **{f.name: _field(f) for f in FEATURES},
+)
+
+
 def feature_vector(values: Mapping[str, Any]) -> list[float]:
-    """Already-validated field values as the model input, in the one feature order."""
-    return [float(values[n]) for n in FEATURE_NAMES]
+    """Already-validated field values as the model input, in the one feature order
+    (categories as their codes, booleans as 0/1)."""
+    return [f.encode(values[f.name]) for f in FEATURES]
 
 
-def to_matrix(transactions: list[Transaction]) -> np.ndarray:
+def to_matrix(transactions: list[Any]) -> np.ndarray:
     """Stack transactions into an (n, n_features) float64 array in FEATURE_NAMES order."""
     return np.array([t.features() for t in transactions], dtype=np.float64).reshape(
         len(transactions), len(FEATURE_NAMES)

@@ -19,6 +19,7 @@ from pathlib import Path
 from fraud import model_card
 from fraud.config import PROJECT_ROOT
 from fraud.report.card import to_markdown
+from fraud.schema import ARMS
 from fraud.serving.readiness import report_path
 
 BUNDLED_REPORT = PROJECT_ROOT / "reports" / "gate" / "gate_report.json"
@@ -31,7 +32,7 @@ def gated_tags(report: dict) -> dict[str, str]:
     if not report.get("passed"):
         raise SystemExit("build refused: the gate report did not pass (run `make gate`)")
     tags = {m["arm"]: tag for tag, m in report["models"].items() if m.get("passed")}
-    if set(tags) != {"model_a", "model_b"}:
+    if set(tags) != set(ARMS):
         raise SystemExit(f"build refused: the gate report passes {sorted(tags)} only")
     return tags
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fraud.experiment.state import ExperimentState
-from fraud.schema import Arm, Prediction
+from fraud.schema import CHALLENGER, CHAMPION, Arm, Prediction
 from fraud.store.records import Decision, Source
 
-OTHER: dict[str, Arm] = {"model_a": "model_b", "model_b": "model_a"}
+OTHER: dict[str, Arm] = {CHAMPION: CHALLENGER, CHALLENGER: CHAMPION}
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from typing import Any
 from fraud.report.charts import Line, clock, drift_chart, time_chart
 from fraud.report.history import Series
 from fraud.report.svg import esc, finite, num, span
+from fraud.schema import ROLES
 
-ARMS = (("model_a", "champion"), ("model_b", "challenger"))
 NO_DATA = ("<p class=\"muted nodata\">Over time: no data yet (a look is stored at each "
            "guardrail check).</p>")
 MAX_EVENTS = 20
@@ -36,7 +36,7 @@ def _chart(s: Series, title: str, lines: list[Line], lo: float, hi: float,
 
 def _arm_lines(s: Series, key: str, bands: bool) -> list[Line]:
     out = []
-    for arm, role in ARMS:
+    for arm, role in ROLES.items():
         rows = s.arms[arm][key]
         out.append(Line(f"{arm} ({role})", _col(rows, 0), arm[-1],
                         _col(rows, 1) if bands else None, _col(rows, 2) if bands else None))
@@ -47,7 +47,7 @@ def volume_history(s: Series) -> str:
     """Decisions so far per arm, and the flag rate per arm with its interval."""
     if not len(s):
         return NO_DATA
-    n = [Line(f"{arm} ({role})", s.arms[arm]["n"], arm[-1]) for arm, role in ARMS]
+    n = [Line(f"{arm} ({role})", s.arms[arm]["n"], arm[-1]) for arm, role in ROLES.items()]
     flag = _arm_lines(s, "flag_rate", bands=True)
     hi = min(1.0, 1.1 * _top(*(ln.high or [] for ln in flag), *(ln.values for ln in flag),
                              floor=0.05))

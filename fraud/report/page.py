@@ -17,8 +17,8 @@ from fraud.report import over_time as hist
 from fraud.report.charts import CHART_CSS
 from fraud.report.history import Series, series
 from fraud.report.svg import Row, bar_chart, esc, finite, interval_chart, num, pct, span
+from fraud.schema import ARMS, ROLES
 
-ARMS = (("model_a", "champion"), ("model_b", "challenger"))
 ARM_METRICS = (("flag_rate", "flag rate"), ("precision", "precision"), ("recall", "recall"),
                ("error_rate", "error rate"))
 PAIRED_METRICS = (("recall", "recall"), ("precision", "precision"),
@@ -94,7 +94,7 @@ def header(body: dict[str, Any]) -> str:
 
 def volume(body: dict[str, Any], extra: str = "") -> str:
     rows = []
-    for arm, role in ARMS:
+    for arm, role in ROLES.items():
         a = body.get(arm) or {}
         total, flagged = finite(a.get("total_predictions")) or 0.0, finite(a.get("fraud_count"))
         flagged = flagged or 0.0
@@ -103,7 +103,7 @@ def volume(body: dict[str, Any], extra: str = "") -> str:
                      f"{total:,.0f} decisions, {pct(a.get('fraud_rate'))} flagged"))
     chart = bar_chart("Decisions per arm: flagged (dark) and legit (light)", rows)
     facts = []
-    for arm, _ in ARMS:
+    for arm in ARMS:
         a = body.get(arm) or {}
         facts.append((f"{arm} ({a.get('model_tag', '?')})",
                       f"{a.get('users', '?')} users, {a.get('labelled', '?')} "
@@ -119,7 +119,7 @@ def volume(body: dict[str, Any], extra: str = "") -> str:
 def arm_metrics(body: dict[str, Any], extra: str = "") -> str:
     rows = []
     for key, name in ARM_METRICS:
-        for arm, _ in ARMS:
+        for arm in ARMS:
             m = _get(body, arm, key) or {}
             rows.append(Row(f"{name}, {arm}", m.get("value"), m.get("ci_low"), m.get("ci_high"),
                             _interval_text(m), arm[-1]))
@@ -193,7 +193,7 @@ def paired_block(body: dict[str, Any], extra: str = "") -> str:
         return ""
     rows, diffs = [], []
     for key, name in PAIRED_METRICS:
-        for arm, _ in ARMS:
+        for arm in ARMS:
             m = _get(pb, key, arm) or {}
             rows.append(Row(f"{name}, {arm}", m.get("value"), m.get("ci_low"), m.get("ci_high"),
                             _interval_text(m), arm[-1]))
@@ -208,7 +208,7 @@ def paired_block(body: dict[str, Any], extra: str = "") -> str:
     lo, hi = span(*[v for r in diffs for v in (r.value, r.low, r.high)], floor=0.05)
     loss = [Row(f"{arm}", (m := _get(pb, "expected_loss_per_1000", arm) or {}).get("value"),
                 m.get("ci_low"), m.get("ci_high"), _interval_text(m, num), arm[-1])
-            for arm, _ in ARMS]
+            for arm in ARMS]
     top = max([v for r in loss for v in map(finite, (r.value, r.high)) if v is not None] + [1.0])
     dis, same = pb.get("disagreement_rate") or {}, pb.get("same_flag_rate") or {}
     costs = pb.get("costs") or {}

@@ -19,14 +19,11 @@ import math
 from typing import Any, Literal
 
 from fraud.config.settings import Metric, StatsSettings
+from fraud.schema import CHALLENGER, CHAMPION
 from fraud.stats import ratio
 from fraud.stats.aggregates import ArmPeriod, Periods
 from fraud.stats.ratio import RatioMoments
 from fraud.stats.sequential import Memory, msprt, srm_p_value
-
-CHAMPION = "model_a"
-CHALLENGER = "model_b"
-ARM_NAMES = (CHAMPION, CHALLENGER)
 
 Verdict = Literal["collecting", "no_difference", "challenger_better", "challenger_worse"]
 

@@ -23,11 +23,10 @@ from helpers import ROOT, Server, Store, serve
 from prometheus_client.parser import text_string_to_metric_families
 
 from fraud.assignment import assign
-from fraud.schema import EXAMPLE_TRANSACTION
+from fraud.schema import ARMS, EXAMPLE_TRANSACTION
 
 pytestmark = [pytest.mark.service]
 
-ARMS = ("model_a", "model_b")
 TIMEOUT = 15.0
 NORMAL = {"amount": 12.5, "hour": 14, "merchant_risk": 0.1, "card_age_days": 900,
           "distance_km": 3, "num_recent_txns": 1, "is_international": 0}

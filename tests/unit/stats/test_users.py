@@ -11,13 +11,11 @@ import pytest
 from pydantic import ValidationError
 
 from fraud.config import StatsSettings
+from fraud.schema import ARMS, CHALLENGER, CHAMPION
 from fraud.stats import ratio
 from fraud.stats.aggregates import SUM_COLUMNS, ArmPeriod, Periods
 from fraud.stats.sequential import Memory, msprt, srm_p_value
 from fraud.stats.users import (
-    ARM_NAMES,
-    CHALLENGER,
-    CHAMPION,
     arm_metrics,
     metric_moments,
     pooled,
@@ -122,7 +120,7 @@ def test_pooled_sums_an_arm_over_periods() -> None:
     assert pooled(periods, CHAMPION).users == 9
     assert pooled(periods, CHALLENGER) == b1
     assert pooled({}, CHAMPION) == ArmPeriod()
-    assert ARM_NAMES == ("model_a", "model_b")
+    assert (CHAMPION, CHALLENGER) == ARMS == ("model_a", "model_b")
 
 
 def test_metric_moments() -> None:
@@ -384,7 +382,7 @@ def test_primary_is_json_clean_on_degenerate_input(periods: Periods) -> None:
     _dumps(block)
     _dumps(mem.to_json())
     _dumps(primary_look(periods, S))
-    for arm in ARM_NAMES:
+    for arm in ARMS:
         _dumps(arm_metrics(pooled(periods, arm)))
 
 
