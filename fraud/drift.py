@@ -16,6 +16,11 @@ A `DriftMonitor` keeps the last `window` live rows (a bounded deque) and compare
 PSI = sum (q - p) ln(q / p) with live shares q smoothed by half a row per bin (an empty live
 bin is a large but finite shift), and D = sup |F_train - F_live|. The verdict rule is in
 `DriftSettings`; methods and measured rates: docs/explain-and-drift.md.
+
+A category feature (configs/features.yaml) has no order, so it has no deciles and no KS: its
+reference is the training share of each code (every listed value, and 'other' when allowed),
+smoothed by half a row like the live shares so a value never seen in training is a large but
+finite shift, and its PSI is over those codes (its KS is None).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from fraud.config.settings import PSI_BINS, DriftSettings
-from fraud.schema import FEATURE_NAMES
+from fraud.schema import FEATURE_NAMES, FEATURES
 
 REFERENCE_VERSION = 1
 SKETCH_LEVELS = 200
@@ -52,20 +57,37 @@ def feature_reference(values: np.ndarray) -> dict[str, list[float]]:
     }
 
 
+def category_reference(codes: np.ndarray, n_codes: int,
+                       labels: list[str]) -> dict[str, Any]:
+    """The reference of one category feature: each code's training share (smoothed)."""
+    counts = np.bincount(np.asarray(codes, dtype=np.int64), minlength=n_codes)[:n_codes]
+    return {"kind": "category", "labels": labels,
+            "proportions": ((counts + 0.5) / (len(codes) + 0.5 * n_codes)).tolist()}
+
+
 def build_reference(X: np.ndarray) -> dict[str, Any]:
     """The training reference of every feature of X (columns in FEATURE_NAMES order)."""
     X = np.asarray(X, dtype=np.float64)
-    return {"version": REFERENCE_VERSION, "rows": int(X.shape[0]),
-            "features": {name: feature_reference(X[:, j])
-                         for j, name in enumerate(FEATURE_NAMES)}}
+    out: dict[str, Any] = {}
+    for j, f in enumerate(FEATURES):
+        if f.categorical:
+            labels = [str(f.decode(c)) for c in range(f.n_codes)]
+            out[f.name] = category_reference(X[:, j], f.n_codes, labels)
+        else:
+            out[f.name] = feature_reference(X[:, j])
+    return {"version": REFERENCE_VERSION, "rows": int(X.shape[0]), "features": out}
 
 
-def psi(ref: dict[str, list[float]], values: np.ndarray) -> float:
+def psi(ref: dict[str, Any], values: np.ndarray) -> float:
     """Population stability index of live `values` against one feature's reference."""
     x = np.sort(np.asarray(values, dtype=np.float64))
     p = np.asarray(ref["proportions"])
-    cut = np.searchsorted(x, ref["edges"], side="right")
-    counts = np.diff(np.r_[0, cut, len(x)])
+    if ref.get("kind") == "category":
+        codes = np.clip(x.astype(np.int64), 0, len(p) - 1)
+        counts = np.bincount(codes, minlength=len(p))
+    else:
+        cut = np.searchsorted(x, ref["edges"], side="right")
+        counts = np.diff(np.r_[0, cut, len(x)])
     q = (counts + 0.5) / (len(x) + 0.5 * len(p))
     return float(np.sum((q - p) * np.log(q / p)))
 
@@ -99,12 +121,13 @@ def compare(reference: dict[str, Any], X: np.ndarray, settings: DriftSettings) -
             features[name] = {"psi": None, "psi_level": None, "psi_critical": None,
                               "ks": None, "drift": None}
             continue
-        p, d = psi(ref, X[:, j]), ks(ref, X[:, j])
+        p = psi(ref, X[:, j])
+        d = None if ref.get("kind") == "category" else ks(ref, X[:, j])
         p_crit = settings.psi_critical(n, m, len(ref["proportions"]))
         features[name] = {"psi": p, "psi_level": psi_level(p, settings.psi_threshold),
                           "psi_critical": p_crit, "ks": d,
                           "drift": bool(p >= settings.psi_threshold or p > p_crit
-                                        or d > critical)}
+                                        or (d is not None and d > critical))}
     return {"rows": n, "ready": ready, "ks_critical": critical,
             "drift": any(f["drift"] for f in features.values()) if ready else None,
             "features": features}

@@ -29,7 +29,7 @@ to the decision function), and the probability is reported beside them, not spli
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy.special import expit
 
-from fraud.schema import FEATURE_NAMES, FEATURES_BY_NAME
+from fraud.schema import FEATURE_NAMES, FEATURES, FEATURES_BY_NAME, Feature
 
 Scale = Literal["probability", "log_odds"]
 
@@ -164,17 +164,28 @@ def shapley(table: LeafTable, x: Sequence[float]) -> tuple[float, np.ndarray]:
     return table.base_value, phi
 
 
+def _phrase(feature: Feature) -> Callable[[float], str] | None:
+    """How a reason reads for `feature`, from its `reason` in configs/features.yaml: one text
+    per value, or a text with {value} (numbers as %g, categories by name)."""
+    reason = feature.reason
+    if reason is None:
+        return None
+
+    def said(code: float) -> str:
+        value = feature.decode(code)
+        shown = _shown(value)
+        if isinstance(reason, Mapping):
+            text = reason.get(value, reason.get(shown))
+            return text if text is not None else f"{feature.description.rstrip('.')}: {shown}"
+        return reason.format(value=shown)
+
+    return said
+
+
 # How a reason reads for each feature; a feature without a phrase falls back to its
-# description in fraud/schema.py, so adding a feature never breaks reason codes.
+# description in configs/features.yaml, so adding a feature never breaks reason codes.
 PHRASES: dict[str, Callable[[float], str]] = {
-    "amount": lambda v: f"amount is {v:g}",
-    "hour": lambda v: f"local hour is {v:g}",
-    "merchant_risk": lambda v: f"merchant risk is {v:g}",
-    "card_age_days": lambda v: f"card is {v:g} days old",
-    "distance_km": lambda v: f"{v:g} km from the usual location",
-    "num_recent_txns": lambda v: f"{v:g} transactions on this card in the last hour",
-    "is_international": lambda v: "international merchant" if v else "domestic merchant",
-}
+    f.name: phrase for f in FEATURES if (phrase := _phrase(f)) is not None}
 UNITS: dict[Scale, str] = {"probability": "", "log_odds": " log-odds"}
 
 
@@ -201,11 +212,18 @@ class Explanation:
     reasons: list[Reason]  # the largest |contribution| first
 
 
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
+
+
 def reason(feature: str, value: float, contribution: float, scale: Scale) -> Reason:
     """The reason code of one feature's contribution."""
     described = FEATURES_BY_NAME[feature].description
     phrase = PHRASES.get(feature)
-    said = phrase(value) if phrase else f"{described.rstrip('.')}: {value:g}"
+    shown = FEATURES_BY_NAME[feature].decode(value)
+    said = phrase(value) if phrase else f"{described.rstrip('.')}: {_shown(shown)}"
     return Reason(feature, value, contribution, described,
                   f"{said}: {contribution:+.2f}{UNITS[scale]}")
 

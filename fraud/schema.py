@@ -58,43 +58,43 @@ def _field(f: Feature) -> tuple[Any, Any]:
                        examples=[f.example], **extra)
 
 
-def _check(cls: type, value: object, info: Any) -> object:
-    """Every feature's rule, before pydantic's own parsing, so a 400 quotes the rule."""
-    name = info.field_name
-    feature = FEATURES_BY_NAME[name]
-    if feature.kind in ("number", "integer") and (isinstance(value, str | bool)
-                                                  or value is None):
-        raise ValueError(f"{name} {feature.rule()}")
-    problem = feature.check(value)
-    if problem:
-        raise ValueError(f"{name} {problem} (got {value!r})")
-    return value
+def transaction_model(features: tuple[Feature, ...]) -> type[BaseModel]:
+    """The request model of one transaction with `features`: user_id, then each feature in
+    order, each validated by its rule before pydantic parses it (so a 400 quotes the rule)."""
+    by_name = {f.name: f for f in features}
+    example = {"user_id": "user_123", **{f.name: f.example for f in features}}
+
+    class Base(BaseModel):
+        model_config = ConfigDict(extra="ignore", json_schema_extra={"example": example})
+
+        user_id: str = Field(..., min_length=1, max_length=256,
+                             description="Stable id of the cardholder; decides the A/B arm.",
+                             examples=["user_123"])
+
+        def features(self) -> list[float]:
+            """The model input in the one feature order."""
+            return [f.encode(self.__dict__[f.name]) for f in features]
+
+    def check(cls: type, value: object, info: Any) -> object:
+        name = info.field_name
+        feature = by_name[name]
+        if feature.kind in ("number", "integer") and (isinstance(value, str | bool)
+                                                      or value is None):
+            raise ValueError(f"{name} {feature.rule()}")
+        problem = feature.check(value)
+        if problem:
+            raise ValueError(f"{name} {problem} (got {value!r})")
+        return value
+
+    return create_model(  # type: ignore[call-overload,no-any-return]
+        "Transaction", __base__=Base, __module__=__name__,
+        __doc__="One payment transaction to score (the seed's flat body).",
+        __validators__={"_check_range": field_validator(*by_name, mode="before")(
+            classmethod(check))},
+        **{f.name: _field(f) for f in features})
 
 
-class _TransactionBase(BaseModel):
-    """One payment transaction to score (the seed's flat body)."""
-
-    model_config = ConfigDict(extra="ignore",
-                              json_schema_extra={"example": EXAMPLE_TRANSACTION})
-
-    user_id: str = Field(..., min_length=1, max_length=256,
-                         description="Stable id of the cardholder; decides the A/B arm.",
-                         examples=["user_123"])
-
-    def features(self) -> list[float]:
-        """The model input in the one feature order."""
-        return feature_vector(self.__dict__)
-
-
-Transaction: type[_TransactionBase] = create_model(  # type: ignore[call-overload]
-    "Transaction",
-    __base__=_TransactionBase,
-    __doc__=_TransactionBase.__doc__,
-    __module__=__name__,
-    __validators__={"_check_range": field_validator(*FEATURE_NAMES, mode="before")(
-        classmethod(_check))},
-    **{f.name: _field(f) for f in FEATURES},
-)
+Transaction: Any = transaction_model(FEATURES)
 
 
 def feature_vector(values: Mapping[str, Any]) -> list[float]:

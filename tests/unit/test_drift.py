@@ -165,3 +165,19 @@ def test_monitor_reports_fit_the_response_model(reference):
     assert dumped["arms"]["model_a"]["drift"] is None
     assert dumped["arms"]["model_b"]["ready"] is True
     assert set(dumped["arms"]["model_b"]["features"]) == set(FEATURE_NAMES)
+
+
+def test_a_category_is_compared_share_by_share():
+    from fraud.drift import category_reference, psi
+
+    rng = np.random.default_rng(3)
+    train = rng.choice(3, size=20_000, p=[0.7, 0.2, 0.1]).astype(float)
+    ref = category_reference(train, 4, ["web", "app", "pos", "other"])
+    assert ref["kind"] == "category" and ref["labels"][-1] == "other"
+    assert abs(sum(ref["proportions"]) - 1) < 1e-9 and ref["proportions"][3] > 0
+    same = rng.choice(3, size=2_000, p=[0.7, 0.2, 0.1]).astype(float)
+    moved = rng.choice(3, size=2_000, p=[0.3, 0.3, 0.4]).astype(float)
+    assert psi(ref, same) < 0.01
+    assert psi(ref, moved) > 0.25
+    unseen = np.full(500, 3.0)  # only 'other', never seen in training: large, finite
+    assert 1 < psi(ref, unseen) < float("inf")

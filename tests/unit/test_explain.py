@@ -195,3 +195,19 @@ def test_response_model_carries_the_decision(forest, boosting, data):
     assert b["scale"] == "log_odds" and b["output"] == pytest.approx(
         boosting.decision_function(x[None])[0], abs=1e-9)
     assert [r["text"] for r in a["reasons"]] == [r.text for r in explained["model_a"].reasons]
+
+
+def test_reasons_follow_the_feature_file():
+    from fraud.explain import _phrase
+    from fraud.features import Feature
+
+    country = Feature("country", "Merchant country.", kind="category", values=("FR", "DE"),
+                      unseen="other", reason="merchant in {value}")
+    assert _phrase(country)(1.0) == "merchant in DE"
+    assert _phrase(country)(2.0) == "merchant in other"
+    secure = Feature("is_3ds", "3-D Secure used.", kind="boolean",
+                     reason={True: "3-D Secure", False: "no 3-D Secure"})
+    assert _phrase(secure)(0.0) == "no 3-D Secure"
+    assert _phrase(Feature("x", "X.")) is None
+    assert reason("is_international", 1.0, 0.1, "probability").text == (
+        "international merchant: +0.10")
