@@ -26,8 +26,11 @@ FEATURES_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
 SCHEMA: list[dict[str, Any]] = schema_spec(FEATURES)
 SCHEMA_HASH: str = schema_hash(SCHEMA)
 LABEL = "is_fraud"
-ARMS: tuple[str, str] = ("model_a", "model_b")
+# The two A/B arms, defined here only: everything else imports ARMS (or its two names).
 Arm = Literal["model_a", "model_b"]
+ARMS: tuple[Arm, Arm] = ("model_a", "model_b")
+CHAMPION, CHALLENGER = ARMS
+ROLES: dict[str, str] = {CHAMPION: "champion", CHALLENGER: "challenger"}
 
 # The Swagger default and the tests' fixture; with the seed's features, its curl body.
 EXAMPLE_TRANSACTION: dict[str, float | int | bool | str] = {
