@@ -127,8 +127,9 @@ class Feature:
     def spec(self) -> dict[str, Any]:
         """What a model depends on (no description, example or phrasing): hashed and stored."""
         out: dict[str, Any] = {"name": self.name, "type": self.kind}
-        if self.kind in ("number", "integer"):
-            out.update(min=self.low, min_inclusive=self.low_inclusive, max=self.high)
+        if self.kind in ("number", "integer"):  # no None: BentoML metadata refuses it
+            bounds = {"min": self.low, "min_inclusive": self.low_inclusive, "max": self.high}
+            out.update({k: v for k, v in bounds.items() if v is not None})
         if self.categorical:
             out.update(values=list(self.values), unseen=self.unseen)
         return out

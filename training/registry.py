@@ -17,7 +17,7 @@ from mlflow.models import infer_signature
 
 from fraud.config import TrainingConfig, mlflow_tracking_uri
 from fraud.drift import build_reference
-from fraud.schema import FEATURE_NAMES
+from fraud.schema import FEATURE_NAMES, SCHEMA, SCHEMA_HASH
 from training.data import Splits
 from training.train import TrainedModel, features
 
@@ -100,6 +100,9 @@ def save_to_bentoml(model: TrainedModel, cfg: TrainingConfig, splits: Splits,
     metadata = {
         "role": model.role,
         "features": list(FEATURE_NAMES),
+        # The schema the model was trained on (configs/features.yaml): serving refuses another.
+        "schema": SCHEMA,
+        "schema_hash": SCHEMA_HASH,
         "threshold": model.threshold,
         "threshold_rule": cfg.threshold.rule,
         "metrics": {"test": model.test["overall"], "validation": model.validation["overall"]},

@@ -7,7 +7,7 @@ from typing import Any
 
 from fraud.config import ABConfig
 from fraud.experiment.decisions import ArmModel
-from fraud.schema import ARMS, FEATURE_NAMES, Arm
+from fraud.schema import ARMS, FEATURE_NAMES, SCHEMA, SCHEMA_HASH, Arm, differences
 
 PROJECT_LABEL = "fraudserve"
 
@@ -45,6 +45,24 @@ def by_role(role: str) -> Any:
     return max(found, key=lambda m: m.info.creation_time)
 
 
+def schema_problem(meta: dict[str, Any]) -> str | None:
+    """None when a model's metadata says it was trained on the served schema, else how not.
+
+    Models record their schema and its hash (training/registry.py); one saved before that
+    is compared by its feature names only."""
+    if "schema_hash" not in meta:
+        if tuple(meta.get("features", ())) != FEATURE_NAMES:
+            return (f"was trained on features {meta.get('features')}, the service sends "
+                    f"{list(FEATURE_NAMES)}")
+        return None
+    if meta["schema_hash"] == SCHEMA_HASH:
+        return None
+    changes = differences(list(meta.get("schema") or ()), SCHEMA) or [
+        f"schema hash {meta['schema_hash'][:12]} is not the served {SCHEMA_HASH[:12]}"]
+    return ("was trained on another feature schema than the service's "
+            f"(FRAUDSERVE_FEATURES): {'; '.join(changes)}")
+
+
 def resolve_arms(cfg: ABConfig) -> dict[Arm, ArmModel]:
     """Concrete tags, thresholds and metadata of both arms; raises with one clear line."""
     import bentoml
@@ -60,11 +78,9 @@ def resolve_arms(cfg: ABConfig) -> dict[Arm, ArmModel]:
                 "run `make train` (or `python -m training`) first"
             ) from None
         meta = dict(stored.info.metadata)
-        if tuple(meta.get("features", ())) != FEATURE_NAMES:
-            raise ModelMismatch(
-                f"model {stored.tag} was trained on features {meta.get('features')}, "
-                f"the service sends {list(FEATURE_NAMES)}"
-            )
+        problem = schema_problem(meta)
+        if problem:
+            raise ModelMismatch(f"model {stored.tag} ({arm}) {problem}")
         if "threshold" not in meta:
             raise ModelMismatch(f"model {stored.tag} has no decision threshold in its metadata")
         out[arm] = ArmModel(arm=arm, tag=str(stored.tag), threshold=float(meta["threshold"]),

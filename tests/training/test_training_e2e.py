@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from helpers import PYTHON, ROOT, train
 
-from fraud.schema import FEATURE_NAMES
+from fraud.schema import FEATURE_NAMES, SCHEMA, SCHEMA_HASH
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +31,7 @@ def test_two_models_in_the_bentoml_store_with_serving_metadata(small_store):
     for _tag, labels, meta in models:
         assert labels["role"] in {"champion", "challenger"}
         assert meta["features"] == list(FEATURE_NAMES)
+        assert meta["schema"] == SCHEMA and meta["schema_hash"] == SCHEMA_HASH
         assert 0 < meta["threshold"] < 1
         assert set(meta["split_hashes"]) == {"train", "validation", "test"}
         assert len(set(meta["split_hashes"].values())) == 3
