@@ -20,11 +20,11 @@ from fraud import model_card
 from fraud.config import PROJECT_ROOT
 from fraud.report.card import to_markdown
 from fraud.schema import ARMS
+from fraud.serving.card import CARD_FILE
 from fraud.serving.readiness import report_path
 
 BUNDLED_REPORT = PROJECT_ROOT / "reports" / "gate" / "gate_report.json"
-CARD_JSON = PROJECT_ROOT / "reports" / "build" / "model_card.json"  # bentofile.yaml includes it
-CARD_MD = CARD_JSON.with_suffix(".md")
+CARD_MD = CARD_FILE.with_suffix(".md")  # bentofile.yaml includes both
 
 
 def gated_tags(report: dict) -> dict[str, str]:
@@ -44,8 +44,8 @@ def write_card(tags: dict[str, str], report: dict) -> dict:
     models = {arm: {"tag": tag, "metadata": dict(bentoml.models.get(tag).info.metadata)}
               for arm, tag in tags.items()}
     card = model_card.build(models, report, generated_by="`make build` (gating/build.py)")
-    CARD_JSON.parent.mkdir(parents=True, exist_ok=True)
-    CARD_JSON.write_text(json.dumps(card, indent=2) + "\n")
+    CARD_FILE.parent.mkdir(parents=True, exist_ok=True)
+    CARD_FILE.write_text(json.dumps(card, indent=2) + "\n")
     CARD_MD.write_text(to_markdown({**card, "source": "build"}))
     return card
 

@@ -1,4 +1,5 @@
-"""The serving side of the gate: a service only becomes ready for models the gate passed."""
+"""Whether the service serves: only models the gate passed, and only while the ledger takes
+writes (otherwise a request is refused, saying why: fraud/api/errors.py answers it)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Protocol
 
 from fraud.config import PROJECT_ROOT
 
@@ -47,3 +49,39 @@ def readiness_problem(tags: list[str]) -> str | None:
                     OVERRIDE_ENV, problem)
         return None
     return problem
+
+
+# -- serving or refusing, per request ----------------------------------------------------------
+
+
+class LedgerHealth(Protocol):
+    """What readiness reads of the ledger (fraud.store.writer.Ledger)."""
+
+    problem: str | None  # why the last write failed; None while writes work
+    where: str
+
+
+class NotServing(RuntimeError):
+    """This worker refuses to score now; the message says why."""
+
+
+class Ungated(NotServing):
+    """The models did not pass the gate (or the gate report is missing)."""
+
+
+class LedgerRefusing(NotServing):
+    """The ledger refuses writes: answering would decide what is not kept."""
+
+
+def is_ready(gate_problem: str | None, ledger: LedgerHealth) -> bool:
+    """BentoML's /readyz: the models passed the gate and the ledger takes writes."""
+    return gate_problem is None and ledger.problem is None
+
+
+def check_serving(gate_problem: str | None, ledger: LedgerHealth | None = None) -> None:
+    """Raise Ungated, or LedgerRefusing, when a request must be refused (without `ledger`:
+    only the gate, for what stores nothing, like an explanation)."""
+    if gate_problem:
+        raise Ungated(f"service not ready: {gate_problem}")
+    if ledger is not None and ledger.problem:
+        raise LedgerRefusing(f"ledger unavailable ({ledger.where}): {ledger.problem}")

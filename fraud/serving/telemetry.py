@@ -7,9 +7,10 @@ export one worker's values only (BentoML issue #5056).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from fraud.schema import ARMS
+from fraud.schema import ARMS, Prediction
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -70,6 +71,24 @@ class Metrics:
             self.predictions.labels(model_version=arm, prediction="legit").inc(
                 len(flagged) - n_fraud)
         self.latency.labels(model_version=arm).observe(seconds)
+
+    def observe_predictions(self, results: Sequence[Prediction], seconds: float) -> None:
+        """Count one request's decisions per arm, each arm's with the request's latency."""
+        for arm in {r.model_version for r in results}:
+            self.observe(arm, [r.is_fraud for r in results if r.model_version == arm], seconds)
+
+    def count_errors(self, arms: Sequence[str]) -> None:
+        """Scoring failures, one per row, against the row's arm."""
+        for arm in ARMS:
+            n = sum(1 for a in arms if a == arm)
+            if n:
+                self.errors.labels(model_version=arm).inc(n)
+
+    def ledger_state(self, up: bool, new_failures: int) -> None:
+        """Whether this worker can write the ledger, and its failed commits since the last
+        call (fraud.experiment.watch.Watch reports both every second)."""
+        self.ledger_up.set(1 if up else 0)
+        self.ledger_failures.inc(new_failures)
 
     def publish(self, report: dict[str, Any]) -> None:
         """Set the experiment gauges from an /ab-stats report."""

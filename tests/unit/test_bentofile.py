@@ -9,7 +9,7 @@ import yaml
 
 from fraud.config import PROJECT_ROOT
 from fraud.schema import EXAMPLE_TRANSACTION
-from gating.build import BUNDLED_REPORT, CARD_JSON, CARD_MD
+from gating.build import BUNDLED_REPORT, CARD_FILE, CARD_MD
 
 BENTOFILE = yaml.safe_load((PROJECT_ROOT / "bentofile.yaml").read_text())
 
@@ -25,5 +25,5 @@ def test_description_is_ours_and_its_example_is_the_schemas() -> None:
 
 def test_the_bento_bundles_the_gate_report_and_the_model_card() -> None:
     include = BENTOFILE["include"]
-    for path in (BUNDLED_REPORT, CARD_JSON, CARD_MD):
+    for path in (BUNDLED_REPORT, CARD_FILE, CARD_MD):
         assert str(path.relative_to(PROJECT_ROOT)) in include
