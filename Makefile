@@ -28,8 +28,8 @@ install: $(STAMP)  ## create .venv and install the project with its test tools
 sysdeps:  ## Debian packages the full suite needs (chromium, prometheus, postgresql, buildah/podman)
 	@bash tools/sysdeps.sh
 
-train: install  ## train champion + challenger, log to MLflow, save to the BentoML store
-	$(BIN)/python -m training
+train: install  ## train champion + challenger, log to MLflow, save to the BentoML store (DATA=file.csv|.parquet)
+	$(BIN)/python -m training $(if $(DATA),--data "$(DATA)")
 
 models: install  ## train only if the store lacks the served models
 	$(BIN)/python -m training --if-missing

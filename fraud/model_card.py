@@ -80,6 +80,9 @@ def _model(arm: str, tag: str, meta: Mapping[str, Any],
         "role": meta.get("role"),
         "estimator": meta.get("estimator"),
         "features": list(meta.get("features") or ()),
+        # names, types, ranges and categories (configs/features.yaml) and their hash
+        "schema": list(meta.get("schema") or ()),
+        "schema_hash": meta.get("schema_hash"),
         "threshold": _num(meta.get("threshold")),
         "threshold_rule": meta.get("threshold_rule"),
         "training_metrics": {"validation": _metrics(metrics.get("validation")),
@@ -102,6 +105,10 @@ def _data(models: list[dict[str, Any]], metas: list[Mapping[str, Any]]) -> dict[
         "spec": specs[0] if specs else None,
         "split_sizes": (metas[0].get("split_sizes") if metas else None),
         "split_hashes": hashes[0] if hashes else None,
+        # each split's first and last timestamp (data with a timestamp column), and the rows
+        # a grouped time split left out
+        "split_ranges": metas[0].get("split_ranges") if metas else None,
+        "rows_dropped_by_grouping": metas[0].get("rows_dropped_by_grouping") if metas else None,
         "same_for_all_models": all(s == specs[0] for s in specs)
                                and all(h == hashes[0] for h in hashes),
         "held_out": "The gate re-derives the test split from the data spec, checks its hash "
@@ -118,6 +125,12 @@ def _caveats(models: list[dict[str, Any]], data: Mapping[str, Any],
         out.append("Trained and judged on synthetic transactions from the built-in generator "
                    f"(seed {spec.get('seed')}, shift {shift}): the metrics say how well the "
                    "models learn that generator, not how they do on real payments.")
+    elif spec.get("source") in ("csv", "parquet"):
+        how = ("by time (train oldest, test newest)" if spec.get("split") == "time"
+               else "at random")
+        grouped = ", no card in two splits" if spec.get("group_by_entity") else ""
+        out.append(f"Trained and judged on {spec.get('source')} data split {how}{grouped}: "
+                   "the metrics hold for traffic like that file's.")
     if not data.get("same_for_all_models"):
         out.append("The models were trained on different data or splits: their metrics are "
                    "not comparable.")

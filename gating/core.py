@@ -204,6 +204,12 @@ def behaviour_checks(ev: Evaluated, cfg: GateConfig) -> list[Check]:
     rows = X[rng.choice(len(X), size=min(b.sample_rows, len(X)), replace=False)]
     base = ev.estimator.predict_proba(rows)[:, 1]
     for feature, (op, amount) in b.perturbations.items():
+        f = FEATURES_BY_NAME.get(feature)
+        if f is None or f.categorical or f.kind == "boolean":
+            checks.append(Check(ev.tag, ev.arm, f"behaviour:monotone_{feature}", None, None,
+                                "<=", False, "configs/gate.yaml perturbs a feature that "
+                                "configs/features.yaml does not define as a number"))
+            continue
         j = FEATURE_NAMES.index(feature)
         moved = rows.copy()
         moved[:, j] = moved[:, j] + amount if op == "add" else moved[:, j] * amount

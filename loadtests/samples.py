@@ -3,8 +3,10 @@
 The rows come from `training.data.generate` with the generator settings of
 configs/training.yaml, so the load looks like real traffic (heavy-tailed amounts, daytime
 hours, fraud scenarios with interacting features) instead of uniform noise. The seed differs
-from the data seed, so no row is one the models were trained, tuned or gated on. Each row
-keeps its true label: the load tests post it later as delayed feedback.
+from the data seed, so no row is one the models were trained, tuned or gated on. With a csv
+or parquet source (other features: configs/features.yaml), the rows are that file's held-out
+test split instead. Each row keeps its true label: the load tests post it later as delayed
+feedback.
 
 The helpers below are plain Python (no locust import: locust monkey-patches the process with
 gevent), so the unit tests exercise them directly.
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from fraud.config import load_training_config
 from fraud.schema import ARMS, FEATURE_NAMES, FEATURES_BY_NAME, LABEL
-from training.data import generate
+from training.data import generate, load_splits
 
 # Any fixed number unlike the training seed; `holdout_seed` moves off it if they ever collide.
 HOLDOUT_SEED = 424_242
@@ -35,10 +37,10 @@ USER_PREFIX = "lt_user_"
 class Sample:
     """One held-out transaction: its features (schema order, JSON types) and its true label."""
 
-    features: dict[str, float | int]
+    features: dict[str, float | int | bool | str]
     is_fraud: bool
 
-    def body(self, user_id: str) -> dict[str, float | int | str]:
+    def body(self, user_id: str) -> dict[str, float | int | bool | str]:
         """The flat /predict body (the seed's shape) for `user_id`."""
         return {"user_id": user_id, **self.features}
 
@@ -60,8 +62,9 @@ def holdout_seed(training_seed: int, preferred: int = HOLDOUT_SEED) -> int:
     return preferred if preferred != training_seed else preferred + 1
 
 
-def _json_value(name: str, value: float) -> float | int:
-    return int(value) if FEATURES_BY_NAME[name].integer else float(value)
+def _json_value(name: str, value: float) -> float | int | bool | str:
+    """A model column's value as the request sends it (a category by name, a flag as bool)."""
+    return FEATURES_BY_NAME[name].decode(value)  # type: ignore[no-any-return]
 
 
 @lru_cache(maxsize=4)
@@ -69,11 +72,16 @@ def load_samples(n_rows: int = DEFAULT_ROWS, seed: int | None = None,
                  config: Path | str | None = None) -> SampleSet:
     """Generate `n_rows` held-out rows (deterministic for the seed) split by label."""
     cfg = load_training_config(config).data
-    seed = holdout_seed(cfg.seed) if seed is None else seed
-    if seed == cfg.seed:
-        raise ValueError(f"seed {seed} is the training data seed: the rows would not be held out")
-    generator = cfg.generator.model_copy(update={"n_rows": n_rows})
-    frame = generate(generator, seed)
+    if cfg.source != "generator":  # a data file: its held-out test split, never trained on
+        frame = load_splits(cfg).test
+        seed = cfg.seed
+    else:
+        seed = holdout_seed(cfg.seed) if seed is None else seed
+        if seed == cfg.seed:
+            raise ValueError(f"seed {seed} is the training data seed: the rows would not be "
+                             "held out")
+        generator = cfg.generator.model_copy(update={"n_rows": n_rows})
+        frame = generate(generator, seed)
     legit: list[Sample] = []
     suspicious: list[Sample] = []
     for record in frame[[*FEATURE_NAMES, LABEL]].to_dict("records"):

@@ -10,7 +10,7 @@ import time
 import warnings
 from pathlib import Path
 
-from fraud.config import load_training_config, mlflow_tracking_uri
+from fraud.config import DataConfig, load_training_config, mlflow_tracking_uri
 from training.data import DataError, load_splits
 from training.registry import log_to_mlflow, save_to_bentoml
 from training.train import TrainedModel, fit_one
@@ -26,6 +26,13 @@ def _table(rows: list[tuple[TrainedModel, str]]) -> str:
                      f"{o['precision']:>7.3f}{o['recall']:>7.3f}{o['roc_auc']:>9.4f}"
                      f"{o['average_precision']:>8.4f}{m.fit_seconds:>7.1f}")
     return "\n".join(lines)
+
+
+def with_file(data: DataConfig, path: Path) -> DataConfig:
+    """`data` reading `path` instead: csv, or parquet for .parquet / .pq files."""
+    source = "parquet" if path.suffix.lower() in (".parquet", ".pq") else "csv"
+    return DataConfig.model_validate({**data.model_dump(), "source": source,
+                                      "path": str(path), "csv_path": None})
 
 
 def _served_models_present() -> bool:
@@ -50,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="training config (default: configs/training.yaml)")
     parser.add_argument("--rows", type=int, default=None,
                         help="override data.generator.n_rows (generator data only)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="train on this CSV or Parquet file (data.source and data.path "
+                             "from its suffix; columns, label and splits from the config)")
     parser.add_argument("--if-missing", action="store_true",
                         help="do nothing when the store already holds the models that "
                              "configs/ab.yaml serves (used by make serve / make test)")
@@ -66,12 +76,18 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_training_config(args.config)
         if args.rows is not None:
             cfg.data.generator.n_rows = args.rows
+        if args.data is not None:
+            cfg.data = with_file(cfg.data, args.data)
         splits = load_splits(cfg.data)
     except (DataError, FileNotFoundError, ValueError) as exc:
         print(f"training: {exc}", file=sys.stderr)
         return 2
-    print(f"data: {cfg.data.source}, splits {splits.sizes()}, "
+    print(f"data: {cfg.data.source}, {cfg.data.split} splits {splits.sizes()}, "
           f"fraud rate {splits.train['is_fraud'].mean():.4f}")
+    for name, period in (splits.ranges() or {}).items():
+        print(f"  {name}: {period['from']} to {period['to']}")
+    if splits.dropped:
+        print(f"  {splits.dropped} rows left out: a card's rows after its own period")
     rows = []
     for role, spec in (("champion", cfg.champion), ("challenger", cfg.challenger)):
         model = fit_one(role, spec, splits)

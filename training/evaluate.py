@@ -16,15 +16,37 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-# Named slices a fraud team asks about; each is a boolean mask over a frame of features.
-SLICES: dict[str, Callable[[pd.DataFrame], pd.Series]] = {
-    "international": lambda df: df["is_international"] == 1,
-    "domestic": lambda df: df["is_international"] == 0,
-    "night": lambda df: df["hour"] < 6,
-    "new_card": lambda df: df["card_age_days"] < 30,
-    "large_amount": lambda df: df["amount"] >= 500,
-    "high_risk_merchant": lambda df: df["merchant_risk"] >= 0.6,
+from fraud.schema import FEATURES, FEATURES_BY_NAME
+
+# Named slices a fraud team asks about, each with the feature it reads and a boolean mask over
+# a frame of features; a slice whose feature configs/features.yaml lacks is left out.
+SEED_SLICES: dict[str, tuple[str, Callable[[pd.DataFrame], pd.Series]]] = {
+    "international": ("is_international", lambda df: df["is_international"] == 1),
+    "domestic": ("is_international", lambda df: df["is_international"] == 0),
+    "night": ("hour", lambda df: df["hour"] < 6),
+    "new_card": ("card_age_days", lambda df: df["card_age_days"] < 30),
+    "large_amount": ("amount", lambda df: df["amount"] >= 500),
+    "high_risk_merchant": ("merchant_risk", lambda df: df["merchant_risk"] >= 0.6),
 }
+MAX_CATEGORY_SLICES = 12  # per category feature: one slice per value, up to this many
+
+
+def _category_slice(name: str, code: int) -> Callable[[pd.DataFrame], pd.Series]:
+    return lambda df: df[name] == code
+
+
+def active_slices() -> dict[str, Callable[[pd.DataFrame], pd.Series]]:
+    """The seed's slices whose features exist, and one slice per value of each category."""
+    out = {name: select for name, (feature, select) in SEED_SLICES.items()
+           if feature in FEATURES_BY_NAME}
+    for f in FEATURES:
+        if f.categorical:
+            for code in range(min(f.n_codes, MAX_CATEGORY_SLICES)):
+                out[f"{f.name}={f.decode(code)}"] = _category_slice(f.name, code)
+    return out
+
+
+SLICES = active_slices()
 
 
 def choose_threshold(y_true: np.ndarray, proba: np.ndarray) -> float:

@@ -44,8 +44,12 @@ def _flat(prefix: str, values: dict[str, Any]) -> dict[str, float]:
 
 
 def data_spec(cfg: TrainingConfig) -> dict[str, Any]:
-    """Everything needed to rebuild the exact splits (the gate re-derives them from this)."""
-    return json.loads(cfg.data.model_dump_json())
+    """Everything needed to rebuild the exact splits (the gate re-derives them from this);
+    a data file by its absolute path, so the gate finds it from any directory."""
+    spec = json.loads(cfg.data.model_dump_json())
+    if cfg.data.file:
+        spec.update(path=str(Path(cfg.data.file).resolve()), csv_path=None)
+    return spec
 
 
 def _use_experiment(name: str) -> None:
@@ -70,7 +74,9 @@ def log_to_mlflow(model: TrainedModel, cfg: TrainingConfig, splits: Splits) -> t
                            cfg.threshold.rule, **{f"model.{k}": v for k, v in
                                                   model.spec.params.items()},
                            **{f"split_size.{k}": v for k, v in splits.sizes().items()},
-                           "data.source": cfg.data.source, "data.seed": cfg.data.seed})
+                           "data.source": cfg.data.source, "data.seed": cfg.data.seed,
+                           "data.split": cfg.data.split,
+                           "data.group_by_entity": cfg.data.group_by_entity})
         mlflow.log_metric("threshold", model.threshold)
         mlflow.log_metric("fit_seconds", model.fit_seconds)
         mlflow.log_metrics(_flat("val", model.validation["overall"]))
@@ -112,6 +118,8 @@ def save_to_bentoml(model: TrainedModel, cfg: TrainingConfig, splits: Splits,
         "mlflow_model_version": mlflow_version,
         "split_hashes": splits.hashes(),
         "split_sizes": splits.sizes(),
+        "split_ranges": splits.ranges(),  # first and last timestamp of each split, if any
+        "rows_dropped_by_grouping": splits.dropped,
         "data_spec": data_spec(cfg),
         "estimator": model.spec.estimator,
         # PSI bins and a KS sketch of the training split: GET /drift needs no training data.

@@ -32,23 +32,49 @@ class GeneratorConfig(Strict):
 
 
 class DataConfig(Strict):
-    """Where the data comes from and how it is split."""
+    """Where the data comes from, how its columns map to the features, and how it is split."""
 
-    source: Literal["generator", "csv"] = "generator"
+    source: Literal["generator", "csv", "parquet"] = "generator"
+    # The file of a csv or parquet source (`csv_path` is the older name, csv only).
+    path: str | None = None
     csv_path: str | None = None
     label_column: str = "is_fraud"
+    # Feature name -> column in the file, where they differ (configs/features.yaml's names).
+    columns: dict[str, str] = Field(default_factory=dict)
+    timestamp_column: str | None = None
+    entity_column: str | None = None  # a card or user id
+    # stratified: random, fraud rate kept in each split; time: train oldest, validate next,
+    # test newest (needs timestamp_column).
+    split: Literal["stratified", "time"] = "stratified"
+    # One card (entity) never in two splits (needs entity_column).
+    group_by_entity: bool = False
+    min_fraud_per_split: int = Field(10, ge=1)
     seed: int = 7
     generator: GeneratorConfig = GeneratorConfig()
     validation_fraction: float = Field(0.2, gt=0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0, lt=0.5)
 
     @model_validator(mode="after")
-    def _csv_needs_path(self) -> DataConfig:
-        if self.source == "csv" and not self.csv_path:
-            raise ValueError("data.csv_path is required when data.source is 'csv'")
+    def _consistent(self) -> DataConfig:
+        if self.csv_path and self.path and self.csv_path != self.path:
+            raise ValueError("data.csv_path and data.path name different files: keep `path`")
+        if self.csv_path and self.source != "csv":
+            raise ValueError("data.csv_path is for source: csv; use data.path")
+        if self.source in ("csv", "parquet") and not self.file:
+            name = "csv_path" if self.source == "csv" else "path"
+            raise ValueError(f"data.{name} is required when data.source is '{self.source}'")
         if self.validation_fraction + self.test_fraction >= 0.8:
             raise ValueError("validation_fraction + test_fraction must leave >= 20% to train")
+        if self.split == "time" and not self.timestamp_column:
+            raise ValueError("data.split: time needs data.timestamp_column")
+        if self.group_by_entity and not self.entity_column:
+            raise ValueError("data.group_by_entity needs data.entity_column")
         return self
+
+    @property
+    def file(self) -> str | None:
+        """The data file of a csv or parquet source."""
+        return self.path or self.csv_path
 
 
 class ModelSpec(Strict):

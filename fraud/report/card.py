@@ -23,6 +23,19 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _valid(feature: Mapping[str, Any]) -> str:
+    """A schema entry's valid values in a few words."""
+    if feature.get("values"):
+        other = ", any other: 'other'" if feature.get("unseen") == "other" else ""
+        return ", ".join(feature["values"]) + other
+    low = feature.get("min")
+    parts = [] if low is None else [
+        f"{'>=' if feature.get('min_inclusive', True) else '>'} {low:g}"]
+    if feature.get("max") is not None:
+        parts.append(f"<= {feature['max']:g}")
+    return " and ".join(parts) or ("true/false" if feature.get("type") == "boolean" else "any")
+
+
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
@@ -61,13 +74,29 @@ def to_markdown(card: Mapping[str, Any]) -> str:
         lines += ["Generator: " + ", ".join(f"{k} {v}" for k, v in spec["generator"].items())
                   + ".", ""]
     sizes, hashes = data.get("split_sizes") or {}, data.get("split_hashes") or {}
-    lines += _table(["split", "rows", "sha256"],
-                    [[s, sizes.get(s), f"`{hashes.get(s, 'n/a')[:16]}`"]
-                     for s in ("train", "validation", "test")])
+    ranges = data.get("split_ranges") or {}
+    if ranges:
+        lines += _table(["split", "rows", "from", "to", "sha256"],
+                        [[s, sizes.get(s), (ranges.get(s) or {}).get("from"),
+                          (ranges.get(s) or {}).get("to"), f"`{hashes.get(s, 'n/a')[:16]}`"]
+                         for s in ("train", "validation", "test")])
+    else:
+        lines += _table(["split", "rows", "sha256"],
+                        [[s, sizes.get(s), f"`{hashes.get(s, 'n/a')[:16]}`"]
+                         for s in ("train", "validation", "test")])
+    if data.get("rows_dropped_by_grouping"):
+        lines += ["", f"{data['rows_dropped_by_grouping']:,} rows left out: a card's rows "
+                  "after the period it first appears in (grouped time split)."]
     lines += ["", data["held_out"]
               + ("" if data["same_for_all_models"] else " The models' data DIFFER."), ""]
     features = card["models"][0]["features"] if card["models"] else []
     lines += ["Features: " + ", ".join(f"`{f}`" for f in features) + ".", ""]
+    schema = card["models"][0].get("schema") if card["models"] else None
+    if schema:
+        lines += _table(["feature", "type", "valid"], [[f["name"], f["type"], _valid(f)]
+                                                      for f in schema])
+        lines += ["", f"Schema hash: `{(card['models'][0].get('schema_hash') or 'n/a')[:16]}`.",
+                  ""]
     lines += ["## Metrics", "",
               "Held-out test split, each model at its own threshold (the gate's evaluation).", ""]
     header = ["", *METRICS]

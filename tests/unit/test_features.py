@@ -46,7 +46,7 @@ def test_the_default_file_is_the_seeds_seven():
     assert features_path().name == "features.yaml"
     assert [f.name for f in FEATURES] == ["amount", "hour", "merchant_risk", "card_age_days",
                                           "distance_km", "num_recent_txns", "is_international"]
-    assert SCHEMA_HASH == schema_hash(schema_spec(load_features()))
+    assert schema_hash(schema_spec(load_features())) == SCHEMA_HASH
 
 
 def test_examples_default_to_valid_values(shop):
