@@ -1,9 +1,12 @@
-"""Render an overlay with the image to deploy: what the delivery workflow pipes to kubectl apply.
+"""Render an overlay, optionally with another image: to look at, or to pipe to kubectl apply.
 
-    python -m deploy.render --overlay prod --image ghcr.io/acme/fraudserve:1a2b3c > out.yaml
+    python -m deploy.render --overlay prod > out.yaml
+    python -m deploy.render --overlay prod --image ghcr.io/acme/fraudserve@sha256:<digest>
 
-The overlay's own files stay untouched: a throw-away kustomization holds the overlay as its
-only resource and an `images:` entry for the container `fraudserve`.
+The image is by digest only (a tag is refused). The overlay's own files stay untouched: a
+throw-away kustomization holds the overlay as its only resource and an `images:` entry for the
+container `fraudserve`. (The delivery workflow edits the overlay instead, with `kustomize edit
+set image`, and stamps the release: deploy/release.py.)
 """
 
 from __future__ import annotations
@@ -32,18 +35,6 @@ def kubectl() -> str:
     return found
 
 
-def split_image(image: str) -> tuple[str, str]:
-    """'registry/name:tag' -> ('registry/name', 'tag'); a digest ('@sha256:...') is a tag."""
-    if "@" in image:
-        name, digest = image.split("@", 1)
-        return name, "@" + digest
-    slash = image.rfind("/")
-    colon = image.rfind(":")
-    if colon > slash:
-        return image[:colon], image[colon + 1:]
-    raise ValueError(f"image {image!r} has no tag: pin one (never :latest in a deploy)")
-
-
 def kustomize(directory: Path) -> str:
     """`kubectl kustomize <directory>`: the rendered objects as one YAML stream."""
     out = subprocess.run([kubectl(), "kustomize", str(directory)], capture_output=True,
@@ -57,9 +48,14 @@ def render(overlay: Path, image: str | None = None) -> str:
     """The overlay rendered, with the `fraudserve` container's image set to `image`."""
     if image is None:
         return kustomize(overlay)
-    name, tag = split_image(image)
-    entry = {"name": "fraudserve", "newName": name}
-    entry.update({"digest": tag[1:]} if tag.startswith("@") else {"newTag": tag})
+    from deploy.release import parse_ref  # deploy.release renders through this module
+
+    name, digest = parse_ref(image)
+    # kustomize matches images by their name after the overlay's own `images:` entry.
+    own = yaml.safe_load((overlay / "kustomization.yaml").read_text()).get("images", [])
+    current = next((i.get("newName", i["name"]) for i in own if i["name"] == "fraudserve"),
+                   "fraudserve")
+    entry = {"name": current, "newName": name, "digest": digest}
     with tempfile.TemporaryDirectory(prefix="fraudserve-render-") as tmp:
         doc = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
                "resources": [os.path.relpath(overlay.resolve(), tmp)], "images": [entry]}
@@ -83,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"an overlay name under {OVERLAYS.relative_to(ROOT)} "
                              f"({', '.join(sorted(p.name for p in OVERLAYS.iterdir()))}) "
                              "or a kustomization directory")
-    parser.add_argument("--image", help="registry/name:tag (or @sha256:digest) to deploy")
+    parser.add_argument("--image", help="<repository>@sha256:<digest> to deploy")
     parser.add_argument("--print-namespace", action="store_true",
                         help="print only the namespace the overlay deploys into")
     args = parser.parse_args(argv)
@@ -91,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         else Path(args.overlay)
     if not (overlay / "kustomization.yaml").exists():
         parser.error(f"no kustomization.yaml in {overlay}")
-    text = render(overlay, args.image)
+    try:
+        text = render(overlay, args.image)
+    except ValueError as exc:  # an image by tag, or the placeholder digest
+        parser.error(str(exc))
     if args.print_namespace:
         print(namespace(text))
     else:

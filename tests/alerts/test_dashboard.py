@@ -2,13 +2,16 @@
 real Prometheus scraping a real `bentoml serve` after some traffic.
 
 Grafana itself is not run (not installable here): `$__rate_interval` is replaced by RANGE,
-which is what Grafana would send for a 1 s scrape interval and a short time range.
+which is what Grafana would send for a 1 s scrape interval and a short time range, and
+`$namespace` by the variable's All value (`.*`, which also matches series without a namespace
+label, as a local Prometheus scrapes them).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,6 +30,8 @@ DASHBOARD = GRAFANA / "dashboards" / "fraudserve.json"
 DATASOURCES = GRAFANA / "provisioning" / "datasources" / "fraudserve.yml"
 PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "fraudserve.yml"
 RANGE = "1m"
+ALL = ".*"  # the namespace variable's allValue
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 DRIFT_METRICS = ("fraud_feature_drift_psi", "fraud_feature_drift")
 DEADLINE_S = 120
 
@@ -40,20 +45,41 @@ def targets() -> list[tuple[str, str]]:
     out = []
     for p in load_dashboard()["panels"]:
         for t in p.get("targets", []):
-            expr = t["expr"].replace("$__rate_interval", RANGE)
+            expr = t["expr"].replace("$__rate_interval", RANGE).replace("$namespace", ALL)
             out.append((f"{p['id']}:{p['title']}:{t['refId']}", expr))
     return out
 
 
 def drift_wired() -> bool:
-    return "fraud_feature_drift" in (ROOT / "fraud" / "telemetry.py").read_text()
+    return "fraud_feature_drift" in (ROOT / "fraud" / "serving" / "telemetry.py").read_text()
 
 
 # -- structure (no server) ------------------------------------------------------------------
 
-def test_panels_have_unique_ids_and_the_provisioned_datasource() -> None:
-    dash = load_dashboard()
+def variables() -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in load_dashboard()["templating"]["list"]}
+
+
+def test_datasource_and_namespace_variables() -> None:
+    """The datasource is a variable (defaulting to the provisioned Prometheus), and a
+    namespace variable (multi, All = `.*`) filters every series of every panel."""
     uid = yaml.safe_load(DATASOURCES.read_text())["datasources"][0]["uid"]
+    found = variables()
+    ds = found["datasource"]
+    assert ds["type"] == "datasource" and ds["query"] == "prometheus"
+    assert ds["current"]["value"] == uid
+    ns = found["namespace"]
+    assert ns["type"] == "query" and ns["datasource"] == DATASOURCE
+    assert ns["includeAll"] and ns["multi"] and ns["allValue"] == ALL
+    assert "label_values(" in ns["definition"] and ", namespace)" in ns["definition"]
+    for p in load_dashboard()["panels"]:
+        for t in p.get("targets", []):
+            metrics = re.findall(r"\b(?:fraud|bentoml)_\w+(\{[^}]*\})?", t["expr"])
+            assert metrics and all('namespace=~"$namespace"' in m for m in metrics), t["expr"]
+
+
+def test_panels_have_unique_ids_and_the_datasource_variable() -> None:
+    dash = load_dashboard()
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids)), f"duplicate panel ids: {sorted(ids)}"
     assert dash["uid"] and isinstance(dash["schemaVersion"], int)
@@ -64,11 +90,11 @@ def test_panels_have_unique_ids_and_the_provisioned_datasource() -> None:
             assert "targets" not in p, p["title"]
             continue
         assert p["targets"], f"panel {p['title']!r} has no query"
-        assert p["datasource"] == {"type": "prometheus", "uid": uid}, p["title"]
+        assert p["datasource"] == DATASOURCE, p["title"]
         refs = [t["refId"] for t in p["targets"]]
         assert len(refs) == len(set(refs)), p["title"]
         for t in p["targets"]:
-            assert t["datasource"]["uid"] == uid and t["expr"].strip(), (p["title"], t)
+            assert t["datasource"] == DATASOURCE and t["expr"].strip(), (p["title"], t)
 
 
 def test_panels_do_not_overlap() -> None:

@@ -10,8 +10,11 @@ import yaml
 
 from deploy.render import K8S, kustomize
 
-KUSTOMIZATIONS = sorted(p.parent for p in K8S.rglob("kustomization.yaml"))
+# Every buildable kustomization (components are built inside the overlays that use them).
+KUSTOMIZATIONS = sorted(p.parent for p in K8S.rglob("kustomization.yaml")
+                        if "kind: Component" not in p.read_text())
 SERVING = [p for p in KUSTOMIZATIONS if p.name != "postgres"]  # the ones with fraudserve
+OVERLAY_NAMES = ("dev", "prod", "rollouts")
 
 
 def name_of(path: Path) -> str:

@@ -1,20 +1,22 @@
 """deploy/k8s: every kustomization renders and every object validates offline.
 
 Built-in kinds: kubernetes-validate (the Kubernetes OpenAPI schemas it bundles, strict, so an
-unknown or misspelt field fails). PodMonitor and PrometheusRule are CRDs it has no schema for:
-their structure is checked against the minimal schemas in tests/deploy/schemas (ours, not the
-Operator's), and the rules inside with `promtool check rules`.
+unknown or misspelt field fails), on two Kubernetes versions. Custom resources (PodMonitor,
+PrometheusRule, Rollout, AnalysisTemplate, CloudNativePG's Cluster, Pooler, ScheduledBackup and
+the Barman Cloud plugin's ObjectStore): the schemas their projects publish in their CRDs, copied
+in tests/deploy/schemas (SOURCES.md: repository, tag, commit), made strict the same way
+(crds.py). The alert rules inside the PrometheusRule also go through `promtool check rules`.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
+import crds
 import jsonschema
 import kubernetes_validate
 import pytest
@@ -22,25 +24,28 @@ import yaml
 from k8s import KUSTOMIZATIONS, SERVING, kinds, name_of, one, render
 
 from deploy import sync
-from deploy.render import K8S
+from deploy.render import K8S, OVERLAYS
 
-SCHEMAS = Path(__file__).resolve().parent / "schemas"
-CRDS = {p.stem: json.loads(p.read_text()) for p in SCHEMAS.glob("*.json")}
+CUSTOM = crds.kinds()
 # The newest schemas the wheel bundles, and an older release still common on managed clusters.
 VERSIONS = [kubernetes_validate.latest_version(), "1.30.0"]
 ROOT = Path(__file__).resolve().parents[2]
+BASE = {"ServiceAccount", "Deployment", "Job", "Service", "HorizontalPodAutoscaler",
+        "PodDisruptionBudget", "NetworkPolicy", "ConfigMap", "PodMonitor", "PrometheusRule"}
+CNPG = {"Cluster", "Pooler", "ScheduledBackup", "ObjectStore"}
 
 
 def validate(obj: dict, version: str) -> None:
-    if obj["kind"] in CRDS:
-        jsonschema.validate(obj, CRDS[obj["kind"]])
+    if obj["kind"] in CUSTOM:
+        assert obj["apiVersion"] == crds.api_version(obj["kind"]), obj["apiVersion"]
+        crds.validator(obj["kind"]).validate(obj)
     else:
         kubernetes_validate.validate(obj, version, strict=True)
 
 
 def test_every_kustomization_is_found() -> None:
-    assert {name_of(p) for p in KUSTOMIZATIONS} >= {
-        "base", "postgres", "overlays/dev", "overlays/prod"}
+    assert {name_of(p) for p in KUSTOMIZATIONS} == {
+        "base", "postgres", "overlays/dev", "overlays/prod", "overlays/rollouts"}
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -55,31 +60,65 @@ def test_every_object_validates(path: Path, version: str) -> None:
             pytest.fail(f"{name_of(path)}: {obj['kind']}/{obj['metadata']['name']}: {exc}")
 
 
-def test_only_known_kinds_skip_kubernetes_schemas() -> None:
-    """Nothing else slips through as 'a CRD': every other kind has a bundled schema."""
+def test_every_custom_kind_rendered_has_its_published_schema() -> None:
+    """Nothing slips through as 'a CRD': every other kind has a bundled Kubernetes schema, and
+    every committed CRD schema is used by some overlay."""
+    rendered = set()
     for path in KUSTOMIZATIONS:
         for obj in render(path):
-            if obj["kind"] not in CRDS:
+            rendered.add(obj["kind"])
+            if obj["kind"] not in CUSTOM:
                 kubernetes_validate.validate(obj, VERSIONS[0], strict=True)
-    assert set(CRDS) == {"PodMonitor", "PrometheusRule"}
+    assert {"PodMonitor", "PrometheusRule", "Rollout", "AnalysisTemplate"} | CNPG == CUSTOM
+    assert rendered >= CUSTOM
 
 
-def test_validators_reject_broken_objects() -> None:
-    """The checks above can fail: a misspelt rollout field, a PodMonitor without endpoints and
-    a rule without an expression are each refused."""
-    base = render(K8S / "base")
-    deployment = copy.deepcopy(one(base, "Deployment"))
-    deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavalable"] = 0
-    with pytest.raises(kubernetes_validate.ValidationError):
-        validate(deployment, VERSIONS[0])
-    monitor = copy.deepcopy(one(base, "PodMonitor"))
-    del monitor["spec"]["podMetricsEndpoints"]
+def test_schema_copies_name_their_source() -> None:
+    sources = (crds.SCHEMAS / "SOURCES.md").read_text()
+    for kind in CUSTOM:
+        comment = crds.load(kind)["$comment"]
+        assert " from " in comment and f"| {kind} |" in sources, kind
+        repo, tag, commit = comment.split(" from ")[1].split()[:3]
+        assert f"{repo} {tag} | {commit} |" in sources, kind
+
+
+@pytest.mark.parametrize(("kind", "path", "field"), [
+    ("Deployment", ["spec", "strategy", "rollingUpdate"], "maxUnavalable"),
+    ("PodMonitor", ["spec", "podMetricsEndpoints", 0], "scrapeTimout"),
+    ("PrometheusRule", ["spec", "groups", 0], "intervall"),
+    ("Rollout", ["spec", "strategy", "canary"], "maxSurgee"),
+    ("AnalysisTemplate", ["spec", "metrics", 0], "failureLimitt"),
+    ("Cluster", ["spec"], "instancess"),
+    ("Pooler", ["spec", "pgbouncer"], "poolMod"),
+    ("ScheduledBackup", ["spec"], "schedul"),
+    ("ObjectStore", ["spec", "configuration"], "destinationPat"),
+])
+def test_validators_reject_a_misspelt_field(kind: str, path: list, field: str) -> None:
+    """The checks above can fail: one misspelt field in each kind is refused (a CRD alone
+    would let the API server drop it silently)."""
+    obj = copy.deepcopy(one(render(OVERLAYS / "rollouts"), kind))
+    node = obj
+    for key in path:
+        node = node[key]
+    node[field] = 1
+    with pytest.raises((kubernetes_validate.ValidationError, jsonschema.ValidationError)):
+        validate(obj, VERSIONS[0])
+
+
+def test_validators_reject_missing_required_fields() -> None:
+    prod = render(OVERLAYS / "prod")
+    monitor = copy.deepcopy(one(prod, "PodMonitor"))
+    monitor["spec"]["podMetricsEndpoints"][0]["port"] = 3000  # a port NAME, not a number
     with pytest.raises(jsonschema.ValidationError):
         validate(monitor, VERSIONS[0])
-    rule = copy.deepcopy(one(base, "PrometheusRule"))
+    rule = copy.deepcopy(one(prod, "PrometheusRule"))
     del rule["spec"]["groups"][0]["rules"][0]["expr"]
     with pytest.raises(jsonschema.ValidationError):
         validate(rule, VERSIONS[0])
+    pooler = copy.deepcopy(one(prod, "Pooler"))
+    pooler["spec"]["pgbouncer"]["poolMode"] = "statement"  # not one PgBouncer mode CNPG allows
+    with pytest.raises(jsonschema.ValidationError):
+        validate(pooler, VERSIONS[0])
 
 
 def test_generated_files_are_current() -> None:
@@ -122,10 +161,16 @@ def test_prometheus_rule_passes_promtool(path: Path, tmp_path: Path) -> None:
 
 
 def test_kinds_per_kustomization() -> None:
-    base = {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
-            "ConfigMap", "Secret", "PodMonitor", "PrometheusRule"}
     by_name = {name_of(p): kinds(render(p)) for p in KUSTOMIZATIONS}
-    assert by_name["base"] == base
-    assert by_name["postgres"] == {"StatefulSet", "Service", "Secret"}
-    assert by_name["overlays/dev"] == base | {"StatefulSet", "Namespace"}
-    assert by_name["overlays/prod"] == (base - {"Secret"}) | {"Namespace"}
+    assert by_name["base"] == BASE
+    assert by_name["postgres"] == {"StatefulSet", "Service", "ConfigMap", "NetworkPolicy"}
+    assert by_name["overlays/dev"] == BASE | {"StatefulSet", "Namespace"}
+    assert by_name["overlays/prod"] == BASE | CNPG | {"Namespace"}
+    assert by_name["overlays/rollouts"] == by_name["overlays/prod"] | {
+        "Rollout", "AnalysisTemplate"}
+    for name, found in by_name.items():  # no Secret is ever committed: all made at deploy time
+        assert "Secret" not in found, name
+
+
+def test_base_is_what_overlays_build_on() -> None:
+    assert (K8S / "components" / "cnpg" / "kustomization.yaml").exists()
