@@ -3,19 +3,27 @@
 `error` is always there and says what went wrong in words; `detail` lists the offending fields
 of a 400 (pydantic's loc/msg/type, as BentoML sends them). A route may add its own fields (a
 /feedback 404 repeats the request_id), so the published schema allows more properties.
+
+`api_error` is the one mapping from what readiness and scoring raise (fraud/serving) to these
+answers; `ledger_down` is the operations routes' answer when the ledger cannot be read.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from http import HTTPStatus
 from typing import Any
 
 from bentoml.exceptions import BentoMLException, InvalidArgument
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import JSONResponse
 
-from fraud.store.records import LabelOutcome
+from fraud.serving.coalesce import Overloaded
+from fraud.serving.path import RowsFailed
+from fraud.serving.readiness import LedgerRefusing, Ungated
+from fraud.store.records import DecisionRejected, LabelOutcome, LedgerUnavailable
 
 
 class ErrorDetail(BaseModel):
@@ -71,11 +79,21 @@ def validation_body(errors: Iterable[Mapping[str, Any]], what: str = "request") 
 async def fastapi_validation_handler(request: Any, exc: Any) -> Any:
     """FastAPI's RequestValidationError as a 400 in the one shape (FastAPI's default is a
     422 with a `detail` list only): the operations routes answer like the BentoML APIs."""
-    from starlette.responses import JSONResponse
-
     return JSONResponse(validation_body(exc.errors(), f"{request.method} "
                                                      f"{request.url.path}"), status_code=400)
 
+
+async def http_error_handler(request: Any, exc: Any) -> JSONResponse:
+    """Starlette's HTTPException (e.g. an unparseable body) in the one shape, not FastAPI's
+    {"detail": "..."}: its status and headers, its detail as `error`."""
+    return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code,
+                        headers=exc.headers)
+
+
+def ledger_down(where: str, exc: BaseException) -> JSONResponse:
+    """503 of an operations route (/ab-stats, /report, /experiments, ...) that reads the
+    ledger when the ledger cannot answer."""
+    return JSONResponse({"error": f"ledger unavailable ({where}): {exc}"}, status_code=503)
 
 
 class NotReady(BentoMLException):
@@ -113,3 +131,41 @@ FEEDBACK_ANSWERS: dict[LabelOutcome, tuple[int, dict[str, str]]] = {
     LabelOutcome.CONFLICT: (409, {"error": "request_id already has the opposite label; "
                                            "labels are final"}),
 }
+
+
+def api_error(exc: BaseException) -> BentoMLException | None:
+    """The answer to a request that readiness or scoring refused, or None for any other
+    failure (BentoML answers that 500 and logs it):
+
+    - not gated: 503 NotReady; the ledger refusing writes, too much queued (Overloaded) or a
+      commit that failed (LedgerUnavailable): 503 LedgerDown, nothing decided;
+    - a model that failed on some rows (RowsFailed): 500 ScoringFailed, naming the arm;
+    - text the store cannot hold (DecisionRejected): 400 NotStorable.
+    """
+    if isinstance(exc, Ungated):
+        return NotReady(str(exc))
+    if isinstance(exc, LedgerRefusing):
+        return LedgerDown(str(exc))
+    if isinstance(exc, RowsFailed):
+        return ScoringFailed(str(exc))
+    if isinstance(exc, Overloaded):
+        return LedgerDown(f"overloaded, nothing was decided: {exc}")
+    if isinstance(exc, LedgerUnavailable):
+        return LedgerDown(f"ledger unavailable, nothing was decided: {exc}")
+    if isinstance(exc, DecisionRejected):
+        return NotStorable(f"user_id or another text field cannot be stored, nothing was "
+                           f"decided: {exc}")
+    return None
+
+
+@contextmanager
+def api_errors() -> Iterator[None]:
+    """Inside, what `api_error` knows leaves as that API error (without the original's
+    traceback); any other exception leaves unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        error = api_error(exc)
+        if error is None:
+            raise
+        raise error from None

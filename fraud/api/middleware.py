@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fraud.api.auth import KeyRing, authorize
+from fraud.api.auth import KeyRing, authorize, load_keys
 from fraud.api.errors import error_json
-from fraud.api.ratelimit import RateLimiter
+from fraud.api.ratelimit import RateLimiter, RateSettings
+from fraud.config import ABConfig
 
 log = logging.getLogger("fraudserve.security")
 Scope = dict[str, Any]
@@ -61,6 +62,16 @@ class LimitSettings:
             if env.get(var):
                 values[name] = int(env[var])
         return cls(**{k: int(v) for k, v in values.items()})
+
+
+def security_settings(ab: ABConfig, environ: Mapping[str, str]
+                      ) -> tuple[KeyRing, LimitSettings, RateSettings]:
+    """The keys, body limits and rate limit from configs/ab.yaml and the environment (which
+    overrides it); raises KeyConfigError or ValueError saying what is wrong."""
+    return (load_keys(environ),
+            LimitSettings.from_mapping(ab.limits.model_dump(exclude_none=True), environ,
+                                       max_batch_rows=ab.max_batch_rows),
+            RateSettings.from_mapping(ab.rate_limit.model_dump(exclude_none=True), environ))
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -175,6 +186,19 @@ def _replay(body: bytes, receive: Callable[[], Any]) -> Callable[[], Any]:
         return await receive()
 
     return replay
+
+
+def count_by_route(known: Iterable[str], count: Callable[[str, str], None]
+                   ) -> Callable[[str, int, str], None]:
+    """SecurityMiddleware's `on_reject` hook: `count(route, reason)` per refusal, naming a
+    known route as itself and any other path (a scanner's guesses) "other", so the metric's
+    label set stays bounded (fraud_rejected_requests{route,reason})."""
+    routes = frozenset(known)
+
+    def on_reject(path: str, status: int, reason: str) -> None:
+        count(path if path in routes else "other", reason)
+
+    return on_reject
 
 
 def scopes_of(request: Any) -> frozenset[str]:

@@ -65,6 +65,11 @@ def route_paths(routes: Any) -> set[str]:
     return out
 
 
+def known_routes(app: Any, service: Any) -> frozenset[str]:
+    """Every path the service answers: its ASGI app's routes and its BentoML APIs' routes."""
+    return frozenset(route_paths(app.routes) | {api.route for api in service.apis.values()})
+
+
 def swagger_description() -> str | None:
     """bentofile.yaml's description, for `bentoml serve` from source (BentoML shows its own
     boilerplate there; a built bento's README is this description already)."""
@@ -182,6 +187,21 @@ def patch_openapi(doc: Mapping[str, Any], *, keys_on: bool, limits: LimitSetting
             _responses(op, path, keys_on=keys_on, limits=limits, rate=rate, own=own)
             _security(op, path, keys_on=keys_on)
     return out
+
+
+def published(*, keys_on: bool, limits: LimitSettings, rate: RateSettings,
+              description: str | None = None) -> Callable[[dict], dict]:
+    """OpenAPIMiddleware's `patch` for the service: patch_openapi with the routes' own
+    statuses (ROUTE_STATUSES), and `description` (bentofile.yaml's) as the Swagger text."""
+
+    def patch(doc: dict[str, Any]) -> dict[str, Any]:
+        out = patch_openapi(doc, keys_on=keys_on, limits=limits, rate=rate,
+                            statuses=ROUTE_STATUSES)
+        if description:
+            out.setdefault("info", {})["description"] = description
+        return out
+
+    return patch
 
 
 class OpenAPIMiddleware:

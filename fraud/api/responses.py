@@ -1,17 +1,47 @@
-"""Response models of POST /explain and GET /drift, built from fraud.explain and fraud.drift.
+"""Request and response models beyond fraud/schema.py's: POST /predict_batch's (sized by
+max_batch_rows), POST /explain's and GET /drift's, and the builders of their entries from
+fraud.explain and fraud.drift.
 
-The service only wires routes to these builders (.wiring/explain_drift.md has the wiring);
-the field descriptions are what the Swagger page shows.
+The service only wires routes to these; the field descriptions are what the Swagger page shows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from fraud.explain import Explanation
-from fraud.schema import Arm
+from fraud.api.errors import NotExplainable
+from fraud.drift import DriftMonitor
+from fraud.experiment.decisions import ArmModel
+from fraud.explain import Explanation, TreeExplainer
+from fraud.schema import ARMS, EXAMPLE_TRANSACTION, Arm, Prediction, Transaction
+
+# The batch example's second row: an ordinary transaction beside the suspicious one.
+NORMAL_EXAMPLE = {**EXAMPLE_TRANSACTION, "user_id": "user_456", "amount": 12.5, "hour": 14,
+                  "merchant_risk": 0.1, "card_age_days": 900, "distance_km": 3,
+                  "num_recent_txns": 1, "is_international": 0}
+
+
+def batch_models(max_rows: int) -> tuple[type[BaseModel], type[BaseModel]]:
+    """(BatchRequest, BatchResponse) of POST /predict_batch for up to `max_rows` rows."""
+
+    class BatchRequest(BaseModel):
+        """A bulk of transactions, scored in order."""
+
+        transactions: list[Transaction] = Field(
+            ..., min_length=1, max_length=max_rows,
+            description=f"1 to {max_rows} transactions (configs/ab.yaml max_batch_rows).",
+            examples=[[EXAMPLE_TRANSACTION, NORMAL_EXAMPLE]])
+
+    class BatchResponse(BaseModel):
+        """One result per transaction, in request order."""
+
+        results: list[Prediction]
+
+    return BatchRequest, BatchResponse
 
 
 class ReasonCode(BaseModel):
@@ -110,3 +140,44 @@ def model_explanation(arm: Arm, tag: str, threshold: float, e: Explanation) -> M
 def arm_drift(tag: str, report: dict[str, Any]) -> ArmDrift:
     """The response entry of one arm from `DriftMonitor.report()`."""
     return ArmDrift(model_tag=tag, **report)
+
+
+def arms_to_explain(arm: Arm, both: str | None) -> list[Arm]:
+    """The user's arm, and with ?both=true (1, yes) the other arm after it."""
+    if (both or "false").lower() in ("1", "true", "yes"):
+        return [arm, *(a for a in ARMS if a != arm)]
+    return [arm]
+
+
+def explanation_entries(row: np.ndarray, arms: Sequence[str], models: Mapping[str, ArmModel],
+                        explainers: Mapping[str, TreeExplainer | None]) -> list[dict[str, Any]]:
+    """The router's explanations of one feature row by the models of `arms`, in that order; an
+    arm whose model cannot be explained is {"model_version": arm, "unsupported": why}."""
+    out: list[dict[str, Any]] = []
+    for arm in arms:
+        explainer, model = explainers[arm], models[arm]
+        if explainer is None:
+            out.append({"model_version": arm, "unsupported": f"{arm}'s model "
+                        f"{model.tag} is not a tree ensemble"})
+            continue
+        entry = model_explanation(arm, model.tag, model.threshold,  # type: ignore[arg-type]
+                                  explainer.explain(row))
+        out.append(entry.model_dump())
+    return out
+
+
+def explain_response(arm: Arm, entries: list[dict[str, Any]]) -> ExplainResponse:
+    """POST /explain's answer from the router's entries; NotExplainable (501) names every arm
+    whose model is not a tree ensemble."""
+    unsupported = [e["unsupported"] for e in entries if "unsupported" in e]
+    if unsupported:
+        raise NotExplainable("; ".join(unsupported))
+    return ExplainResponse(model_version=arm, explanations=entries)  # type: ignore[arg-type]
+
+
+def drift_entries(models: Mapping[str, ArmModel],
+                  monitors: Mapping[str, DriftMonitor | None]) -> dict[str, Any]:
+    """The router's drift report: each arm's window against its model's training reference
+    (arms without one are left out)."""
+    return {arm: arm_drift(models[arm].tag, m.report()).model_dump()
+            for arm, m in monitors.items() if m is not None}

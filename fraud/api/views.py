@@ -1,4 +1,8 @@
-"""What GET /ab-stats shows to whom.
+"""The operations routes' answers, as pure functions of what the service knows.
+
+GET /health: status, models and uptime (`health_view`). GET /drift: both arms' reports or why
+there are none (`drift_view`). GET /model-card: markdown or JSON by the Accept header
+(`card_response`). GET /ab-stats, what it shows to whom (`ab_stats_view`):
 
 The salt lets anyone compute any user's arm, and the thresholds show where the decision edge
 is, so both are internals: an `admin` key (or open mode) sees the whole report, every other
@@ -9,9 +13,15 @@ stays public: the reference's `/ab-stats` clients read it without a key.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from starlette.responses import JSONResponse, Response
+
+from fraud.api.errors import error_body
+from fraud.api.responses import DriftResponse
 from fraud.schema import ARMS
+from fraud.serving.card import ServedCard
 
 # (path to a mapping, key): removed from the public view when present.
 INTERNALS: tuple[tuple[tuple[str, ...], str], ...] = (
@@ -57,3 +67,37 @@ def wants_json(accept: str | None) -> bool:
             if level > specificity[target]:
                 specificity[target], best[target] = level, q
     return best["application/json"] > best["text/markdown"]
+
+
+def health_view(gate_problem: str | None, loaded: Sequence[str], models: Mapping[str, str],
+                uptime_s: float) -> tuple[dict[str, Any], int]:
+    """(body, status) of GET /health: 200 "healthy" once the models passed the gate, else 503
+    "not_ready" with the `reason`; `models_loaded` says whether the router really loaded
+    `models` (arm -> tag; `loaded` is what it says it scores with, [] if it did not answer)."""
+    body: dict[str, Any] = {
+        "status": "healthy" if gate_problem is None else "not_ready",
+        "models_loaded": sorted(loaded) == sorted(models.values()),
+        "models": dict(models),
+        "uptime_seconds": round(uptime_s, 1),
+    }
+    if gate_problem:
+        body["reason"] = gate_problem
+    return body, 200 if gate_problem is None else 503
+
+
+def drift_view(arms: Mapping[str, Any] | None) -> Any:
+    """GET /drift: the router's per-arm reports, or 503 when no model carries a reference."""
+    if not arms:
+        return JSONResponse({"error": "no model carries a drift reference: retrain "
+                                      "(make train)"}, status_code=503)
+    return DriftResponse(arms=arms).model_dump()  # type: ignore[arg-type]
+
+
+def card_response(served: ServedCard, accept: str | None) -> Response:
+    """GET /model-card: markdown unless the Accept header prefers JSON; 503 without a card."""
+    if served.card is None:
+        return JSONResponse(error_body(f"no model card: {served.problem}"), status_code=503)
+    headers = {"X-Model-Card-Source": served.source, "Vary": "Accept"}
+    if wants_json(accept):
+        return JSONResponse(served.as_json(), headers=headers)
+    return Response(served.markdown, media_type="text/markdown; charset=utf-8", headers=headers)

@@ -8,18 +8,32 @@ import pytest
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 from starlette.testclient import TestClient
 
 from fraud.api.errors import (
     ErrorBody,
+    LedgerDown,
+    NotReady,
+    NotStorable,
+    ScoringFailed,
+    api_error,
+    api_errors,
     clean_detail,
     fastapi_validation_handler,
+    http_error_handler,
+    ledger_down,
     validation_body,
 )
 from fraud.schema import EXAMPLE_TRANSACTION, ShareChange, Transaction
+from fraud.serving.coalesce import Overloaded
+from fraud.serving.path import RowsFailed
+from fraud.serving.readiness import LedgerRefusing, Ungated
+from fraud.store.records import DecisionRejected, LedgerUnavailable
 
 app = FastAPI()
 app.add_exception_handler(RequestValidationError, fastapi_validation_handler)
+app.add_exception_handler(HTTPException, http_error_handler)
 
 
 @app.post("/admin/share")
@@ -67,3 +81,56 @@ def test_details_never_carry_the_input_or_an_exception() -> None:
     body = validation_body([raw, raw], "thing")
     assert body["error"] == "2 validation errors for thing"
     json.dumps(body)  # encodable
+
+
+def test_starlettes_http_errors_answer_in_the_one_shape_with_status_and_headers() -> None:
+    client = TestClient(app)
+    missing = client.get("/no-such-route")
+    assert (missing.status_code, missing.json()) == (404, {"error": "Not Found"})
+    wrong = client.get("/admin/share")
+    assert (wrong.status_code, wrong.json()) == (405, {"error": "Method Not Allowed"})
+    assert wrong.headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize(("exc", "answer", "status", "message"), [
+    (Ungated("service not ready: no gate report"), NotReady, 503,
+     "service not ready: no gate report"),
+    (LedgerRefusing("ledger unavailable (sqlite:/l): disk full"), LedgerDown, 503,
+     "ledger unavailable (sqlite:/l): disk full"),
+    (RowsFailed(["model_a", "model_b"], [1]), ScoringFailed, 500,
+     "model_b failed to score 1 of 2 rows; nothing was decided"),
+    (Overloaded("10000 rows wait"), LedgerDown, 503,
+     "overloaded, nothing was decided: 10000 rows wait"),
+    (LedgerUnavailable("cannot write to sqlite:/l: disk full"), LedgerDown, 503,
+     "ledger unavailable, nothing was decided: cannot write to sqlite:/l: disk full"),
+    (DecisionRejected("surrogates not allowed"), NotStorable, 400,
+     "user_id or another text field cannot be stored, nothing was decided: surrogates not "
+     "allowed"),
+])
+def test_each_refusal_and_failure_is_answered_with_its_status(
+        exc: Exception, answer: type, status: int, message: str) -> None:
+    error = api_error(exc)
+    assert type(error) is answer and error.error_code.value == status
+    assert str(error) == message
+
+
+def test_any_other_failure_is_left_to_bentoml_unchanged() -> None:
+    assert api_error(RuntimeError("router exploded")) is None
+    original = RuntimeError("router exploded")
+    with pytest.raises(RuntimeError) as raised, api_errors():
+        raise original
+    assert raised.value is original
+
+
+def test_inside_api_errors_a_known_failure_leaves_as_its_answer() -> None:
+    with pytest.raises(LedgerDown) as raised, api_errors():
+        raise Overloaded("too many rows wait")
+    assert str(raised.value) == "overloaded, nothing was decided: too many rows wait"
+    assert raised.value.__suppress_context__  # the answer, not the internal traceback
+
+
+def test_ledger_down_names_where_and_why() -> None:
+    answer = ledger_down("postgresql://db:5432/ledger", LedgerUnavailable("connection refused"))
+    assert answer.status_code == 503
+    assert json.loads(answer.body) == {
+        "error": "ledger unavailable (postgresql://db:5432/ledger): connection refused"}

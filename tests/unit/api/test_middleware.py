@@ -18,10 +18,17 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from fraud.api.auth import KeyRing, parse_keys
+from fraud.api.auth import KeyConfigError, KeyRing, parse_keys
 from fraud.api.errors import ErrorBody
-from fraud.api.middleware import LimitSettings, SecurityMiddleware, scopes_of
+from fraud.api.middleware import (
+    LimitSettings,
+    SecurityMiddleware,
+    count_by_route,
+    scopes_of,
+    security_settings,
+)
 from fraud.api.ratelimit import MemoryStore, RateLimiter, RateSettings
+from fraud.config import ABConfig
 
 SCORE, LABEL, ADMIN = "score-secret-1", "label-secret-2", "admin-secret-3"
 KEYS = KeyRing(parse_keys(f"score:{SCORE},label:{LABEL},admin:{ADMIN}", "test"))
@@ -269,3 +276,28 @@ def test_a_body_that_is_not_json_is_415_before_any_parser() -> None:
     assert client.post("/predict", content=b"{}", headers={
         "Content-Type": "application/json; charset=utf-8"}).status_code == 200
     assert reached == ["app", "app"]
+
+
+def test_refusals_are_counted_by_known_route_and_any_other_path_is_other() -> None:
+    counted: list[tuple[str, str]] = []
+    on_reject = count_by_route({"/predict", "/admin/share"}, lambda *c: counted.append(c))
+    on_reject("/predict", 401, "unauthenticated")
+    on_reject("/wp-login.php", 401, "unauthenticated")  # a scanner's guess
+    on_reject("/admin/share", 403, "forbidden")
+    assert counted == [("/predict", "unauthenticated"), ("other", "unauthenticated"),
+                       ("/admin/share", "forbidden")]
+
+
+def test_security_settings_come_from_the_config_then_the_environment() -> None:
+    ab = ABConfig(max_batch_rows=10, limits={"max_body_bytes": 1000},
+                  rate_limit={"per_min": 60})
+    keys, limits, rate = security_settings(ab, {})
+    assert keys.open and limits.max_body_bytes == 1000 and rate.per_min == 60
+    assert limits.max_batch_body_bytes == 10 * 2048  # enough for max_batch_rows rows
+    env = {"FRAUDSERVE_API_KEYS": "admin:" + "k" * 32, "FRAUDSERVE_MAX_BODY_BYTES": "2000"}
+    keys, limits, _ = security_settings(ab, env)
+    assert not keys.open and limits.max_body_bytes == 2000
+    with pytest.raises(ValueError):
+        security_settings(ab, {"FRAUDSERVE_MAX_BODY_BYTES": "0"})
+    with pytest.raises(KeyConfigError):
+        security_settings(ab, {"FRAUDSERVE_API_KEYS": "nonsense"})

@@ -15,7 +15,13 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from fraud.api.middleware import LimitSettings
-from fraud.api.openapi import OpenAPIMiddleware, patch_openapi
+from fraud.api.openapi import (
+    ROUTE_STATUSES,
+    OpenAPIMiddleware,
+    known_routes,
+    patch_openapi,
+    published,
+)
 from fraud.api.ratelimit import RateSettings
 from fraud.schema import Feedback, Prediction, ShareChange, Transaction
 
@@ -164,3 +170,21 @@ def test_the_middleware_rewrites_only_the_document() -> None:
     assert int(answer.headers["content-length"]) == len(answer.content)
     assert client.get("/other").json() == {"openapi": "untouched"}
     assert client.post("/docs.json").status_code == 405  # only GET is rewritten
+
+
+def test_the_known_routes_are_the_apps_and_the_apis() -> None:
+    routes = known_routes(ops, Toy)
+    assert {"/health", "/ab-stats", "/admin/share", "/predict", "/feedback"} <= routes
+    assert "/wp-login.php" not in routes
+
+
+def test_the_published_patch_adds_the_routes_statuses_and_the_description(
+        bentoml_doc: dict[str, Any]) -> None:
+    patch = published(keys_on=False, limits=LIMITS, rate=RATE, description="# fraudserve")
+    doc = patch(bentoml_doc)
+    assert doc == {**patch_openapi(bentoml_doc, keys_on=False, limits=LIMITS, rate=RATE,
+                                   statuses=ROUTE_STATUSES),
+                   "info": {**bentoml_doc["info"], "description": "# fraudserve"}}
+    assert "404" in doc["paths"]["/feedback"]["post"]["responses"]  # a route's own status
+    plain = published(keys_on=False, limits=LIMITS, rate=RATE)(bentoml_doc)
+    assert plain["info"] == bentoml_doc["info"]  # no description: BentoML's stays

@@ -1,10 +1,13 @@
-"""GET /ab-stats: the public view drops the salt and thresholds, the admin view keeps all."""
+"""The operations routes' answers as pure functions: GET /ab-stats (the public view drops the
+salt and thresholds, the admin view keeps all), /health, /drift and /model-card."""
 
 from __future__ import annotations
 
 import copy
+import json
 
-from fraud.api.views import ab_stats_view
+from fraud.api.views import ab_stats_view, card_response, drift_view, health_view
+from fraud.serving.card import ServedCard
 
 REPORT = {
     "model_a": {"total_predictions": 10, "threshold": 0.735, "model_tag": "fraud_rf:a"},
@@ -38,3 +41,54 @@ def test_missing_or_null_blocks_are_fine() -> None:
     assert ab_stats_view(report, admin=False) == {
         "model_a": {}, "model_b": {}, "experiment": {}, "paired": {"same_flag_rate": None}}
     assert ab_stats_view({}, admin=False) == {}
+
+
+TAGS = {"model_a": "fraud_rf:a", "model_b": "fraud_hgb:b"}
+
+
+def test_health_is_healthy_once_gated_and_says_what_the_router_loaded() -> None:
+    body, status = health_view(None, ["fraud_hgb:b", "fraud_rf:a"], TAGS, 12.345)
+    assert status == 200
+    assert body == {"status": "healthy", "models_loaded": True, "models": TAGS,
+                    "uptime_seconds": 12.3}
+    assert list(body) == ["status", "models_loaded", "models", "uptime_seconds"]
+
+
+def test_health_says_when_the_router_loaded_other_models_or_did_not_answer() -> None:
+    assert health_view(None, ["fraud_rf:old", "fraud_hgb:b"], TAGS, 1)[0]["models_loaded"] is False
+    assert health_view(None, [], TAGS, 1)[0]["models_loaded"] is False
+
+
+def test_health_is_503_not_ready_with_the_reason_until_the_gate_passes() -> None:
+    body, status = health_view("model fraud_rf:a FAILED the gate (f1)", list(TAGS.values()),
+                               TAGS, 0.04)
+    assert status == 503
+    assert body == {"status": "not_ready", "models_loaded": True, "models": TAGS,
+                    "uptime_seconds": 0.0, "reason": "model fraud_rf:a FAILED the gate (f1)"}
+
+
+def test_drift_without_any_reference_is_503_saying_retrain() -> None:
+    for arms in ({}, None):
+        answer = drift_view(arms)
+        assert answer.status_code == 503
+        assert json.loads(answer.body) == {
+            "error": "no model carries a drift reference: retrain (make train)"}
+
+
+CARD = ServedCard({"card_version": 1, "models": []}, "build", markdown="# Model card\n")
+
+
+def test_the_card_is_markdown_unless_json_is_preferred() -> None:
+    text = card_response(CARD, None)
+    assert text.status_code == 200 and text.body == b"# Model card\n"
+    assert text.headers["content-type"] == "text/markdown; charset=utf-8"
+    assert text.headers["x-model-card-source"] == "build" and text.headers["vary"] == "Accept"
+    as_json = card_response(CARD, "application/json")
+    assert json.loads(as_json.body) == {"card_version": 1, "models": [], "source": "build"}
+    assert as_json.headers["x-model-card-source"] == "build"
+
+
+def test_no_card_is_503_saying_why() -> None:
+    answer = card_response(ServedCard(None, "none", "KeyError: 'metrics'"), "application/json")
+    assert answer.status_code == 503
+    assert json.loads(answer.body) == {"error": "no model card: KeyError: 'metrics'"}
