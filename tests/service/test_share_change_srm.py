@@ -4,7 +4,7 @@ Deterministic reproduction, without a server, of what the served test module met
 (`challenger rolled back: sample-ratio mismatch (p=4.59e-06, observed share 0.0000 vs 0.5)`
 right after POST /admin/share 0.5): two `Experiment`s on one ledger file stand for the two
 API workers, exactly as service.py builds them. Worker X takes the admin change; worker Y
-re-reads the shared state only on its next 1 s tick (FraudDetection._watch), so for up to a
+re-reads the shared state only on its next 1 s tick (fraud/experiment/watch.py), so for up to a
 second it still routes with the old share, and those decisions count in the new allocation
 period the sample-ratio guardrail judges.
 """
@@ -28,7 +28,7 @@ ARMS = {"model_a": ArmModel("model_a", "fraud_rf:aaa", 0.5, {}),
 
 
 def _serve(worker: Experiment, users: list[str]) -> list[str]:
-    """What FraudDetection._score does per request: one state snapshot, route, record."""
+    """What a /predict does (fraud/serving/path.py): one state snapshot, route, record."""
     state = worker.state
     arms = [worker.route(u, state) for u in users]
     worker.record(users, arms, [0.1] * len(users), 5.0, "predict", state)

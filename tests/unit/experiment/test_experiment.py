@@ -28,7 +28,7 @@ def make(ledger, arms=ARMS, **cfg):
 
 
 def serve(exp, users, proba=0.1, latency=5.0, source="predict"):
-    """What FraudDetection._score does: one state snapshot, route, record."""
+    """What a /predict does (fraud/serving/path.py): one state snapshot, route, record."""
     state = exp.state
     arms = [exp.route(u, state) for u in users]
     return exp.record(users, arms, [proba] * len(users), latency, source, state)
