@@ -37,6 +37,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy.special import expit
 
+from fraud.contrib import contributions
 from fraud.schema import FEATURE_NAMES, FEATURES, FEATURES_BY_NAME, Feature
 
 Scale = Literal["probability", "log_odds"]
@@ -232,14 +233,20 @@ class TreeExplainer:
     """Explains one fitted tree ensemble; build once per model (compiling takes ~0.1 s)."""
 
     def __init__(self, est: Any, top: int = 3) -> None:
-        self.table = leaf_table(est)
+        # XGBoost and LightGBM compute the same TreeSHAP themselves (fraud/contrib.py).
+        self.contrib = contributions(est)
+        self.table = None if self.contrib else leaf_table(est)
         self.top = top
 
     def explain(self, x: Sequence[float]) -> Explanation:
         """Contributions, base value and the top reason codes for one row (FEATURE_NAMES order)."""
-        base, phi = shapley(self.table, x)
+        if self.contrib is not None:
+            (base, phi), scale = self.contrib(x), "log_odds"
+        else:
+            assert self.table is not None
+            base, phi = shapley(self.table, x)
+            scale = self.table.scale
         output = base + float(phi.sum())
-        scale = self.table.scale
         order = sorted(range(len(phi)), key=lambda j: (-abs(phi[j]), j))[: self.top]
         return Explanation(
             scale=scale,

@@ -11,6 +11,7 @@ import pytest
 
 from fraud.config import load_ab_config
 from fraud.schema import ARMS
+from fraud.serving.families import load_estimator
 from fraud.serving.models import resolve_arms
 from fraud.serving.readiness import report_path
 from gating.core import Check, Evaluated, GateConfig, build_report, evaluate, load_gate_config
@@ -37,12 +38,10 @@ def gate_cfg() -> GateConfig:
 @pytest.fixture(scope="session")
 def shipped() -> dict[str, Evaluated]:
     """Both arms' models, loaded from the BentoML store and scored on held-out data."""
-    import bentoml
-
     arms = resolve_arms(load_ab_config())
     for arm in ARMS:
         model = arms[arm]
-        estimator = bentoml.sklearn.load_model(model.tag)
+        estimator = load_estimator(model.tag)  # sklearn, XGBoost or LightGBM
         _EVALUATED[arm] = evaluate(arm, model.tag, model.metadata, estimator)
     return _EVALUATED
 

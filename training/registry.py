@@ -19,6 +19,7 @@ from fraud.config import TrainingConfig, mlflow_tracking_uri
 from fraud.drift import build_reference
 from fraud.schema import FEATURE_NAMES, SCHEMA, SCHEMA_HASH
 from training.data import Splits
+from training.estimators import family
 from training.train import TrainedModel, features
 
 # Types skops may load besides its defaults, checked rather than trusted blindly: only
@@ -86,18 +87,53 @@ def log_to_mlflow(model: TrainedModel, cfg: TrainingConfig, splits: Splits) -> t
         mlflow.log_dict(model.validation, "evaluation/validation_report.json")
         mlflow.log_dict(splits.hashes(), "data/split_hashes.json")
         mlflow.log_dict(model.feature_importances, "feature_importances.json")
-        info = mlflow.sklearn.log_model(
-            model.estimator,
-            name="model",
-            serialization_format="skops",
-            skops_trusted_types=trusted_skops_types(model.estimator),
-            signature=signature,
-            registered_model_name=cfg.registered_model_name,
-        )
+        info = _log_model(model, signature, cfg.registered_model_name)
         run_id = run.info.run_id
     version = str(info.registered_model_version)
     MlflowClient().set_registered_model_alias(cfg.registered_model_name, model.role, version)
     return run_id, version
+
+
+def _log_model(model: TrainedModel, signature: Any, registered: str) -> Any:
+    """The estimator as an MLflow model, through its own library's flavour."""
+    kind = family(model.spec.estimator)
+    if kind == "xgboost":
+        return mlflow.xgboost.log_model(model.estimator, name="model", signature=signature,
+                                        registered_model_name=registered)
+    if kind == "lightgbm":
+        return mlflow.lightgbm.log_model(model.estimator, name="model", signature=signature,
+                                         registered_model_name=registered)
+    return mlflow.sklearn.log_model(
+        model.estimator, name="model", serialization_format="skops",
+        skops_trusted_types=trusted_skops_types(model.estimator), signature=signature,
+        registered_model_name=registered)
+
+
+def _save(model: TrainedModel, metadata: dict[str, Any]) -> bentoml.Model:
+    """The estimator in the BentoML store through its framework's module, with signatures."""
+    kind = family(model.spec.estimator)
+    common = {"labels": {"role": model.role, "project": "fraudserve"},
+              "metadata": _without_none(json.loads(json.dumps(metadata)))}
+    if kind == "xgboost":
+        return bentoml.xgboost.save_model(
+            model.spec.name, model.estimator,
+            signatures={"predict_proba": {"batchable": True, "batch_dim": 0}}, **common)
+    if kind == "lightgbm":  # BentoML stores LightGBM's Booster: predict gives P(fraud)
+        return bentoml.lightgbm.save_model(
+            model.spec.name, model.estimator.booster_,
+            signatures={"predict": {"batchable": True, "batch_dim": 0}}, **common)
+    return bentoml.sklearn.save_model(
+        model.spec.name, model.estimator,
+        signatures={"predict_proba": {"batchable": True, "batch_dim": 0}}, **common)
+
+
+def _versions(estimator: str) -> dict[str, str]:
+    versions = {"scikit-learn": sklearn.__version__, "numpy": np.__version__,
+                "python": platform.python_version()}
+    kind = family(estimator)
+    if kind != "sklearn":
+        versions[kind] = __import__(kind).__version__
+    return versions
 
 
 def save_to_bentoml(model: TrainedModel, cfg: TrainingConfig, splits: Splits,
@@ -122,18 +158,12 @@ def save_to_bentoml(model: TrainedModel, cfg: TrainingConfig, splits: Splits,
         "rows_dropped_by_grouping": splits.dropped,
         "data_spec": data_spec(cfg),
         "estimator": model.spec.estimator,
+        "family": family(model.spec.estimator),
         # PSI bins and a KS sketch of the training split: GET /drift needs no training data.
         "drift_reference": build_reference(features(splits.train)),
-        "library_versions": {"scikit-learn": sklearn.__version__, "numpy": np.__version__,
-                             "python": platform.python_version()},
+        "library_versions": _versions(model.spec.estimator),
     }
-    return bentoml.sklearn.save_model(
-        model.spec.name,
-        model.estimator,
-        labels={"role": model.role, "project": "fraudserve"},
-        metadata=_without_none(json.loads(json.dumps(metadata))),
-        signatures={"predict_proba": {"batchable": True, "batch_dim": 0}},
-    )
+    return _save(model, metadata)
 
 
 def _without_none(value: Any) -> Any:

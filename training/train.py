@@ -7,25 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.base import ClassifierMixin
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from fraud.config import ModelSpec
 from fraud.schema import FEATURE_NAMES, LABEL
 from training.data import Splits
+from training.estimators import build_estimator
 from training.evaluate import choose_threshold, report
 
-
-def build_estimator(spec: ModelSpec) -> ClassifierMixin:
-    """A fresh, unfitted estimator from a model spec."""
-    if spec.estimator == "random_forest":
-        return RandomForestClassifier(**spec.params)
-    if spec.estimator == "hist_gradient_boosting":
-        return HistGradientBoostingClassifier(**spec.params)
-    return make_pipeline(StandardScaler(), LogisticRegression(**spec.params))
+__all__ = ["TrainedModel", "build_estimator", "features", "fit_one"]
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -81,8 +82,27 @@ class ModelSpec(Strict):
     """One model: its BentoML name, role, estimator class and hyperparameters."""
 
     name: str = Field(..., pattern=r"^[a-z0-9_\-]+$")
-    estimator: Literal["random_forest", "hist_gradient_boosting", "logistic_regression"]
+    estimator: Literal["random_forest", "hist_gradient_boosting", "logistic_regression",
+                       "xgboost", "lightgbm"]
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _library_installed(self) -> ModelSpec:
+        """XGBoost and LightGBM are optional extras: say how to install a missing one."""
+        if self.estimator in OPTIONAL_LIBRARIES and importlib.util.find_spec(
+                self.estimator) is None:
+            raise ValueError(missing_library(self.estimator))
+        return self
+
+
+# Model families that are optional extras of the project (pyproject.toml).
+OPTIONAL_LIBRARIES = ("xgboost", "lightgbm")
+
+
+def missing_library(name: str) -> str:
+    """The one line that says an optional model library is missing and how to install it."""
+    return (f"estimator {name!r} needs the {name} extra, which is not installed: "
+            f"pip install '.[{name}]' (or: pip install -e '.[{name}]')")
 
 
 class ThresholdConfig(Strict):

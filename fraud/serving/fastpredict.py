@@ -4,6 +4,9 @@ scikit-learn pays a fixed cost per predict call (a 100-tree forest ~4.7 ms for o
 boosting model ~1.7 ms), which dominates serving where calls carry 1 to ~30 rows. Walking
 all trees at once with numpy gives the same probabilities in a fraction of that; larger
 batches go to scikit-learn. The gate checks the compiled scorer against predict_proba.
+
+Only scikit-learn's forests and histogram boosting are compiled (the walk is exact for them).
+XGBoost and LightGBM models are scored by their library's own predict at every batch size.
 """
 
 from __future__ import annotations
