@@ -52,8 +52,11 @@ class Backend(Protocol):
     def after_fork(self) -> None: ...
 
 
-def open_backend(store: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> Backend:
-    """The backend for a path or URL (see the module docstring)."""
+def open_backend(store: str | os.PathLike[str], *, busy_timeout: float = 5.0,
+                 migrate: bool = True) -> Backend:
+    """The backend for a path or URL (see the module docstring). Its schema must be one this
+    release runs on (fraud/store/version.py); a SQLite file is migrated first unless
+    `migrate` is False, a PostgreSQL database never (fraud/store/migrate.py does)."""
     text = os.fspath(store)
     if re.match(r"postgres(ql)?(\+psycopg)?://", text):
         from fraud.store.postgres import PostgresBackend  # psycopg only when asked for
@@ -61,7 +64,7 @@ def open_backend(store: str | os.PathLike[str], *, busy_timeout: float = 5.0) ->
         return PostgresBackend(text, timeout=busy_timeout)
     from fraud.store.sqlite import SQLiteBackend
 
-    return SQLiteBackend(sqlite_path(text), busy_timeout=busy_timeout)
+    return SQLiteBackend(sqlite_path(text), busy_timeout=busy_timeout, migrate=migrate)
 
 
 def sqlite_path(text: str) -> Path:

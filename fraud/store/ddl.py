@@ -1,5 +1,6 @@
-"""The ledger's schema, shared by both backends: tables, triggers, indexes and the columns
-earlier releases lack. Placeholders are `?`; the PostgreSQL backend translates them.
+"""The ledger's schema text, shared by both backends: tables, triggers, indexes and the columns
+added over the releases. fraud/store/migrations.py applies them as numbered versions; nothing
+here runs by itself. Placeholders are `?`; the PostgreSQL backend translates them.
 
 Per-user aggregates (`user_stats`, one row per experiment, allocation period, arm and user)
 are kept exact by triggers in the transaction that inserts a decision or a label, and by the
@@ -9,8 +10,8 @@ grows with users, not decisions.
 
 from __future__ import annotations
 
-# Tables in both dialects: `{id}` an auto-increment key, `{int}` a 64-bit integer, `{real}` a
-# double, `{norowid}` SQLite's clustered-key option (nothing in PostgreSQL).
+# Version 1's tables in both dialects: `{id}` an auto-increment key, `{int}` a 64-bit integer,
+# `{real}` a double, `{norowid}` SQLite's clustered-key option (nothing in PostgreSQL).
 TABLES = """
 CREATE TABLE IF NOT EXISTS decisions (
     id            {id},
@@ -70,18 +71,6 @@ CREATE TABLE IF NOT EXISTS state (
     value      TEXT NOT NULL,
     updated_at {real} NOT NULL
 );
-
--- The report page's history (fraud/store/history.py): one compact JSON `body` per look of an
--- experiment (fraud/report/history.py); `marks` is the look's rollback/verdict/breach state,
--- so thinning keeps every look where it changed. Created by IF NOT EXISTS: an older ledger
--- gains it (empty) when a new release opens it.
-CREATE TABLE IF NOT EXISTS looks (
-    id            {id},
-    experiment_id {int}  NOT NULL,
-    ts            {real} NOT NULL,
-    marks         TEXT   NOT NULL,
-    body          TEXT   NOT NULL
-);
 """
 
 # Trigger bodies, the same SQL in both dialects (each backend wraps them in its own syntax).
@@ -111,30 +100,37 @@ ON_LABEL = """
     UPDATE decisions SET matured = 1 WHERE request_id = NEW.request_id;
 """
 
-# Added after the first release: created separately so an older ledger gains them after the
-# migration adds the columns they index.
+# Version 1's indexes (the first release lacked them: created after its columns are added).
 INDEXES = """
 CREATE INDEX IF NOT EXISTS decisions_latency
     ON decisions (experiment_id, period, arm, source, ts, latency_ms);
 CREATE INDEX IF NOT EXISTS decisions_unmatured ON decisions (ts) WHERE matured = 0;
+"""
+
+LOOKS = """
+-- The report page's history (fraud/store/history.py): one compact JSON `body` per look of an
+-- experiment (fraud/report/history.py); `marks` is the look's rollback/verdict/breach state,
+-- so thinning keeps every look where it changed. Schema version 4.
+CREATE TABLE IF NOT EXISTS looks (
+    id            {id},
+    experiment_id {int}  NOT NULL,
+    ts            {real} NOT NULL,
+    marks         TEXT   NOT NULL,
+    body          TEXT   NOT NULL
+);
 CREATE INDEX IF NOT EXISTS looks_by_time ON looks (experiment_id, ts);
 """
 
-# Columns an older ledger lacks (its rows belong to the legacy experiment 0).
-# Columns a ledger of an earlier release lacks: SQLite adds the first three (its rows belong to
-# the legacy experiment 0), both backends the shadow columns (`{real}` as in TABLES): the
-# transaction's amount and the other model's score and decision when shadow scoring is on.
-MIGRATIONS = {
-    "decisions": (("experiment_id", "INTEGER NOT NULL DEFAULT 0"),
-                  ("period", "INTEGER NOT NULL DEFAULT 0"),
-                  ("matured", "INTEGER NOT NULL DEFAULT 0"),
-                  ("amount", "{real}"),
-                  ("shadow_probability", "{real}"),
-                  ("shadow_is_fraud", "INTEGER"),
-                  ("counted", "INTEGER NOT NULL DEFAULT 0")),
-}
-# What PostgreSQL ledgers of earlier releases lack (every PostgreSQL ledger had the first three).
-ADDED_COLUMNS = MIGRATIONS["decisions"][3:]
+# Columns of `decisions` by the version that added them (`{real}` as in TABLES). The first
+# release (SQLite only) lacked the first three: its rows belong to the legacy experiment 0.
+FIRST_RELEASE_COLUMNS = (("experiment_id", "INTEGER NOT NULL DEFAULT 0"),
+                         ("period", "INTEGER NOT NULL DEFAULT 0"),
+                         ("matured", "INTEGER NOT NULL DEFAULT 0"))
+# Version 2, shadow scoring: the transaction's amount, the other model's score and decision.
+SHADOW_COLUMNS = (("amount", "{real}"), ("shadow_probability", "{real}"),
+                  ("shadow_is_fraud", "INTEGER"))
+# Version 3: rows the writer counted itself (fraud/store/rows.py); 0 = the trigger counts them.
+COUNTED_COLUMN = ("counted", "INTEGER NOT NULL DEFAULT 0")
 # The first release counted per arm (arm_stats, error_counts) with a trigger of this name;
 # per-user aggregates replace them. Its decisions stay readable as experiment 0 but have no
 # per-user aggregates (they were counted per decision).
@@ -143,6 +139,18 @@ OBSOLETE = (
     "DROP TABLE IF EXISTS arm_stats",
     "DROP TABLE IF EXISTS error_counts",
 )
+
+# Which schema version a ledger is at, one row per version applied (fraud/store/version.py);
+# `compatible_from`: the oldest schema version a release may know and still run on this one.
+VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version         INTEGER PRIMARY KEY,
+    name            TEXT    NOT NULL,
+    compatible_from INTEGER NOT NULL,
+    how             TEXT    NOT NULL,
+    applied_at      {real}  NOT NULL
+)
+"""
 
 # Per (experiment, period, arm), the sums over users that fraud.stats.aggregates.ArmPeriod needs, in
 # its SUM_COLUMNS order, each as a function of one user_stats row `{r}`. Triggers on user_stats
@@ -202,8 +210,8 @@ ON_USER_CHANGED = f"""
     WHERE experiment_id = NEW.experiment_id AND period = NEW.period AND arm = NEW.arm;
 """
 
-# (name, table, event, condition, body): each backend creates them in its own syntax, after
-# the migrations (a condition may name a migrated column), replacing an older definition.
+# (name, table, event, condition, body), their latest definitions: version 1 created them
+# (`decisions_count` without its condition), version 3 gave `decisions_count` its condition.
 TRIGGERS: tuple[tuple[str, str, str, str, str], ...] = (
     ("decisions_count", "decisions", "INSERT", "NEW.counted = 0", ON_DECISION),
     ("labels_to_user_stats", "labels", "INSERT", "", ON_LABEL),

@@ -2,11 +2,24 @@
 
 Each process holds two connections, each behind a lock: writes (BEGIN IMMEDIATE takes the
 file's write lock, so writers in every process take turns) and reads (WAL readers never wait
-for the writer). Creates the schema, and upgrades a ledger written by an older release.
+for the writer).
+
+Schema: unlike a PostgreSQL worker, a SQLite ledger applies the migrations itself when it opens
+a file whose schema is older than this release's (`migrate_file`, the same code and lock as
+`python -m fraud.store.migrate`). Why here and not in a deploy step: the embedded ledger is one
+file on one machine, created on first use, and `make serve`, the tests' serves and the tools
+open fresh files with no step before them. The reasons PostgreSQL workers must not run DDL do
+not hold for it: the migration is one transaction under BEGIN IMMEDIATE, the write lock every
+write takes anyway (no stronger lock, no lock queue: WAL readers never wait, other writers
+wait as for any commit, and ADD COLUMN changes no rows); workers starting together take turns
+on that lock and the second finds the work done; a file already at this release's version is
+only read (no write lock at all); and a newer schema is never touched, only checked for
+compatibility as on PostgreSQL. `migrate=False` makes a ledger check only.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -15,7 +28,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from fraud.store import ddl
+from fraud.store.dialect import SQLITE
+from fraud.store.migrations import (
+    LATEST,
+    MIGRATIONS,
+    Migration,
+    MigrationError,
+    Outcome,
+    apply,
+    current,
+    start,
+    todo,
+)
+from fraud.store.version import check
+
+log = logging.getLogger(__name__)
 
 
 class _Conn:
@@ -29,41 +56,97 @@ class _Conn:
         return self.conn.executemany(statement, rows).rowcount
 
 
+def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), the file in WAL mode."""
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
+                           check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    deadline = time.monotonic() + busy_timeout
+    while True:  # switching to WAL takes a lock another process may hold briefly
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            break
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    if str(mode).lower() != "wal":
+        raise RuntimeError(f"could not put {path} in WAL mode (got {mode!r})")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+def migrate_file(path: Path, *, target: int | None = None, wait: float = 60.0,
+                 migrations: Sequence[Migration] = MIGRATIONS) -> Outcome:
+    """Apply the pending migrations to a SQLite ledger in one transaction, under its write
+    lock (BEGIN IMMEDIATE), waiting up to `wait` s for it: a second migrator waits, then finds
+    nothing to do. Creates the file and its directory if needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    outcome = Outcome(str(path), 0, 0)
+    conn = connect(path, busy_timeout=wait)
+    try:
+        began = time.monotonic()
+        conn.execute("PRAGMA busy_timeout = 0")  # first see whether someone holds the lock
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            log.info("ledger %s: another process holds the write lock; waiting up to %gs",
+                     path, wait)
+            conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as again:
+                if not is_busy(again):
+                    raise
+                raise MigrationError(
+                    f"could not take the write lock of the SQLite ledger {path} within "
+                    f"{wait:g}s: another process holds a write transaction that long") from again
+        outcome.waited = time.monotonic() - began
+        try:
+            c = _Conn(conn)
+            for m in todo(migrations, start(c, SQLITE, outcome), target):
+                apply(c, SQLITE, m, outcome)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.close()
+    return outcome
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """A lock wait (another connection holds the lock), not a fault."""
+    return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 class SQLiteBackend:
-    """A ledger file; created with its directory if needed."""
+    """A ledger file; created with its directory if needed, its schema migrated (`migrate`)
+    or only checked."""
 
     errors = (sqlite3.Error,)
     bad_row = (sqlite3.ProgrammingError, sqlite3.DataError, sqlite3.IntegrityError)
 
-    def __init__(self, path: Path, *, busy_timeout: float = 5.0) -> None:
+    def __init__(self, path: Path, *, busy_timeout: float = 5.0, migrate: bool = True) -> None:
         self.path = path
         self.where = str(path)
         self.busy_timeout = busy_timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._wlock = threading.Lock()
         self._rlock = threading.Lock()
-        self._wconn = self._connect()
-        self._init_schema()
-        self._rconn = self._connect()
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
-        )
-        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        deadline = time.monotonic() + self.busy_timeout
-        while True:  # switching to WAL takes a lock another process may hold briefly
-            try:
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                break
-            except sqlite3.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
-        if str(mode).lower() != "wal":
-            raise RuntimeError(f"could not put {self.path} in WAL mode (got {mode!r})")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        return conn
+        self._rconn = connect(path, busy_timeout)
+        try:
+            found = current(_Conn(self._rconn), SQLITE)
+            if migrate and (found is None or found[0] < LATEST):
+                migrate_file(path, wait=max(60.0, busy_timeout))
+            self.schema_version = check(_Conn(self._rconn), SQLITE, self.where)
+            self._wconn = connect(path, busy_timeout)
+        except BaseException:
+            self._rconn.close()
+            raise
 
     @contextmanager
     def write(self, *, durable: bool = True) -> Iterator[_Conn]:
@@ -101,44 +184,3 @@ class SQLiteBackend:
         """In a forked child: fresh locks (the parent's may have been held at fork)."""
         self._wlock = threading.Lock()
         self._rlock = threading.Lock()
-
-    def _init_schema(self) -> None:
-        with self.write(durable=False) as conn:
-            for statement in ddl.OBSOLETE:
-                conn.execute(statement)
-            dialect = {"id": "INTEGER PRIMARY KEY", "int": "INTEGER", "real": "REAL",
-                       "norowid": " WITHOUT ROWID"}
-            for statement in _split_sql((ddl.TABLES + ddl.MOMENTS_TABLE).format(**dialect)):
-                conn.execute(statement)
-            for table, columns in ddl.MIGRATIONS.items():
-                have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
-                for name, decl in columns:
-                    if name not in have:
-                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} "
-                                     + decl.format(**dialect))
-            for name, table, event, condition, body in ddl.TRIGGERS:
-                when = f" WHEN {condition}" if condition else ""
-                create = f"CREATE TRIGGER {name} AFTER {event} ON {table}{when} BEGIN {body} END"
-                found = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' "
-                                     "AND name = ?", (name,)).fetchone()
-                if found is None or found[0] != create:  # new, or an older definition
-                    conn.execute(f"DROP TRIGGER IF EXISTS {name}")
-                    conn.execute(create)
-            for statement in _split_sql(ddl.INDEXES):
-                conn.execute(statement)
-
-
-def _split_sql(script: str) -> list[str]:
-    """Split a schema script into statements."""
-    statements: list[str] = []
-    buf = ""
-    for line in script.splitlines(keepends=True):
-        if line.lstrip().startswith("--"):
-            continue
-        buf += line
-        if sqlite3.complete_statement(buf):
-            statements.append(buf.strip())
-            buf = ""
-    if buf.strip():
-        statements.append(buf.strip())
-    return statements

@@ -55,12 +55,16 @@ class Ledger(LabelStore, ExperimentStore, PairedStore, HistoryStore):
         label_wait: float | None = None,
         busy_timeout: float = 5.0,
         max_pending: int = 20_000,
+        migrate: bool = True,
     ) -> None:
         """Open (creating if needed) the ledger in `store` and start its writer thread.
 
         `label_wait` bounds how long `label()` retries an unknown id (default 3 x interval);
         `max_pending` bounds the rows waiting for their commit (memory stays bounded when the
-        database cannot be written: `record` refuses beyond it).
+        database cannot be written: `record` refuses beyond it). The store's schema must be one
+        this release runs on, else SchemaMismatch says what to run (fraud/store/version.py); a
+        SQLite file is migrated on open unless `migrate` is False (fraud/store/sqlite.py), a
+        PostgreSQL database never (`python -m fraud.store.migrate`).
         """
         if flush_interval <= 0 or max_batch < 1 or latency_window < 1:
             raise ValueError("flush_interval, max_batch and latency_window must be positive")
@@ -85,7 +89,7 @@ class Ledger(LabelStore, ExperimentStore, PairedStore, HistoryStore):
         self._stop = threading.Event()
 
         self.backend = store if hasattr(store, "write") else open_backend(
-            store, busy_timeout=busy_timeout)  # type: ignore[arg-type]
+            store, busy_timeout=busy_timeout, migrate=migrate)  # type: ignore[arg-type]
         self.where = self.backend.where
         self.errors = self.backend.errors
         self._wlock = threading.Lock()  # one flush at a time in this process

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from fraud.store.migrate import migrate
 from fraud.store.records import Decision, LedgerUnavailable
 from fraud.store.writer import Ledger
 
@@ -126,6 +127,7 @@ def test_an_unwritable_file_fails_the_callers_and_recovers(tmp_path: Path) -> No
 @pytest.mark.postgres
 def test_a_stopped_database_server_fails_the_callers_and_recovers(postgres: Any) -> None:
     url = postgres.create_database()
+    migrate(url)
     with Ledger(url, busy_timeout=1.0, max_pending=500) as led:
         led.record([dec("before")]).result(timeout=5)
         postgres.stop()
@@ -149,6 +151,7 @@ def test_a_read_only_database_fails_the_callers_and_recovers(postgres: Any) -> N
     import psycopg
 
     url = postgres.create_database()
+    migrate(url)
     name = url.rsplit("/", 1)[1]
 
     def admin(statement: str) -> None:

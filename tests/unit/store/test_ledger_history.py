@@ -6,15 +6,15 @@ table."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from typing import Any
 
 import pytest
-from ledger_support import run_workers
+from ledger_support import raw, run_workers
 
 from fraud.store.backend import Backend
 from fraud.store.history import HistoryStore
+from fraud.store.migrate import migrate
 from fraud.store.writer import Ledger
 
 
@@ -95,17 +95,12 @@ def test_racing_writers_store_one_look_per_gap(db: str) -> None:
         assert len(hist(led).looks(5)) == 1
 
 
-def test_an_older_ledger_gains_the_looks_table(db: str) -> None:
-    Ledger(db).close()
-    if db.startswith("postgresql://"):
-        import psycopg
-
-        with psycopg.connect(db, autocommit=True) as conn:
-            conn.execute("DROP TABLE looks")
-    else:
-        with sqlite3.connect(db) as conn:
-            conn.execute("DROP TABLE looks")
-    with Ledger(db) as led:
+def test_an_older_ledger_gains_the_looks_table(bare_db: str) -> None:
+    migrate(bare_db, target=3)  # before version 4 (looks)
+    assert not raw(bare_db, "SELECT 1 FROM decisions")  # the store is there, without looks
+    if bare_db.startswith("postgresql://"):
+        migrate(bare_db)  # a PostgreSQL worker never migrates: the migrator does
+    with Ledger(bare_db) as led:  # SQLite: the ledger migrates its file on open
         h = hist(led)
         assert h.save_look(1, look(0), marks="m", min_gap_s=1.0, max_looks=10, now=time.time())
         assert json.loads(json.dumps(h.looks(1)))[0]["i"] == 0

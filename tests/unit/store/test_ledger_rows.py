@@ -1,6 +1,6 @@
 """The writer's fast path (fraud/store/rows.py) on both backends: decisions marked counted,
 aggregates added per user; an earlier release's writer (the trigger) on the same store; a
-trigger definition of an earlier release replaced on open."""
+trigger definition of an earlier release replaced by the migration that changed it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ledger_support import EXP, counts, dec, raw
 
-from fraud.store import ddl, sql
+from fraud.store import sql
+from fraud.store.migrate import migrate
 from fraud.store.rows import to_row, user_counts
 from fraud.store.writer import Ledger
 
@@ -60,14 +61,14 @@ def test_fast_path_and_an_earlier_writer_share_a_store_exactly(ledger: Ledger, d
     assert sum(counts(running[0][a])[1] for a in ("model_a", "model_b")) == 100
 
 
-def test_an_earlier_trigger_definition_is_replaced_on_open(sqlite_db: Path) -> None:
-    Ledger(sqlite_db).close()
-    with sqlite3.connect(sqlite_db) as conn:  # as the previous release created it
-        conn.execute("DROP TRIGGER decisions_count")
-        conn.execute(f"CREATE TRIGGER decisions_count AFTER INSERT ON decisions "
-                     f"BEGIN {ddl.ON_DECISION} END")
+def test_an_earlier_trigger_definition_is_replaced_by_its_migration(sqlite_db: Path) -> None:
+    migrate(sqlite_db, target=2)  # as releases before `counted` left it: the trigger counts all
+    with sqlite3.connect(sqlite_db) as conn:
+        text = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'decisions_count'"
+                            ).fetchone()[0]
     conn.close()
-    with Ledger(sqlite_db) as led:
+    assert "WHEN" not in text
+    with Ledger(sqlite_db) as led:  # migrates the file to version 3 and on
         led.record([dec("x1", user="ann"), dec("x2", user="ann", flagged=True)]).result()
         assert counts(led.aggregates(EXP)[0]["model_a"])[:3] == (1, 2, 1)  # not 4, 2
     with sqlite3.connect(sqlite_db) as conn:
