@@ -85,6 +85,8 @@ def _model(arm: str, tag: str, meta: Mapping[str, Any],
         "schema_hash": meta.get("schema_hash"),
         "threshold": _num(meta.get("threshold")),
         "threshold_rule": meta.get("threshold_rule"),
+        # the rule's settings, the chosen point and the validation curve (training metadata)
+        "threshold_choice": meta.get("threshold_choice"),
         "training_metrics": {"validation": _metrics(metrics.get("validation")),
                              "test": _metrics(metrics.get("test"))},
         "mlflow": {"run_id": meta.get("mlflow_run_id"),
@@ -156,8 +158,12 @@ def _caveats(models: list[dict[str, Any]], data: Mapping[str, Any],
                        f"rows), reported only: {', '.join(small)}.")
         if not m["drift_reference"]:
             out.append(f"{m['tag']} carries no drift reference: GET /drift cannot watch it.")
-    out.append("Thresholds maximise F1 on the validation split at the training data's fraud "
-               "rate; a different live fraud rate moves precision and the flag rate.")
+    rules = sorted({str(m.get("threshold_rule") or "max_f1") for m in models})
+    words = {"max_f1": "maximise F1", "cost": "minimise the expected cost",
+             "alert_budget": "keep within the alert budget"}
+    out.append(f"Thresholds {' / '.join(words.get(r, r) for r in rules)} on the validation "
+               "split at the training data's fraud rate; a different live fraud rate moves "
+               "precision and the flag rate.")
     out.append("Labels arrive late (POST /feedback): live precision and recall lag the "
                "decisions; the A/B statistics count labelled users only.")
     return out

@@ -238,6 +238,9 @@ def build_report(checks: list[Check], evaluated: dict[str, Evaluated], errors: l
             "passed": bool(mine) and not failures and session_ok,
             "failures": failures or ([] if session_ok else errors[:5]),
             "threshold": ev.threshold,
+            # how training chose it: rule, settings, chosen point and validation curve
+            "threshold_rule": ev.metadata.get("threshold_choice")
+                              or {"rule": ev.metadata.get("threshold_rule")},
             "data_hashes": {k: v for k, v in ev.metadata.get("split_hashes", {}).items()},
             "mlflow_run_id": ev.metadata.get("mlflow_run_id"),
             "evaluation": ev.report,

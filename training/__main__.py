@@ -13,6 +13,7 @@ from pathlib import Path
 from fraud.config import DataConfig, load_training_config, mlflow_tracking_uri
 from training.data import DataError, load_splits
 from training.registry import log_to_mlflow, save_to_bentoml
+from training.thresholds import check_rule
 from training.train import TrainedModel, fit_one
 
 
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg.data.generator.n_rows = args.rows
         if args.data is not None:
             cfg.data = with_file(cfg.data, args.data)
+        check_rule(cfg.threshold)
         splits = load_splits(cfg.data)
     except (DataError, FileNotFoundError, ValueError) as exc:
         print(f"training: {exc}", file=sys.stderr)
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {splits.dropped} rows left out: a card's rows after its own period")
     rows = []
     for role, spec in (("champion", cfg.champion), ("challenger", cfg.challenger)):
-        model = fit_one(role, spec, splits)
+        model = fit_one(role, spec, splits, cfg.threshold)
         run_id, version = log_to_mlflow(model, cfg, splits)
         saved = save_to_bentoml(model, cfg, splits, run_id, version)
         rows.append((model, str(saved.tag)))

@@ -87,6 +87,7 @@ def log_to_mlflow(model: TrainedModel, cfg: TrainingConfig, splits: Splits) -> t
         mlflow.log_dict(model.validation, "evaluation/validation_report.json")
         mlflow.log_dict(splits.hashes(), "data/split_hashes.json")
         mlflow.log_dict(model.feature_importances, "feature_importances.json")
+        mlflow.log_dict(model.threshold_rule, "evaluation/threshold_curve.json")
         info = _log_model(model, signature, cfg.registered_model_name)
         run_id = run.info.run_id
     version = str(info.registered_model_version)
@@ -147,6 +148,8 @@ def save_to_bentoml(model: TrainedModel, cfg: TrainingConfig, splits: Splits,
         "schema_hash": SCHEMA_HASH,
         "threshold": model.threshold,
         "threshold_rule": cfg.threshold.rule,
+        # the rule's settings, the chosen point and the validation curve it was chosen on
+        "threshold_choice": model.threshold_rule,
         "metrics": {"test": model.test["overall"], "validation": model.validation["overall"]},
         "mlflow_run_id": run_id,
         "mlflow_tracking_uri": mlflow_tracking_uri(),

@@ -8,11 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from fraud.config import ModelSpec
+from fraud.config import ModelSpec, ThresholdConfig
 from fraud.schema import FEATURE_NAMES, LABEL
+from training import thresholds
 from training.data import Splits
 from training.estimators import build_estimator
-from training.evaluate import choose_threshold, report
+from training.evaluate import report
 
 __all__ = ["TrainedModel", "build_estimator", "features", "fit_one"]
 
@@ -29,6 +30,8 @@ class TrainedModel:
     test: dict[str, Any]
     fit_seconds: float
     feature_importances: dict[str, float] = field(default_factory=dict)
+    # the rule, its settings, the chosen point and the validation curve (training/thresholds.py)
+    threshold_rule: dict[str, Any] = field(default_factory=dict)
 
 
 def features(frame: Any) -> np.ndarray:
@@ -36,8 +39,11 @@ def features(frame: Any) -> np.ndarray:
     return frame[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
 
 
-def fit_one(role: str, spec: ModelSpec, splits: Splits) -> TrainedModel:
-    """Fit on train, pick the threshold on validation, report on validation and test."""
+def fit_one(role: str, spec: ModelSpec, splits: Splits,
+            threshold_cfg: ThresholdConfig | None = None) -> TrainedModel:
+    """Fit on train, pick the threshold on validation by the configured rule (max_f1 unless
+    told otherwise), report on validation and test."""
+    threshold_cfg = threshold_cfg or ThresholdConfig()
     estimator = build_estimator(spec)
     started = time.perf_counter()
     estimator.fit(features(splits.train), splits.train[LABEL].to_numpy())
@@ -45,7 +51,7 @@ def fit_one(role: str, spec: ModelSpec, splits: Splits) -> TrainedModel:
 
     val_proba = estimator.predict_proba(features(splits.validation))[:, 1]
     y_val = splits.validation[LABEL].to_numpy()
-    threshold = choose_threshold(y_val, val_proba)
+    threshold, rule = thresholds.choose(threshold_cfg, splits.validation, y_val, val_proba)
     test_proba = estimator.predict_proba(features(splits.test))[:, 1]
     return TrainedModel(
         role=role,
@@ -56,6 +62,7 @@ def fit_one(role: str, spec: ModelSpec, splits: Splits) -> TrainedModel:
         test=report(splits.test, splits.test[LABEL].to_numpy(), test_proba, threshold),
         fit_seconds=fit_seconds,
         feature_importances=_importances(estimator, splits),
+        threshold_rule=rule,
     )
 
 

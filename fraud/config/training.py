@@ -106,9 +106,25 @@ def missing_library(name: str) -> str:
 
 
 class ThresholdConfig(Strict):
-    """How the decision threshold is chosen on the validation split."""
+    """How the decision threshold is chosen on the validation split.
 
-    rule: Literal["max_f1"] = "max_f1"
+    max_f1: the F1-maximising threshold. cost: the least expected cost under the shadow cost
+    model (declining a legit transaction costs decline_fixed + decline_share x its amount, a
+    missed fraud costs its amount; configs/ab.yaml's shadow section uses the same model).
+    alert_budget: the lowest threshold that flags at most alerts_per_1000 transactions.
+    """
+
+    rule: Literal["max_f1", "cost", "alert_budget"] = "max_f1"
+    decline_fixed: float = Field(5.0, ge=0)
+    decline_share: float = Field(0.02, ge=0, le=1)
+    amount_feature: str = "amount"  # the feature holding the transaction's amount (cost)
+    alerts_per_1000: float | None = Field(None, gt=0, le=1000)
+
+    @model_validator(mode="after")
+    def _budget(self) -> ThresholdConfig:
+        if self.rule == "alert_budget" and self.alerts_per_1000 is None:
+            raise ValueError("threshold.rule: alert_budget needs threshold.alerts_per_1000")
+        return self
 
 
 class TrainingConfig(Strict):

@@ -36,6 +36,30 @@ def _valid(feature: Mapping[str, Any]) -> str:
     return " and ".join(parts) or ("true/false" if feature.get("type") == "boolean" else "any")
 
 
+CURVE_ROWS = 10
+CURVE_COLUMNS = ("threshold", "precision", "recall", "f1", "alerts_per_1000", "cost_per_1000")
+
+
+def _settings(choice: Mapping[str, Any] | None) -> str:
+    settings = (choice or {}).get("settings") or {}
+    return "".join(f", {k} {v}" for k, v in settings.items())
+
+
+def _curve(model: Mapping[str, Any]) -> list[str]:
+    """A few points of the validation curve the threshold was chosen on, and the choice."""
+    choice = model.get("threshold_choice") or {}
+    curve = choice.get("curve") or []
+    if not curve:
+        return []
+    step = max(1, len(curve) // CURVE_ROWS)
+    columns = [c for c in CURVE_COLUMNS if c in curve[0]]
+    rows = [[p.get(c) for c in columns] for p in curve[::step]]
+    chosen = choice.get("chosen") or {}
+    rows.append([chosen.get(c) for c in columns])
+    return ["", f"Validation curve of {model['arm']} (last row: the chosen threshold):", "",
+            *_table(list(columns), rows)]
+
+
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
@@ -121,8 +145,10 @@ def to_markdown(card: Mapping[str, Any]) -> str:
         versions = ", ".join(f"{k} {v}" for k, v in m["library_versions"].items())
         lines += ["", f"Libraries: {versions or 'n/a'}.", ""]
     lines += ["## Thresholds", ""]
-    lines += [f"- {m['arm']}: {_fmt(m['threshold'])} ({m['threshold_rule'] or 'rule n/a'})"
-              for m in card["models"]]
+    lines += [f"- {m['arm']}: {_fmt(m['threshold'])} ({m['threshold_rule'] or 'rule n/a'}"
+              f"{_settings(m.get('threshold_choice'))})" for m in card["models"]]
+    for m in card["models"]:
+        lines += _curve(m)
     lines += ["", "## Caveats", ""]
     lines += [f"- {c}" for c in card["caveats"]]
     return "\n".join(lines) + "\n"

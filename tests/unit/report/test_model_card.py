@@ -183,3 +183,35 @@ def test_served_card_is_made_when_the_file_is_missing_or_unreadable(
 ])
 def test_accept_negotiation_defaults_to_markdown(accept: str | None, json_wanted: bool) -> None:
     assert wants_json(accept) is json_wanted
+
+
+def test_the_card_shows_the_schema_the_periods_and_the_threshold_rule() -> None:
+    schema = [{"name": "amount", "type": "number", "min": 0.0, "min_inclusive": False},
+              {"name": "channel", "type": "category", "values": ["web", "app"],
+               "unseen": "other"}]
+    choice = {"rule": "cost", "settings": {"decline_fixed": 5.0},
+              "chosen": {"threshold": 0.42, "precision": 0.5, "recall": 0.9, "f1": 0.64,
+                         "alerts_per_1000": 12.0, "cost_per_1000": 88.5},
+              "curve": [{"threshold": t / 10, "precision": 0.5, "recall": 0.5, "f1": 0.5,
+                         "alerts_per_1000": 10.0, "cost_per_1000": 90.0} for t in range(9)]}
+    ranges = {s: {"from": f"2025-0{i + 1}-01T00:00:00+00:00",
+                  "to": f"2025-0{i + 1}-28T00:00:00+00:00"}
+              for i, s in enumerate(("train", "validation", "test"))}
+    extra = {"schema": schema, "schema_hash": "f" * 64, "threshold_rule": "cost",
+             "threshold_choice": choice, "split_ranges": ranges,
+             "data_spec": {**SPEC, "source": "csv", "split": "time"}}
+    models = {arm: {"tag": m["tag"], "metadata": {**m["metadata"], **extra}}
+              for arm, m in MODELS.items()}
+    card = mc.build(models, _report())
+    assert card["models"][0]["schema"] == schema
+    assert card["models"][0]["threshold_choice"]["chosen"]["threshold"] == 0.42
+    assert card["data"]["split_ranges"] == ranges
+    assert any("split by time" in c for c in card["caveats"])
+    assert any("minimise the expected cost" in c for c in card["caveats"])
+    text = to_markdown(card)
+    assert "| channel | category | web, app, any other: 'other' |" in text
+    assert "| amount | number | > 0 |" in text
+    assert "| test | 200 | 2025-03-01T00:00:00+00:00 | 2025-03-28T00:00:00+00:00 |" in text
+    assert "- model_a: 0.7000 (cost, decline_fixed 5.0)" in text
+    assert "Validation curve of model_a (last row: the chosen threshold):" in text
+    assert "| 0.4200 | 0.5000 | 0.9000 | 0.6400 | 12.0000 | 88.5000 |" in text
