@@ -37,6 +37,12 @@ class GuardrailConfig(Strict):
     rollback_on_worse: bool = True  # primary comparison's CS at alpha_worse below 0
     alpha_worse: float = Field(0.003, gt=0, lt=1)
     check_interval_s: float = Field(2.0, gt=0)
+    # Customer harm: the challenger's legit-decline rate (legit declined / legit, mature
+    # decisions) within `legit_decline_ratio` x the champion's, unless the ratio's CS at
+    # `alpha_legit_decline` lies above it (fraud/experiment/guardrails.py).
+    legit_decline_ratio: float = Field(1.5, gt=1)
+    alpha_legit_decline: float = Field(0.0008, gt=0, lt=1)
+    legit_decline_tau: float = Field(0.5, gt=0)
 
     def alarm_budget(self, srm_alpha: float) -> float:
         """The sum of the rules' error rates: a bound on an A/A experiment's rollback chance
@@ -45,6 +51,7 @@ class GuardrailConfig(Strict):
         return (self.alpha_error_rate + self.alpha_flag_rate
                 + (srm_alpha if self.rollback_on_srm else 0.0)
                 + (self.alpha_worse if self.rollback_on_worse else 0.0)
+                + self.alpha_legit_decline
                 + self.latency_alpha_per_look * looks_per_month)
 
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import chi2
 
 Metric = Literal["recall", "precision"]
+PairedMetric = Literal["recall", "precision", "amount_recall", "expected_loss"]
 PSI_BINS = 10
 
 
@@ -39,6 +40,24 @@ class StatsSettings(BaseModel):
     equivalence_margin: float = Field(0.05, gt=0.0, lt=1.0,
                                       description="|effect| within this is 'no_difference'.")
     primary_metric: Metric = Field("recall", description="Metric of the primary comparison.")
+    # Selective labels (fraud/stats/labels.py, docs/selective-labels.md).
+    label_bias_margin: float = Field(
+        0.1, gt=0.0, lt=1.0, description="Without exploration, a verdict is 'label_bias' when "
+        "declined decisions are labelled this much less often than approved outcomes are known.")
+    min_fraud_users_per_arm: int = Field(
+        30, ge=2, description="Users with labelled fraud per arm (and in the paired test) before "
+        "any verdict.")
+    legit_decline_margin: float = Field(
+        1.25, gt=1.0, description="Promotion needs the challenger's legit-decline rate shown "
+        "below this multiple of the champion's (non-inferiority).")
+    legit_decline_tau: float = Field(0.2, gt=0.0, description="Mixing SD on the log ratio of "
+                                     "legit-decline rates.")
+    same_flag_rate_min_frauds: int = Field(
+        50, ge=1, description="Recall at the champion's flag rate is hidden below this many "
+        "mature labelled frauds.")
+    paired_metric: PairedMetric | None = Field(
+        None, description="Overrides shadow.metric for the paired test; 'expected_loss' "
+        "(lower is better) is chosen here.")
 
 
 @dataclass(frozen=True)

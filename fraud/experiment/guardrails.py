@@ -11,7 +11,16 @@ Rates are judged on the current allocation period (what is served now), over use
 - latency: the challenger's share of single predictions slower than the limit exceeds 5%
   (its p95 is above the limit), by an exact binomial tail at a tiny per-look error rate;
 - sample ratio: the anytime-valid users test of fraud/stats/users.py;
-- worse: the primary comparison's confidence sequence at `alpha_worse` lies below 0.
+- worse: the primary comparison's confidence sequence at `alpha_worse` lies below 0. It never
+  acts on `label_bias`. In shadow mode the paired look and the split look each get half of
+  `alpha_worse`: the split one is kept because a selection both arms share cannot flip its sign;
+- customer harm (with the label rows): the challenger's legit-decline rate surely above
+  `legit_decline_ratio` x the champion's (fraud/stats/harm.py), at `alpha_legit_decline`,
+  judged on the experiment's mature decisions (maturity makes the current period too young).
+
+Periods: the per-period rules (flag rate, error rate, sample ratio) spend `spend` x their
+alpha in the k-th period, spend = 6 / (pi^2 k^2) (fraud/stats/periods.py), so a ramp's share
+changes do not restart the budget; the worse and harm rules read the whole experiment.
 """
 
 from __future__ import annotations
@@ -23,9 +32,10 @@ from typing import Any
 from scipy import stats as _sps
 
 from fraud.config import GuardrailConfig
-from fraud.stats import ratio
-from fraud.stats.aggregates import ArmPeriod, PairedUsers
-from fraud.stats.paired import Ratio, log_ratio
+from fraud.stats import harm, ratio
+from fraud.stats.aggregates import ArmPeriod, PairedUsers, Periods
+from fraud.stats.cluster import Ratio, log_ratio
+from fraud.stats.labels import ArmLabels
 from fraud.stats.sequential import msprt
 
 P95_EXCEEDANCE = 0.05  # "p95 above the limit" = more than 5% of calls slower than it
@@ -40,14 +50,15 @@ def _log_rate(m: ratio.RatioMoments) -> tuple[float, float] | None:
     return math.log(r), e.variance / (r * r)
 
 
-def flag_rate_breach(a: ArmPeriod, b: ArmPeriod, cfg: GuardrailConfig) -> str | None:
+def flag_rate_breach(a: ArmPeriod, b: ArmPeriod, cfg: GuardrailConfig,
+                     spend: float = 1.0) -> str | None:
     """The challenger's flag rate is surely more than `ratio` times (or less than 1/ratio of)
     the champion's."""
     la, lb = _log_rate(a.flag), _log_rate(b.flag)
     if la is None or lb is None:
         return None
     est, var = lb[0] - la[0], la[1] + lb[1]
-    _, low, high = msprt(est, var, cfg.flag_tau, cfg.alpha_flag_rate)
+    _, low, high = msprt(est, var, cfg.flag_tau, cfg.alpha_flag_rate * spend)
     bound = math.log(cfg.flag_rate_ratio)
     if low > bound or high < -bound:
         return (f"challenger flag rate {math.exp(lb[0]):.4f} vs champion's "
@@ -56,7 +67,8 @@ def flag_rate_breach(a: ArmPeriod, b: ArmPeriod, cfg: GuardrailConfig) -> str | 
     return None
 
 
-def paired_flag_rate_breach(u: PairedUsers, cfg: GuardrailConfig) -> str | None:
+def paired_flag_rate_breach(u: PairedUsers, cfg: GuardrailConfig,
+                            spend: float = 1.0) -> str | None:
     """Shadow mode: the same rule on the same transactions (both models decided each one),
     so it works in a pure shadow phase, before any customer sees the challenger."""
     if u.users < cfg.min_users or u.n.sum() < cfg.min_decisions:
@@ -64,7 +76,7 @@ def paired_flag_rate_breach(u: PairedUsers, cfg: GuardrailConfig) -> str | None:
     lr = log_ratio(Ratio(u.flag_a, u.n), Ratio(u.flag_b, u.n))
     if lr is None:
         return None
-    _, low, high = msprt(lr[0], lr[1], cfg.flag_tau, cfg.alpha_flag_rate)
+    _, low, high = msprt(lr[0], lr[1], cfg.flag_tau, cfg.alpha_flag_rate * spend)
     bound = math.log(cfg.flag_rate_ratio)
     if low > bound or high < -bound:
         rate_a, rate_b = u.flag_a.sum() / u.n.sum(), u.flag_b.sum() / u.n.sum()
@@ -74,13 +86,13 @@ def paired_flag_rate_breach(u: PairedUsers, cfg: GuardrailConfig) -> str | None:
     return None
 
 
-def error_rate_breach(b: ArmPeriod, cfg: GuardrailConfig) -> str | None:
+def error_rate_breach(b: ArmPeriod, cfg: GuardrailConfig, spend: float = 1.0) -> str | None:
     """The challenger's error rate is surely above `max_error_rate`."""
     e = ratio.estimate(b.error)
     if e.value is None or e.variance is None:
         return None
     _, low, _ = msprt(e.value - cfg.max_error_rate, e.variance, cfg.error_tau,
-                      cfg.alpha_error_rate)
+                      cfg.alpha_error_rate * spend)
     if low > 0:
         return (f"challenger error rate {e.value:.4f} > {cfg.max_error_rate} "
                 f"(CS lower bound {low + cfg.max_error_rate:.4f})")
@@ -117,39 +129,78 @@ def latency_breach(latency_a: Sequence[float], latency_b: Sequence[float],
     return None
 
 
+def legit_decline_test(periods: Periods, cfg: GuardrailConfig, *,
+                       labels: ArmLabels | None = None,
+                       paired: PairedUsers | None = None) -> dict[str, Any] | None:
+    """The customer-harm test at the guardrail's margin and alpha: shadow mode on the paired
+    transactions, else on the arms' label rows; None without enough of either."""
+    if paired is not None:
+        if paired.users < cfg.min_users or paired.n.sum() < cfg.min_decisions:
+            return None
+        return harm.paired_test(paired, cfg.legit_decline_ratio, cfg.alpha_legit_decline,
+                                cfg.legit_decline_tau)
+    if labels is None or labels.model_a is None or labels.model_b is None:
+        return None
+    a, b = labels.model_a, labels.model_b
+    if min(a.users, b.users) < cfg.min_users or min(a.n.sum(), b.n.sum()) < cfg.min_decisions:
+        return None
+    return harm.split_test(periods, cfg.legit_decline_ratio, cfg.alpha_legit_decline,
+                           cfg.legit_decline_tau, labels=labels)
+
+
+def legit_decline_breach(test: dict[str, Any] | None) -> str | None:
+    """The challenger declines surely more than `legit_decline_ratio` x the champion's share
+    of legit customers."""
+    if not test or not test.get("inferior"):
+        return None
+    return (f"challenger declines legit customers {test['ratio']:.2f}x as often as the "
+            f"champion ({test['model_b']:.4f} vs {test['model_a']:.4f}, {test['source']}): "
+            f"ratio CS [{test['ci_low']:.2f}, {test['ci_high']:.2f}] at "
+            f"alpha={test['alpha']} above {test['margin']:g}")
+
+
+def _worse(look: dict[str, Any] | None, cfg: GuardrailConfig, what: str) -> str:
+    if look is None or look["verdict"] != "challenger_worse":  # label_bias never acts
+        return ""
+    return (f"challenger worse{what}: {look['estimate']:+.4f}, CS at alpha={cfg.alpha_worse}"
+            f"{'/2' if what else ''} [{look['ci_low']:+.4f}, {look['ci_high']:+.4f}]")
+
+
 def breaches(current: dict[str, ArmPeriod], srm: dict[str, Any] | None,
              worse_look: dict[str, Any], latency: tuple[Sequence[float], Sequence[float]],
              cfg: GuardrailConfig, *, worse_overridden: bool = False,
-             paired: PairedUsers | None = None) -> list[str]:
+             paired: PairedUsers | None = None, split_worse: dict[str, Any] | None = None,
+             spend: float = 1.0, harm_test: dict[str, Any] | None = None) -> list[str]:
     """Every guardrail the challenger breaks now, each as one readable reason.
 
     `current` is the current allocation period; `worse_look` the primary comparison at
-    `alpha_worse` (fraud.stats.users.primary_look, or in shadow mode
-    fraud.stats.paired.paired_look);
+    `alpha_worse` (fraud.stats.split.look with rollback=True, or in shadow mode
+    fraud.stats.paired.paired_look at half of it, `split_worse` the other half);
     `worse_overridden` after a forced resume. `paired` (shadow mode): the flag-rate rule
     runs on the paired transactions instead of the split arms (one test at its error rate).
+    `spend`: this period's share of the per-period rules' alphas; `harm_test`:
+    `legit_decline_test`'s result (None: not judged).
     """
     if not cfg.enabled:
         return []
     a, b = current.get("model_a", ArmPeriod()), current.get("model_b", ArmPeriod())
     reasons: list[str] = []
     if b.users >= cfg.min_users and b.decisions + b.errors >= cfg.min_decisions:
-        reasons.append(error_rate_breach(b, cfg) or "")
+        reasons.append(error_rate_breach(b, cfg, spend) or "")
     if paired is not None:
-        reasons.append(paired_flag_rate_breach(paired, cfg) or "")
+        reasons.append(paired_flag_rate_breach(paired, cfg, spend) or "")
     elif min(a.users, b.users) >= cfg.min_users and min(a.decisions, b.decisions) >= \
             cfg.min_decisions:
-        reasons.append(flag_rate_breach(a, b, cfg) or "")
+        reasons.append(flag_rate_breach(a, b, cfg, spend) or "")
     reasons.append(latency_breach(*latency, cfg) or "")
     if cfg.rollback_on_srm and srm is not None and srm["mismatch"]:
         reasons.append(f"sample-ratio mismatch over users (anytime p={srm['p_value']:.2e}, "
                        f"observed share {srm['observed_share_b']:.4f} vs "
                        f"{srm['expected_share_b']}, {srm['users_a']}+{srm['users_b']} users)")
-    if (cfg.rollback_on_worse and not worse_overridden
-            and worse_look["verdict"] == "challenger_worse"):
-        reasons.append(f"challenger worse: {worse_look['estimate']:+.4f}, CS at "
-                       f"alpha={cfg.alpha_worse} [{worse_look['ci_low']:+.4f}, "
-                       f"{worse_look['ci_high']:+.4f}]")
+    if cfg.rollback_on_worse and not worse_overridden:
+        reasons.append(_worse(worse_look, cfg, " (paired)" if split_worse is not None else ""))
+        reasons.append(_worse(split_worse, cfg, " (split)"))
+    reasons.append(legit_decline_breach(harm_test) or "")
     return [r for r in reasons if r]
 
 

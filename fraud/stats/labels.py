@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from fraud.stats.paired import Ratio, one
+from fraud.stats.cluster import Ratio, one
 
 LABEL_FIELDS: tuple[str, ...] = (
     "n", "flagged", "explored", "labelled_declined", "labelled_approved", "fraud_approved",

@@ -19,18 +19,25 @@ memory as the split test (fraud/stats/sequential.py), on the configured paired m
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from fraud.config import StatsSettings
+from fraud.config.settings import PairedMetric
+from fraud.stats import harm, ipw
+from fraud.stats import labels as lab
 from fraud.stats.aggregates import PairedUsers
+from fraud.stats.cluster import Ratio, difference, log_ratio, one
+from fraud.stats.operating_point import same_flag_rate
 from fraud.stats.sequential import Memory, msprt
 from fraud.stats.users import sequential_verdict
 
-PairedMetric = Literal["recall", "precision", "amount_recall"]
+__all__ = ["Costs", "PairedMetric", "Ratio", "compare", "difference", "log_ratio", "one",
+           "paired", "paired_look", "ratios", "same_flag_rate"]
 METHOD = ("paired, clustered by user: delta-method variance of the per-user linearised "
           "difference; mSPRT normal mixture with running-intersection memory")
 
@@ -42,70 +49,6 @@ class Costs:
 
     decline_fixed: float = 5.0
     decline_share: float = 0.02
-
-
-@dataclass(frozen=True)
-class Ratio:
-    """One ratio of per-user sums: numerators and denominators, aligned by user."""
-
-    num: np.ndarray
-    den: np.ndarray
-
-    @property
-    def value(self) -> float | None:
-        s = float(self.den.sum())
-        return float(self.num.sum()) / s if s > 0 else None
-
-    def terms(self) -> np.ndarray:
-        """The per-user linearised terms (num - R den) / S."""
-        r = self.value
-        assert r is not None
-        return (self.num - r * self.den) / float(self.den.sum())
-
-
-def _variance(z: np.ndarray, users: np.ndarray) -> float | None:
-    k = int(np.count_nonzero(users))
-    if k < 2:
-        return None
-    return float(k / (k - 1) * np.sum(z[users] ** 2))
-
-
-def one(r: Ratio, z_score: float, clip: bool = True) -> dict[str, Any]:
-    """{value, ci_low, ci_high, std_error, users} of one ratio."""
-    value = r.value
-    out: dict[str, Any] = {"value": value, "ci_low": None, "ci_high": None, "std_error": None,
-                           "users": int(np.count_nonzero(r.den))}
-    if value is None:
-        return out
-    var = _variance(r.terms(), r.den > 0)
-    if var is None:
-        return out
-    half = z_score * math.sqrt(var)
-    low, high = value - half, value + half
-    if clip:
-        low, high = max(0.0, low), min(1.0, high)
-    out.update(ci_low=low, ci_high=high, std_error=math.sqrt(var))
-    return out
-
-
-def difference(a: Ratio, b: Ratio, floor: float = 0.0) -> tuple[float, float] | None:
-    """(R_b - R_a, its variance) over the same users; None while either is undefined."""
-    if a.value is None or b.value is None:
-        return None
-    var = _variance(b.terms() - a.terms(), (a.den > 0) | (b.den > 0))
-    if var is None:
-        return None
-    return b.value - a.value, max(var, floor)
-
-
-def log_ratio(a: Ratio, b: Ratio) -> tuple[float, float] | None:
-    """(log(R_b / R_a), its delta-method variance) over the same users; None if undefined."""
-    if not a.value or not b.value:
-        return None
-    var = _variance(b.terms() / b.value - a.terms() / a.value, (a.den > 0) | (b.den > 0))
-    if var is None or var <= 0:
-        return None
-    return math.log(b.value / a.value), var
 
 
 def ratios(u: PairedUsers, metric: str, costs: Costs) -> tuple[Ratio, Ratio]:
@@ -150,62 +93,101 @@ def _floor(u: PairedUsers, metric: str) -> float:
     return max((discordant + 1.0) / n**2 - est**2 / n, 1.0 / n**2)
 
 
-def same_flag_rate(scores: np.ndarray) -> dict[str, Any] | None:
-    """Each model's recall when both flag the champion's live share of transactions.
+def higher_is_better(metric: str) -> bool:
+    """expected_loss is a cost: lower is better, and the verdicts are oriented accordingly."""
+    return metric != "expected_loss"
 
-    `scores` columns: pa, pb, fa (champion's decision), mature, fraud. The challenger's
-    threshold is its score quantile at the champion's flag rate; recall on labelled frauds.
-    """
-    if len(scores) == 0:
-        return None
-    pa, pb, fa, _, y = scores.T
-    rate = float(fa.mean())
-    frauds = y > 0
-    out: dict[str, Any] = {"flag_rate": rate, "transactions": len(scores),
-                           "frauds": int(frauds.sum()), "recall_a": None, "recall_b": None}
-    if rate <= 0 or not frauds.any():
-        return out
-    t_a = float(np.quantile(pa, 1.0 - rate))
-    t_b = float(np.quantile(pb, 1.0 - rate))
-    out.update(threshold_a=t_a, threshold_b=t_b, recall_a=float(np.mean(pa[frauds] >= t_a)),
-               recall_b=float(np.mean(pb[frauds] >= t_b)))
+
+def rule(metric: str, margin: float) -> Callable[[float, float], str]:
+    """The verdict rule on a CS of B - A, oriented so that `challenger_better` means better."""
+    if higher_is_better(metric):
+        return lambda lo, hi: sequential_verdict(lo, hi, True, margin)
+    return lambda lo, hi: sequential_verdict(-hi, -lo, True, margin)
+
+
+def _test(out: dict[str, Any], est: float, var: float, enough: bool, s: StatsSettings,
+          metric: str, alpha: float) -> dict[str, Any]:
+    p, low, high = msprt(est, var, s.mixture_tau, alpha)
+    verdict = rule(metric, s.equivalence_margin)(low, high) if enough else "collecting"
+    out.update(estimate=est, std_error=math.sqrt(var), p_value=p, ci_low=low, ci_high=high,
+               enough=enough, verdict=verdict)
     return out
+
+
+def _ipw_look(out: dict[str, Any], labels: lab.ArmLabels, s: StatsSettings, metric: str,
+              alpha: float) -> dict[str, Any]:
+    out.update(estimator="inverse propensity", label_bias=False)
+    if metric not in ("recall", "precision"):
+        out["reason"] = f"no inverse-propensity estimate of {metric} (no amounts in the rows)"
+        return out
+    fraud = ipw.fraud_users(labels)
+    out.update(users=sum(fraud.values()), fraud_users=sum(fraud.values()),
+               frauds=int(sum(float(u.fraud_w.sum()) for u in labels.arms().values())))
+    diff = ipw.paired_difference(labels, metric)
+    if diff is None or not diff[1] > 0:
+        return out
+    return _test(out, diff[0], diff[1], out["fraud_users"] >= s.min_fraud_users_per_arm, s,
+                 metric, alpha)
 
 
 def paired_look(u: PairedUsers, s: StatsSettings, metric: PairedMetric, costs: Costs,
-                alpha: float | None = None) -> dict[str, Any]:
-    """This look's test of B - A on `metric`: estimate, variance, p, CS, enough."""
+                alpha: float | None = None,
+                labels: lab.ArmLabels | None = None) -> dict[str, Any]:
+    """This look's test of B - A on `metric` (s.paired_metric overrides it): estimate,
+    variance, p, CS, enough and the verdict, oriented so that better means better.
+
+    With the label rows: `label_bias` while exploration is off and the declines are labelled
+    less than the approvals beyond the margin; with exploration on, the inverse-propensity
+    difference within the deciding model's strata (fraud/stats/ipw.py)."""
     alpha = s.sequential_alpha if alpha is None else alpha
+    metric = s.paired_metric or metric
+    out: dict[str, Any] = {"estimate": None, "std_error": None, "p_value": None,
+                           "ci_low": None, "ci_high": None, "enough": False,
+                           "users": 0, "frauds": int(u.fraud.sum()),
+                           "fraud_users": int(np.count_nonzero(u.fraud)),
+                           "verdict": "collecting", "metric": metric,
+                           "higher_is_better": higher_is_better(metric),
+                           "estimator": "labelled rows", "label_bias": None}
+    if labels is not None:
+        if lab.arms_label_bias(labels, s.label_bias_margin):
+            out.update(label_bias=True, verdict="label_bias")
+            return out
+        if labels.exploring:
+            return _ipw_look(out, labels, s, metric, alpha)
+        out["label_bias"] = False
     a, b = ratios(u, metric, costs)
     diff = difference(a, b, _floor(u, metric))
     users = int(np.count_nonzero(u.fraud if metric != "precision" else u.tp_a + u.fp_a))
-    trials = int(u.fraud.sum())
-    out: dict[str, Any] = {"estimate": None, "std_error": None, "p_value": None,
-                           "ci_low": None, "ci_high": None, "enough": False,
-                           "users": users, "frauds": trials, "verdict": "collecting"}
+    out["users"] = users
     if diff is None or not diff[1] > 0:
         return out
-    p, low, high = msprt(diff[0], diff[1], s.mixture_tau, alpha)
-    enough = users >= s.min_users_per_arm and trials >= s.min_labelled_per_arm
-    out.update(estimate=diff[0], std_error=math.sqrt(diff[1]), p_value=p, ci_low=low,
-               ci_high=high, enough=enough,
-               verdict=sequential_verdict(low, high, enough, s.equivalence_margin))
-    return out
+    enough = (users >= s.min_users_per_arm and out["frauds"] >= s.min_labelled_per_arm
+              and out["fraud_users"] >= s.min_fraud_users_per_arm)
+    return _test(out, diff[0], diff[1], enough, s, metric, alpha)
 
 
 def paired(u: PairedUsers, scores: np.ndarray, s: StatsSettings, metric: PairedMetric,
-           costs: Costs, memory: Memory) -> tuple[dict[str, Any], Memory]:
-    """The /ab-stats `paired` block and the memory with this look folded in."""
+           costs: Costs, memory: Memory,
+           labels: lab.ArmLabels | None = None) -> tuple[dict[str, Any], Memory]:
+    """The /ab-stats `paired` block and the memory with this look folded in.
+
+    `verdict` is `label_bias` while the label rows say so (the look then stays out of the
+    memory; `latched_verdict` keeps the memory's); `legit_decline` is the non-inferiority test
+    promotion needs; `test.this_look` carries this look's own verdict."""
     z_score = NormalDist().inv_cdf(0.5 + s.confidence / 2.0)
-    look = paired_look(u, s, metric, costs)
+    look = paired_look(u, s, metric, costs, labels=labels)
+    metric = look["metric"]
     mem = memory
     if look["enough"]:
         mem = memory.observe(look["p_value"], look["ci_low"], look["ci_high"],
-                             lambda lo, hi: sequential_verdict(lo, hi, True,
-                                                               s.equivalence_margin))
+                             rule(metric, s.equivalence_margin))
     disagree = one(Ratio(u.disagree, u.n), z_score)
+    verdict = "label_bias" if look["label_bias"] else mem.verdict
     return {
         "method": METHOD, "metric": metric, "alpha": s.sequential_alpha,
+        "higher_is_better": higher_is_better(metric), "estimator": look["estimator"],
+        "label_bias": look["label_bias"], "min_fraud_users": s.min_fraud_users_per_arm,
+        "fraud_users": look["fraud_users"],
         "transactions": int(u.n.sum()), "users": u.users,
         "labelled": int(u.mature.sum()), "frauds": int(u.fraud.sum()),
         "disagreement_rate": disagree,
@@ -214,10 +196,18 @@ def paired(u: PairedUsers, scores: np.ndarray, s: StatsSettings, metric: PairedM
         "amount_recall": compare(u, "amount_recall", costs, z_score),
         "expected_loss_per_1000": compare(u, "expected_loss", costs, z_score),
         "costs": {"decline_fixed": costs.decline_fixed, "decline_share": costs.decline_share},
-        "same_flag_rate": same_flag_rate(scores),
+        "same_flag_rate": same_flag_rate(scores, s.same_flag_rate_min_frauds, s.confidence),
+        "labels": None if labels is None else lab.report(labels, s.label_bias_margin,
+                                                         s.confidence),
+        "ipw": None if labels is None or not labels.exploring else {
+            arm: {"deciding": ipw.arm_estimates(x, s.confidence)}
+            for arm, x in labels.arms().items()},
+        "legit_decline": harm.paired_test(u, s.legit_decline_margin, s.sequential_alpha,
+                                          s.legit_decline_tau),
         "test": {"estimate": look["estimate"], "std_error": look["std_error"],
                  "p_value": mem.p_min if mem.looks else None, "ci_low": mem.ci_low,
                  "ci_high": mem.ci_high, "enough": look["enough"],
-                 "this_look": {k: look[k] for k in ("p_value", "ci_low", "ci_high")}},
-        "verdict": mem.verdict,
+                 "this_look": {k: look[k] for k in ("estimate", "p_value", "ci_low", "ci_high",
+                                                    "verdict")}},
+        "verdict": verdict, "latched_verdict": mem.verdict,
     }, mem

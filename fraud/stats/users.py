@@ -22,10 +22,13 @@ from fraud.config.settings import Metric, StatsSettings
 from fraud.schema import CHALLENGER, CHAMPION
 from fraud.stats import ratio
 from fraud.stats.aggregates import ArmPeriod, Periods
+from fraud.stats.periods import UserPeriods, stratified
+from fraud.stats.periods import fraud_users as periods_fraud_users
 from fraud.stats.ratio import RatioMoments
 from fraud.stats.sequential import Memory, msprt, srm_p_value
 
-Verdict = Literal["collecting", "no_difference", "challenger_better", "challenger_worse"]
+Verdict = Literal["collecting", "no_difference", "challenger_better", "challenger_worse",
+                  "label_bias"]
 
 SEQUENTIAL_METHOD = ("mSPRT normal mixture (Johari et al. 2022) on a per-user ratio metric "
                      "with delta-method variance; p = running minimum, CS = running "
@@ -112,19 +115,41 @@ def sequential_verdict(ci_low: float | None, ci_high: float | None, enough: bool
     return "collecting"
 
 
-def primary_look(periods: Periods, s: StatsSettings, alpha: float | None = None) -> dict[str, Any]:
-    """This look alone: estimate, std error, p-value, CS and the verdict it would give."""
+def fraud_users(periods: Periods) -> tuple[int, int]:
+    """Users with labelled fraud per arm, summed over periods (a user active in two periods
+    counts twice here: `UserPeriods` counts them once)."""
+    return tuple(sum(arms[arm].recall.clusters for arms in periods.values() if arm in arms)
+                 for arm in (CHAMPION, CHALLENGER))  # type: ignore[return-value]
+
+
+def primary_look(periods: Periods, s: StatsSettings, alpha: float | None = None,
+                 user_periods: UserPeriods | None = None) -> dict[str, Any]:
+    """This look alone: estimate, std error, p-value, CS and the verdict it would give.
+
+    With `user_periods` (the per-user rows) the variance is clustered by user across
+    periods (fraud/stats/periods.py); without, the strata are treated as independent. No
+    verdict before `min_fraud_users_per_arm` users with labelled fraud in each arm."""
     alpha = s.sequential_alpha if alpha is None else alpha
-    diff = stratified_difference(periods, s.primary_metric)
+    if user_periods is not None:
+        diff = stratified(user_periods, s.primary_metric)
+        fraud = (periods_fraud_users(user_periods, CHAMPION),
+                 periods_fraud_users(user_periods, CHALLENGER))
+    else:
+        diff = stratified_difference(periods, s.primary_metric)
+        fraud = fraud_users(periods)
     out: dict[str, Any] = {"estimate": None, "std_error": None, "p_value": None,
                            "ci_low": None, "ci_high": None, "users_a": 0, "users_b": 0,
                            "trials_a": 0, "trials_b": 0, "strata": 0, "verdict": "collecting",
-                           "enough": False}
+                           "enough": False, "fraud_users_a": fraud[0],
+                           "fraud_users_b": fraud[1],
+                           "clustered": "user, across periods" if user_periods is not None
+                           else "user, within each period"}
     if diff is None or not math.isfinite(diff["variance"]) or diff["variance"] <= 0:
         return out
     p, low, high = msprt(diff["estimate"], diff["variance"], s.mixture_tau, alpha)
     enough = (min(diff["users"]) >= s.min_users_per_arm
-              and min(diff["trials"]) >= s.min_labelled_per_arm)
+              and min(diff["trials"]) >= s.min_labelled_per_arm
+              and min(fraud) >= s.min_fraud_users_per_arm)
     out.update(estimate=diff["estimate"], std_error=math.sqrt(diff["variance"]), p_value=p,
                ci_low=low, ci_high=high, users_a=diff["users"][0], users_b=diff["users"][1],
                trials_a=diff["trials"][0], trials_b=diff["trials"][1], strata=diff["strata"],
@@ -133,43 +158,59 @@ def primary_look(periods: Periods, s: StatsSettings, alpha: float | None = None)
     return out
 
 
-def primary(periods: Periods, s: StatsSettings, memory: Memory) -> tuple[dict[str, Any], Memory]:
-    """The primary comparison with its memory: (the /ab-stats block, the updated memory).
+def fold(look: dict[str, Any], s: StatsSettings, memory: Memory) -> Memory:
+    """`memory` with this look folded in, if it has enough users and trials (else as is)."""
+    if not look["enough"]:
+        return memory
+    return memory.observe(look["p_value"], look["ci_low"], look["ci_high"],
+                          lambda lo, hi: sequential_verdict(lo, hi, True, s.equivalence_margin))
 
-    Only looks with enough users and trials enter the memory; the verdict is the rule applied
-    to the running intersection, and the first one reached is final.
-    """
-    look = primary_look(periods, s)
-    mem = memory
-    if look["enough"]:
-        mem = memory.observe(look["p_value"], look["ci_low"], look["ci_high"],
-                             lambda lo, hi: sequential_verdict(lo, hi, True,
-                                                               s.equivalence_margin))
+
+def block(look: dict[str, Any], s: StatsSettings, mem: Memory) -> dict[str, Any]:
+    """The /ab-stats `primary` block of one look and the memory after it."""
     return {
         "metric": s.primary_metric, "method": SEQUENTIAL_METHOD,
         "alpha": s.sequential_alpha, "tau": s.mixture_tau,
         "min_users_per_arm": s.min_users_per_arm,
         "min_labelled_per_arm": s.min_labelled_per_arm,
+        "min_fraud_users_per_arm": s.min_fraud_users_per_arm,
+        "fraud_users_a": look["fraud_users_a"], "fraud_users_b": look["fraud_users_b"],
+        "clustered": look["clustered"],
         "equivalence_margin": s.equivalence_margin,
         "estimate": look["estimate"], "std_error": look["std_error"],
         "p_value": mem.p_min if mem.looks else None,
         "ci_low": mem.ci_low, "ci_high": mem.ci_high,
-        "this_look": {k: look[k] for k in ("p_value", "ci_low", "ci_high", "verdict")},
+        "this_look": {k: look[k] for k in ("estimate", "p_value", "ci_low", "ci_high",
+                                           "verdict")},
         "users_a": look["users_a"], "users_b": look["users_b"],
         "trials_a": look["trials_a"], "trials_b": look["trials_b"],
         "strata": look["strata"], "verdict": mem.verdict, "verdict_final": mem.verdict !=
         "collecting",
-    }, mem
+    }
+
+
+def primary(periods: Periods, s: StatsSettings, memory: Memory,
+            user_periods: UserPeriods | None = None) -> tuple[dict[str, Any], Memory]:
+    """The primary comparison with its memory: (the /ab-stats block, the updated memory).
+
+    Only looks with enough users and trials enter the memory; the verdict is the rule applied
+    to the running intersection, and the first one reached is final.
+    """
+    look = primary_look(periods, s, user_periods=user_periods)
+    mem = fold(look, s, memory)
+    return block(look, s, mem), mem
 
 
 def sample_ratio(users_a: int, users_b: int, share_b: float | None, s: StatsSettings,
-                 p_min: float = 1.0) -> dict[str, Any] | None:
-    """Users at first exposure in the period vs the share; None when the share is 0 or 1."""
+                 p_min: float = 1.0, alpha: float | None = None) -> dict[str, Any] | None:
+    """Users at first exposure in the period vs the share; None when the share is 0 or 1.
+    `alpha`: this period's share of srm_alpha (fraud.stats.periods.spent); default all."""
     if share_b is None or not 0.0 < share_b < 1.0:
         return None
+    alpha = s.srm_alpha if alpha is None else alpha
     n = users_a + users_b
     p = min(p_min, srm_p_value(users_a, users_b, share_b, s.srm_concentration))
     return {"method": SRM_METHOD, "unit": "users", "expected_share_b": share_b,
             "observed_share_b": users_b / n if n else None, "users_a": users_a,
-            "users_b": users_b, "p_value": p, "alpha": s.srm_alpha,
-            "mismatch": p < s.srm_alpha}
+            "users_b": users_b, "p_value": p, "alpha": alpha,
+            "mismatch": p < alpha}

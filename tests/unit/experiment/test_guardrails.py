@@ -62,8 +62,9 @@ def test_yaml_defaults_and_alarm_budget(monkeypatch: pytest.MonkeyPatch) -> None
     assert cfg.statistics == StatsSettings()
     budget = cfg.guardrails.alarm_budget(cfg.statistics.srm_alpha)
     looks = 30 * 86_400 / 2.0
-    assert budget == pytest.approx(0.002 + 0.003 + 0.001 + 0.003 + 1e-10 * looks, rel=1e-12)
-    assert budget == pytest.approx(0.0091296, rel=1e-9)
+    assert budget == pytest.approx(0.002 + 0.003 + 0.001 + 0.003 + 0.0008 + 1e-10 * looks,
+                                   rel=1e-12)
+    assert budget == pytest.approx(0.0099296, rel=1e-9)
     assert budget <= 0.01
 
 

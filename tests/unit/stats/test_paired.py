@@ -32,7 +32,7 @@ def users(**cols: list[float]) -> PairedUsers:
 def shadow_experiment(ledger: Ledger) -> Experiment:
     """Shadow on, with verdicts allowed from a handful of users."""
     return Experiment(ABConfig(shadow=ShadowConfig(enabled=True), statistics=StatsSettings(
-        min_labelled_per_arm=1, min_users_per_arm=2)), ARMS, ledger)
+        min_labelled_per_arm=1, min_users_per_arm=2, min_fraud_users_per_arm=2)), ARMS, ledger)
 
 
 def test_score_pair_puts_the_arms_model_first_and_keeps_a_failing_shadow_to_its_column() -> None:
@@ -80,9 +80,12 @@ def test_same_flag_rate_uses_the_champions_rate() -> None:
     pb = np.array([0.2, 0.95, 0.9, 0.1, 0.1, 0.3, 0.2, 0.1, 0.1, 0.1])
     fa = (pa >= 0.5).astype(float)  # champion flags 3 of 10
     y = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0, 0], dtype=float)
-    out = same_flag_rate(np.column_stack([pa, pb, fa, np.ones(10), y]))
+    out = same_flag_rate(np.column_stack([pa, pb, fa, np.ones(10), y]), min_frauds=3)
     assert out is not None and out["flag_rate"] == pytest.approx(0.3)
     assert out["recall_a"] == pytest.approx(2 / 3) and out["recall_b"] == pytest.approx(2 / 3)
+    hidden = same_flag_rate(np.column_stack([pa, pb, fa, np.ones(10), y]), min_frauds=4)
+    assert hidden is not None and hidden["recall_a"] is None
+    assert hidden["hidden"] == "3 mature labelled frauds, fewer than 4"
 
 
 def test_shadow_decisions_reach_the_ledger_and_the_paired_block(ledger: Ledger) -> None:

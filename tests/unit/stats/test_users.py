@@ -26,7 +26,7 @@ from fraud.stats.users import (
     stratified_difference,
 )
 
-S = StatsSettings()
+S = StatsSettings(min_fraud_users_per_arm=10)  # the hand-made periods have 10 users per arm
 
 
 def _dumps(obj: object) -> str:
@@ -59,13 +59,17 @@ def _ratio_by_hand(x: list[float], y: list[float]) -> tuple[float, float]:
 
 
 def test_settings_defaults_and_validation() -> None:
-    assert S.model_dump() == {
+    assert StatsSettings().model_dump() == {
         "confidence": 0.95, "srm_alpha": 0.001, "srm_concentration": 100.0,
         "sequential_alpha": 0.05, "mixture_tau": 0.1, "min_labelled_per_arm": 30,
         "min_users_per_arm": 10, "equivalence_margin": 0.05, "primary_metric": "recall",
+        "label_bias_margin": 0.1, "min_fraud_users_per_arm": 30, "legit_decline_margin": 1.25,
+        "legit_decline_tau": 0.2, "same_flag_rate_min_frauds": 50, "paired_metric": None,
     }
     for bad in ({"confidence": 1.0}, {"srm_alpha": 0.0}, {"min_users_per_arm": 1},
-                {"mixture_tau": 0.0}, {"primary_metric": "f1"}, {"unknown": 1}):
+                {"mixture_tau": 0.0}, {"primary_metric": "f1"}, {"unknown": 1},
+                {"label_bias_margin": 0.0}, {"legit_decline_margin": 1.0},
+                {"min_fraud_users_per_arm": 1}, {"paired_metric": "f1"}):
         with pytest.raises(ValidationError):
             StatsSettings(**bad)
     with pytest.raises(ValidationError):
@@ -314,7 +318,16 @@ def test_primary_look_empty() -> None:
     look = primary_look({}, S)
     assert look == {"estimate": None, "std_error": None, "p_value": None, "ci_low": None,
                     "ci_high": None, "users_a": 0, "users_b": 0, "trials_a": 0,
-                    "trials_b": 0, "strata": 0, "verdict": "collecting", "enough": False}
+                    "trials_b": 0, "strata": 0, "verdict": "collecting", "enough": False,
+                    "fraud_users_a": 0, "fraud_users_b": 0,
+                    "clustered": "user, within each period"}
+
+
+def test_primary_look_needs_min_fraud_users() -> None:
+    """Ten users per arm each with ten frauds: enough trials, too few fraud users at 30."""
+    assert primary_look(_worse_periods(), StatsSettings())["verdict"] == "collecting"
+    assert primary_look(_worse_periods(30, 30), StatsSettings())["verdict"] == \
+        "challenger_worse"
 
 
 # ------------------------------------------------------------------------------------ primary
@@ -327,10 +340,11 @@ def test_primary_shape_and_memory() -> None:
         "metric", "method", "alpha", "tau", "min_users_per_arm", "min_labelled_per_arm",
         "equivalence_margin", "estimate", "std_error", "p_value", "ci_low", "ci_high",
         "this_look", "users_a", "users_b", "trials_a", "trials_b", "strata", "verdict",
-        "verdict_final"}
+        "verdict_final", "min_fraud_users_per_arm", "fraud_users_a", "fraud_users_b",
+        "clustered"}
     assert (block["metric"], block["alpha"], block["tau"]) == ("recall", 0.05, 0.1)
-    assert block["this_look"] == {k: look[k] for k in ("p_value", "ci_low", "ci_high",
-                                                       "verdict")}
+    assert block["this_look"] == {k: look[k] for k in ("estimate", "p_value", "ci_low",
+                                                       "ci_high", "verdict")}
     assert (block["verdict"], block["verdict_final"]) == ("challenger_worse", True)
     assert mem == Memory(look["p_value"], look["ci_low"], look["ci_high"], "challenger_worse",
                          1, 1)

@@ -1,0 +1,143 @@
+"""Allocation periods: the stratified comparison clustered by user, and alpha spent across
+periods.
+
+Every share change starts a period, and the primary comparison is stratified by period
+(within a period the assignment is fixed). A user active in two periods (or moved from A to
+B by a share increase) is ONE cluster: the variance must add their terms from every stratum
+before squaring. The per-period sums (`ArmPeriod`) cannot, since they have lost who is who;
+the per-user rows (`UserPeriods`, the ledger's user_stats table) can:
+
+    theta = sum_p w_p (R_b,p - R_a,p),   z_u = sum_p w_p (t_b,p,u - t_a,p,u),
+    Var ~= k / (k - 1) sum_u z_u^2        (fraud/stats/cluster.py)
+
+Alpha spending: a rule judged per period (flag rate, error rate, sample ratio) would restart
+its error budget with every share change, so an A/A ramp of three periods could spend it three
+times. Period k (the k-th period with data) gets alpha * 6 / (pi^2 k^2); the sum over all
+periods is alpha (sum 1/k^2 = pi^2/6), whatever the number of periods.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fraud.stats.aggregates import ArmPeriod, Periods
+from fraud.stats.cluster import Ratio, Term, combine
+
+# The ledger's user_stats columns after (period, arm, user_id).
+PERIOD_FIELDS: tuple[str, ...] = ("decisions", "flagged", "errors", "labelled", "tp", "fp",
+                                  "fn", "tn")
+CHAMPION, CHALLENGER = "model_a", "model_b"
+
+
+@dataclass(frozen=True)
+class UserPeriods:
+    """One row per (period, arm, user): the ledger's per-user counts (aligned arrays)."""
+
+    period: np.ndarray
+    arm: np.ndarray  # "model_a" / "model_b"
+    user: np.ndarray  # user ids (any hashable numpy dtype)
+    decisions: np.ndarray
+    flagged: np.ndarray
+    errors: np.ndarray
+    labelled: np.ndarray
+    tp: np.ndarray
+    fp: np.ndarray
+    fn: np.ndarray
+    tn: np.ndarray
+
+    @classmethod
+    def from_rows(cls, rows: list[tuple[Any, ...]]) -> UserPeriods:
+        """From (period, arm, user_id, decisions, flagged, errors, labelled, tp, fp, fn, tn)."""
+        cols = np.array([[float(v or 0) for v in r[3:]] for r in rows],
+                        dtype=np.float64).reshape(len(rows), len(PERIOD_FIELDS))
+        return cls(period=np.array([int(r[0]) for r in rows], dtype=np.int64),
+                   arm=np.array([str(r[1]) for r in rows], dtype=object),
+                   user=np.array([str(r[2]) for r in rows], dtype=object),
+                   **{name: cols[:, i] for i, name in enumerate(PERIOD_FIELDS)})
+
+    def rows(self, period: int, arm: str) -> np.ndarray:
+        return (self.period == period) & (self.arm == arm)
+
+    def arm_periods(self) -> Periods:
+        """The per-period sums the ledger's aggregate query gives (for the other rules)."""
+        out: Periods = {}
+        for p in np.unique(self.period):
+            for arm in (CHAMPION, CHALLENGER):
+                m = self.rows(int(p), arm)
+                if m.any():
+                    out.setdefault(int(p), {})[arm] = ArmPeriod.from_users(
+                        *(getattr(self, f)[m] for f in ("decisions", "flagged", "errors",
+                                                        "labelled", "tp", "fp", "fn", "tn")))
+        return out
+
+
+def metric_xy(up: UserPeriods, mask: np.ndarray, metric: str) -> Ratio:
+    """The metric's per-user (numerator, denominator) on the rows in `mask`."""
+    if metric == "recall":
+        return Ratio(up.tp[mask], up.tp[mask] + up.fn[mask])
+    if metric == "precision":
+        return Ratio(up.tp[mask], up.tp[mask] + up.fp[mask])
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def _floor(r: Ratio) -> float:
+    """ratio.py's binomial floor p(1-p)/n with p = (y+1)/(n+2)."""
+    n, y = float(r.den.sum()), float(r.num.sum())
+    p = (y + 1.0) / (n + 2.0)
+    return p * (1.0 - p) / n
+
+
+def _distinct(ids: np.ndarray) -> int:
+    return len(np.unique(ids)) if len(ids) else 0
+
+
+def stratified(up: UserPeriods, metric: str) -> dict[str, Any] | None:
+    """Challenger minus champion stratified by period (weights: metric trials), with the
+    variance clustered by user ACROSS periods and arms; the same keys as
+    fraud.stats.users.stratified_difference, each user counted once."""
+    strata: list[tuple[int, Ratio, Ratio]] = []
+    for p in (int(x) for x in np.unique(up.period)):
+        ra = metric_xy(up, up.rows(p, CHAMPION), metric)
+        rb = metric_xy(up, up.rows(p, CHALLENGER), metric)
+        if ra.value is not None and rb.value is not None:
+            strata.append((p, ra, rb))
+    if not strata:
+        return None
+    total = sum(float(ra.den.sum() + rb.den.sum()) for _, ra, rb in strata)
+    terms: list[Term] = []
+    floor = 0.0
+    for p, ra, rb in strata:
+        w = float(ra.den.sum() + rb.den.sum()) / total
+        terms += [Term(rb, w, up.user[up.rows(p, CHALLENGER)]),
+                  Term(ra, -w, up.user[up.rows(p, CHAMPION)])]
+        floor += w * w * (_floor(ra) + _floor(rb))
+    out = combine(terms)
+    if out is None:
+        return None
+    est, var, clusters = out
+    trials = up.tp + (up.fn if metric == "recall" else up.fp)
+    return {"estimate": est, "variance": max(var, floor), "strata": len(strata),
+            "users": tuple(_distinct(up.user[(up.arm == arm) & (trials > 0)])
+                           for arm in (CHAMPION, CHALLENGER)),
+            "clusters": clusters,
+            "trials": (int(sum(ra.den.sum() for _, ra, _ in strata)),
+                       int(sum(rb.den.sum() for _, _, rb in strata)))}
+
+
+def period_rank(periods: Periods, current: int) -> int:
+    """k: the current period is the k-th with data (1 when nothing was recorded before)."""
+    return 1 + sum(1 for p in periods if p < current)
+
+
+def spent(alpha: float, rank: int) -> float:
+    """The share of `alpha` the rank-th period may spend: alpha 6 / (pi^2 rank^2)."""
+    return alpha * 6.0 / (math.pi ** 2 * max(rank, 1) ** 2)
+
+
+def fraud_users(up: UserPeriods, arm: str) -> int:
+    """Distinct users with labelled fraud (tp + fn > 0) in `arm`, whatever the period."""
+    return _distinct(up.user[(up.arm == arm) & (up.tp + up.fn > 0)])
