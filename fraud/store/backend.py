@@ -44,7 +44,8 @@ class Backend(Protocol):
 
     def write(self, *, durable: bool = True) -> AbstractContextManager[Conn]:
         """A transaction. Committed, it survives a crash of any process; `durable` asks that
-        it also survive power loss."""
+        it also survive power loss. Raises LedgerBusy (before the body runs, or from a lock
+        wait inside it) when other writers held the lock past the backend's `lock_wait`."""
         ...
 
     def read(self) -> AbstractContextManager[Conn]: ...
@@ -53,18 +54,20 @@ class Backend(Protocol):
 
 
 def open_backend(store: str | os.PathLike[str], *, busy_timeout: float = 5.0,
-                 migrate: bool = True) -> Backend:
+                 lock_wait: float = 20.0, migrate: bool = True) -> Backend:
     """The backend for a path or URL (see the module docstring). Its schema must be one this
     release runs on (fraud/store/version.py); a SQLite file is migrated first unless
-    `migrate` is False, a PostgreSQL database never (fraud/store/migrate.py does)."""
+    `migrate` is False, a PostgreSQL database never (fraud/store/migrate.py does). A write
+    waits up to `lock_wait` s for the store's write lock before it fails alone (LedgerBusy)."""
     text = os.fspath(store)
     if re.match(r"postgres(ql)?(\+psycopg)?://", text):
         from fraud.store.postgres import PostgresBackend  # psycopg only when asked for
 
-        return PostgresBackend(text, timeout=busy_timeout)
+        return PostgresBackend(text, timeout=busy_timeout, lock_wait=lock_wait)
     from fraud.store.sqlite import SQLiteBackend
 
-    return SQLiteBackend(sqlite_path(text), busy_timeout=busy_timeout, migrate=migrate)
+    return SQLiteBackend(sqlite_path(text), busy_timeout=busy_timeout, lock_wait=lock_wait,
+                         migrate=migrate)
 
 
 def sqlite_path(text: str) -> Path:

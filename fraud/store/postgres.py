@@ -25,6 +25,7 @@ import psycopg_pool
 
 from fraud.store.backend import redact
 from fraud.store.dialect import POSTGRES
+from fraud.store.records import LedgerBusy
 from fraud.store.version import check
 
 log = logging.getLogger(__name__)
@@ -60,10 +61,12 @@ class PostgresBackend:
     errors = (psycopg.Error, psycopg_pool.PoolTimeout)
     bad_row = (psycopg.DataError, psycopg.IntegrityError)
 
-    def __init__(self, url: str, *, timeout: float = 5.0, max_size: int = 4) -> None:
+    def __init__(self, url: str, *, timeout: float = 5.0, lock_wait: float = 20.0,
+                 max_size: int = 4) -> None:
         self.url = url.replace("postgresql+psycopg://", "postgresql://", 1)
         self.where = redact(self.url)
         self.timeout = timeout
+        self.lock_wait = lock_wait
         self.forked = False
         self.pool = psycopg_pool.ConnectionPool(
             self.url, min_size=1, max_size=max_size, timeout=timeout, open=False,
@@ -84,11 +87,19 @@ class PostgresBackend:
         """One transaction, after every other ledger write (the advisory lock). Always committed
         with the server's synchronous_commit (`durable` is for SQLite's cheaper level, which
         survives a crash of any process; PostgreSQL's cheaper level would not survive a crash
-        of the server)."""
+        of the server). Its lock waits are bounded by `lock_wait` (the transaction's
+        lock_timeout): past it, this transaction fails alone (LedgerBusy)."""
         self._check_fork()
-        with self.pool.connection() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-            yield _Conn(conn)
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s) FROM (SELECT set_config("
+                             "'lock_timeout', %s, true)) AS timeout",
+                             (WRITE_LOCK, f"{max(1, int(self.lock_wait * 1000))}ms"))
+                yield _Conn(conn)
+        except psycopg.errors.LockNotAvailable as exc:
+            raise LedgerBusy(f"waited more than {self.lock_wait:g}s for a write lock of "
+                             f"{self.where}, held by other writers; this transaction was not "
+                             "written") from exc
 
     @contextmanager
     def read(self) -> Iterator[_Conn]:

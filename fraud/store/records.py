@@ -48,10 +48,15 @@ class LedgerUnavailable(RuntimeError):
     """The ledger cannot store decisions now (the cause is in the message)."""
 
 
+class LedgerBusy(LedgerUnavailable):
+    """A write waited longer than the ledger's `lock_wait` for the store's write lock, held by
+    other writers: that one transaction failed (nothing of it was stored); the store is not
+    down, so the ledger keeps taking writes."""
+
+
 class DecisionRejected(ValueError):
     """The store refused a request's decisions for their content (e.g. text it cannot hold);
     nothing of that request was stored."""
-
 
 
 @dataclass(frozen=True, slots=True)

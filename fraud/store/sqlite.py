@@ -2,7 +2,9 @@
 
 Each process holds two connections, each behind a lock: writes (BEGIN IMMEDIATE takes the
 file's write lock, so writers in every process take turns) and reads (WAL readers never wait
-for the writer).
+for the writer). A write that finds the lock taken waits for it, `busy_timeout` at a time, up
+to `lock_wait` in all: another process's commit is not a fault, so only after that deadline
+does that one transaction fail (LedgerBusy), and nothing is declared down.
 
 Schema: unlike a PostgreSQL worker, a SQLite ledger applies the migrations itself when it opens
 a file whose schema is older than this release's (`migrate_file`, the same code and lock as
@@ -40,6 +42,7 @@ from fraud.store.migrations import (
     start,
     todo,
 )
+from fraud.store.records import LedgerBusy
 from fraud.store.version import check
 
 log = logging.getLogger(__name__)
@@ -130,10 +133,12 @@ class SQLiteBackend:
     errors = (sqlite3.Error,)
     bad_row = (sqlite3.ProgrammingError, sqlite3.DataError, sqlite3.IntegrityError)
 
-    def __init__(self, path: Path, *, busy_timeout: float = 5.0, migrate: bool = True) -> None:
+    def __init__(self, path: Path, *, busy_timeout: float = 5.0, lock_wait: float = 20.0,
+                 migrate: bool = True) -> None:
         self.path = path
         self.where = str(path)
         self.busy_timeout = busy_timeout
+        self.lock_wait = lock_wait
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._wlock = threading.Lock()
         self._rlock = threading.Lock()
@@ -157,7 +162,7 @@ class SQLiteBackend:
             if durable:
                 conn.execute("PRAGMA synchronous = FULL")
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                self._begin(conn)
                 try:
                     yield _Conn(conn)
                     conn.execute("COMMIT")
@@ -168,6 +173,22 @@ class SQLiteBackend:
             finally:
                 if durable:
                     conn.execute("PRAGMA synchronous = NORMAL")
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        """BEGIN IMMEDIATE, retried while other writers hold the lock, up to `lock_wait`."""
+        began = time.monotonic()
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                waited = time.monotonic() - began
+                if not is_busy(exc):
+                    raise
+                if waited >= self.lock_wait:
+                    raise LedgerBusy(
+                        f"waited {waited:.1f}s for the write lock of {self.where}, held by "
+                        "other writers; this transaction was not written") from exc
 
     @contextmanager
     def read(self) -> Iterator[_Conn]:

@@ -34,6 +34,7 @@ from fraud.store.paired import PairedStore
 from fraud.store.records import (
     Decision,
     DecisionRejected,
+    LedgerBusy,
     LedgerUnavailable,
     ScoringError,
 )
@@ -56,15 +57,17 @@ class Ledger(LabelStore, ExperimentStore, PairedStore, HistoryStore):
         busy_timeout: float = 5.0,
         max_pending: int = 20_000,
         migrate: bool = True,
+        lock_wait: float = 20.0,
     ) -> None:
         """Open (creating if needed) the ledger in `store` and start its writer thread.
 
         `label_wait` bounds how long `label()` retries an unknown id (default 3 x interval);
-        `max_pending` bounds the rows waiting for their commit (memory stays bounded when the
-        database cannot be written: `record` refuses beyond it). The store's schema must be one
-        this release runs on, else SchemaMismatch says what to run (fraud/store/version.py); a
-        SQLite file is migrated on open unless `migrate` is False (fraud/store/sqlite.py), a
-        PostgreSQL database never (`python -m fraud.store.migrate`).
+        `max_pending` the rows waiting for their commit (`record` refuses beyond it). A commit
+        carries at most `max_batch` rows (a request is never split: a larger one goes alone).
+        `lock_wait` bounds a write's wait for the store's write lock held by other writers:
+        past it that transaction's callers get LedgerBusy; `problem` (ledger down) is for real
+        faults only. The schema must be one this release runs on (fraud/store/version.py); a
+        SQLite file is migrated on open unless `migrate` is False, PostgreSQL never.
         """
         if flush_interval <= 0 or max_batch < 1 or latency_window < 1:
             raise ValueError("flush_interval, max_batch and latency_window must be positive")
@@ -80,7 +83,8 @@ class Ledger(LabelStore, ExperimentStore, PairedStore, HistoryStore):
         self._pending_rows = 0
         self._pending_errors: deque[ScoringError] = deque()
         self.problem: str | None = None  # why the last write failed; None once one succeeds
-        self.write_failures = 0
+        self.write_failures = 0  # failed commits of a faulty store (they set `problem`)
+        self.lock_timeouts = 0  # commits that waited past `lock_wait` (LedgerBusy)
         self.commits = 0  # transactions that stored decisions (one per group commit)
         self._accept_lock = threading.Lock()  # orders record() against close()
         self._closed = False
@@ -89,7 +93,8 @@ class Ledger(LabelStore, ExperimentStore, PairedStore, HistoryStore):
         self._stop = threading.Event()
 
         self.backend = store if hasattr(store, "write") else open_backend(
-            store, busy_timeout=busy_timeout, migrate=migrate)  # type: ignore[arg-type]
+            store, busy_timeout=busy_timeout, lock_wait=lock_wait,  # type: ignore[arg-type]
+            migrate=migrate)
         self.where = self.backend.where
         self.errors = self.backend.errors
         self._wlock = threading.Lock()  # one flush at a time in this process
@@ -104,9 +109,8 @@ class Ledger(LabelStore, ExperimentStore, PairedStore, HistoryStore):
 
     def record(self, decisions: Iterable[Decision] | Decision) -> Future[None]:
         """Queue decisions for the writer thread; the future completes once they are committed
-        (group commit: the writer commits everything queued since its last commit in one
-        transaction) or fails with LedgerUnavailable. Callers answer only after it completes.
-        """
+        (group commit: everything queued since the last commit, in one transaction) or fails
+        with LedgerUnavailable. Callers answer only after it completes."""
         if isinstance(decisions, Decision):
             decisions = (decisions,)
         return self.record_many([decisions])[0]
@@ -152,6 +156,8 @@ class Ledger(LabelStore, ExperimentStore, PairedStore, HistoryStore):
         try:
             with self.backend.write(durable=False) as conn:
                 conn.execute(sql.HEARTBEAT, (f"heartbeat:{os.getpid()}", time.time()))
+        except LedgerBusy:  # other writers hold the lock: says nothing about a fault
+            return self.problem is None
         except self.errors as exc:
             self.problem = f"{type(exc).__name__}: {exc}"
             return False
@@ -199,6 +205,8 @@ class Ledger(LabelStore, ExperimentStore, PairedStore, HistoryStore):
                 return  # close() does the final flush
             try:
                 self.flush()
+            except LedgerBusy:  # reported to its callers; the next batch may go at once
+                continue
             except Exception:  # already reported to the waiting callers and in `problem`
                 self._stop.wait(min(1.0, 10 * self.flush_interval))
 
@@ -217,6 +225,11 @@ class Ledger(LabelStore, ExperimentStore, PairedStore, HistoryStore):
                 return
             try:
                 rejected = self._write([rows for rows, _ in groups], errors)
+            except LedgerBusy as exc:  # a lock wait past its deadline: these callers only
+                self.lock_timeouts += 1
+                log.warning("ledger: %s", exc)
+                self._fail(exc, groups, errors)
+                raise
             except Exception as exc:
                 self._failed(exc, groups, errors)
                 raise LedgerUnavailable(f"cannot write to {self.where}: {self.problem}") from exc
@@ -240,20 +253,23 @@ class Ledger(LabelStore, ExperimentStore, PairedStore, HistoryStore):
 
     def _failed(self, exc: BaseException, groups: list[tuple[list[Row], Future[None]]],
                 errors: list[ScoringError]) -> None:
-        """A failed commit: its callers get the cause (they answer with an error, so their
-        decisions are not kept for later); error counts are kept for the next attempt."""
+        """A failed commit of a faulty store: its callers get the cause (their decisions are
+        not kept for later), `problem` says it (the service refuses traffic until a probe)."""
         self.write_failures += 1
         self.problem = f"{type(exc).__name__}: {exc}"
         log.error("ledger: cannot write to %s: %s", self.where, self.problem)
-        failure = LedgerUnavailable(f"cannot write to {self.where}: {self.problem}")
+        self._fail(LedgerUnavailable(f"cannot write to {self.where}: {self.problem}"), groups,
+                   errors)
+
+    def _fail(self, failure: Exception, groups: list[tuple[list[Row], Future[None]]],
+              errors: list[ScoringError]) -> None:  # the callers fail; error counts are kept
         for _, done in groups:
             done.set_exception(failure)
         keep = errors[-self.max_pending:]
         self._pending_errors.extendleft(reversed(keep))
 
     @staticmethod
-    def _take(queue: deque[Any], n: int) -> list[Any]:
-        # Only the lock holder pops, so `n <= len(queue)` stays true while we pop.
+    def _take(queue: deque[Any], n: int) -> list[Any]:  # only the lock holder pops
         return [queue.popleft() for _ in range(n)]
 
     def _write(self, groups: list[list[Row]],
@@ -280,7 +296,5 @@ def _disown_after_fork(ref: weakref.ref[Ledger]) -> None:
     ledger._pending_rows = 0
     ledger._pending_errors = deque()
     ledger._closed = True
-    ledger._closed_reason = (
-        "this Ledger was opened before fork(); open a new one in each worker process"
-    )
+    ledger._closed_reason = "this Ledger was opened before fork(); open one in each process"
     atexit.unregister(ledger.close)
