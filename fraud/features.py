@@ -203,6 +203,9 @@ class FeatureFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     features: list[_FeatureEntry] = Field(..., min_length=1)
+    # The feature holding the transaction's amount: the ledger stores it with each decision
+    # for the money metrics, and threshold.rule: cost reads it. None: no amount.
+    amount_feature: str | None = None
 
     @model_validator(mode="after")
     def _unique(self) -> FeatureFile:
@@ -213,6 +216,9 @@ class FeatureFile(BaseModel):
         reserved = sorted(RESERVED & set(names))
         if reserved:
             raise ValueError(f"reserved names cannot be features: {', '.join(reserved)}")
+        kinds = {f.name: f.type for f in self.features}
+        if self.amount_feature is not None and kinds.get(self.amount_feature) != "number":
+            raise ValueError(f"amount_feature {self.amount_feature!r} is not a number feature")
         return self
 
 
@@ -220,17 +226,25 @@ class FeatureConfigError(ValueError):
     """configs/features.yaml cannot be used; the message names the file and the problem."""
 
 
-def load_features(path: Path | str | None = None) -> tuple[Feature, ...]:
-    """Read and validate the feature definitions (the default path: `features_path()`)."""
+def read_file(path: Path | str | None = None) -> FeatureFile:
+    """Read and validate the feature file (the default path: `features_path()`)."""
     path = Path(path) if path else features_path()
     if not path.exists():
         raise FeatureConfigError(f"feature definitions not found: {path} (FRAUDSERVE_FEATURES)")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-        entries = FeatureFile.model_validate(data).features
-        return tuple(entry.feature() for entry in entries)
+        return FeatureFile.model_validate(yaml.safe_load(path.read_text()) or {})
     except (yaml.YAMLError, ValidationError, ValueError) as exc:
         raise FeatureConfigError(f"{path}: {exc}") from None
+
+
+def load_features(path: Path | str | None = None) -> tuple[Feature, ...]:
+    """The features of the feature file, in order."""
+    try:
+        return tuple(entry.feature() for entry in read_file(path).features)
+    except ValueError as exc:
+        if isinstance(exc, FeatureConfigError):
+            raise
+        raise FeatureConfigError(f"{Path(path) if path else features_path()}: {exc}") from None
 
 
 def schema_spec(features: tuple[Feature, ...]) -> list[dict[str, Any]]:

@@ -15,16 +15,29 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, create_model, field_validator
 
-from fraud.features import Feature, differences, load_features, schema_hash, schema_spec
+from fraud.features import (
+    Feature,
+    differences,
+    load_features,
+    read_file,
+    schema_hash,
+    schema_spec,
+)
 
 __all__ = ["Feature", "differences"]
 
+_FILE = read_file()
 FEATURES: tuple[Feature, ...] = load_features()
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 FEATURES_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
 # What a trained model records and serving compares: the model-relevant schema and its hash.
 SCHEMA: list[dict[str, Any]] = schema_spec(FEATURES)
 SCHEMA_HASH: str = schema_hash(SCHEMA)
+# The feature holding the transaction's amount (the ledger's money metrics, the cost rule);
+# None when the feature file names none.
+AMOUNT_FEATURE: str | None = _FILE.amount_feature
+AMOUNT_INDEX: int | None = None if AMOUNT_FEATURE is None else FEATURE_NAMES.index(
+    AMOUNT_FEATURE)
 LABEL = "is_fraud"
 # The two A/B arms, defined here only: everything else imports ARMS (or its two names).
 Arm = Literal["model_a", "model_b"]

@@ -66,6 +66,9 @@ def metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str
     """Threshold metrics plus ranking metrics (None where a class is absent)."""
     y_true = np.asarray(y_true).astype(int)
     pred = (np.asarray(proba) >= threshold).astype(int)
+    if not len(y_true):  # an empty slice (a category value absent from the split)
+        return {"num_samples": 0, "num_fraud": 0, "flag_rate": None, "f1": None,
+                "precision": None, "recall": None, "roc_auc": None, "average_precision": None}
     both = len(np.unique(y_true)) == 2
     return {
         "num_samples": len(y_true),

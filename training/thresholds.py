@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from fraud.config import ThresholdConfig
-from fraud.schema import FEATURES_BY_NAME
+from fraud.schema import AMOUNT_FEATURE, FEATURES_BY_NAME
 from training.evaluate import choose_threshold
 
 CURVE_POINTS = 50
@@ -88,24 +88,30 @@ def choose(cfg: ThresholdConfig, frame: pd.DataFrame, y: np.ndarray,
 
 def _amounts(cfg: ThresholdConfig, frame: pd.DataFrame) -> np.ndarray | None:
     """Each row's amount, when the cost model can be computed (always, for rule: cost)."""
-    feature = FEATURES_BY_NAME.get(cfg.amount_feature)
+    name = _amount_feature(cfg)
+    feature = FEATURES_BY_NAME.get(name or "")
     if feature is None or feature.kind not in ("number", "integer"):
         if cfg.rule == "cost":
-            raise ValueError(f"threshold.rule: cost needs threshold.amount_feature "
-                             f"{cfg.amount_feature!r} to be a number in configs/features.yaml")
+            raise ValueError(f"threshold.rule: cost needs an amount: threshold.amount_feature "
+                             f"{name!r} must be a number in configs/features.yaml (or set "
+                             "amount_feature there)")
         return None
-    return frame[cfg.amount_feature].to_numpy(dtype=np.float64)
+    return frame[name].to_numpy(dtype=np.float64)
+
+
+def _amount_feature(cfg: ThresholdConfig) -> str | None:
+    return cfg.amount_feature or AMOUNT_FEATURE
 
 
 def check_rule(cfg: ThresholdConfig) -> None:
     """Raise ValueError before training when the rule cannot be applied to this schema."""
-    _amounts(cfg, pd.DataFrame({cfg.amount_feature: []}))
+    _amounts(cfg, pd.DataFrame({_amount_feature(cfg) or "": []}))
 
 
 def _settings(cfg: ThresholdConfig) -> dict[str, Any]:
     if cfg.rule == "cost":
         return {"decline_fixed": cfg.decline_fixed, "decline_share": cfg.decline_share,
-                "amount_feature": cfg.amount_feature}
+                "amount_feature": _amount_feature(cfg)}
     if cfg.rule == "alert_budget":
         return {"alerts_per_1000": cfg.alerts_per_1000}
     return {}

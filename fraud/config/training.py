@@ -117,7 +117,9 @@ class ThresholdConfig(Strict):
     rule: Literal["max_f1", "cost", "alert_budget"] = "max_f1"
     decline_fixed: float = Field(5.0, ge=0)
     decline_share: float = Field(0.02, ge=0, le=1)
-    amount_feature: str = "amount"  # the feature holding the transaction's amount (cost)
+    # The feature holding the transaction's amount (cost); None: configs/features.yaml's
+    # amount_feature.
+    amount_feature: str | None = None
     alerts_per_1000: float | None = Field(None, gt=0, le=1000)
 
     @model_validator(mode="after")

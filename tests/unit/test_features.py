@@ -152,3 +152,15 @@ def test_differences_name_missing_new_and_reordered_features(shop):
     assert differences(spec, spec[1:]) == ["feature 'amount' is not in the served schema"]
     assert differences(spec[1:], spec) == ["feature 'amount' is new in the served schema"]
     assert differences(spec, spec[::-1])[0].startswith("feature order was ['amount'")
+
+
+def test_the_amount_feature_is_named_at_the_top(tmp_path):
+    from fraud.features import read_file
+    from fraud.schema import AMOUNT_FEATURE, AMOUNT_INDEX
+
+    assert (AMOUNT_FEATURE, AMOUNT_INDEX) == ("amount", 0)
+    assert read_file(_write(tmp_path, SHOP)).amount_feature is None
+    assert read_file(_write(tmp_path, "amount_feature: amount\n" + SHOP)).amount_feature == (
+        "amount")
+    with pytest.raises(FeatureConfigError, match="'channel' is not a number feature"):
+        read_file(_write(tmp_path, "amount_feature: channel\n" + SHOP))

@@ -65,6 +65,6 @@ def test_alert_budget_flags_at_most_n_per_1000(budget, expected):
 def test_rules_that_cannot_apply_stop_before_training():
     with pytest.raises(ValueError, match=r"needs threshold\.alerts_per_1000"):
         ThresholdConfig(rule="alert_budget")
-    with pytest.raises(ValueError, match="amount_feature 'amt' to be a number"):
+    with pytest.raises(ValueError, match="amount_feature 'amt' must be a number"):
         check_rule(ThresholdConfig(rule="cost", amount_feature="amt"))
     check_rule(ThresholdConfig(rule="cost"))
