@@ -8,7 +8,9 @@ One experiment is a fixed set of transactions (rows) spread uniformly over `dura
   per seed, and that arm's model scores all of the user's rows with per-user catch and
   false-positive probabilities (so outcomes are correlated within a user, like in reality);
 * a scoring call can fail (an error: no decision, no label);
-* fraud is labelled (chargeback) after an exponential delay; legit rows optionally too;
+* fraud is labelled (chargeback) after an exponential delay; legit rows optionally too; or,
+  with `Scenario.labels`, labels depend on the decision (`LabelMechanics`: chargebacks for
+  approvals, reviews for declines);
 * unlabelled decisions older than `maturity_days` count as legit.
 
 `looks` yields, at evenly spaced times, the cumulative per-user counts of each arm, which is
@@ -57,6 +59,38 @@ class ModelBehaviour:
 
 
 @dataclass(frozen=True)
+class LabelMechanics:
+    """Labels that depend on the decision (the selective labels problem).
+
+    An approved fraud comes back as a chargeback with probability `approved_fraud` (q_a) after
+    an exponential delay; a declined transaction is labelled only if reviewed: with
+    probability `declined_fraud` (q_r) for a fraud, `declined_legit` for a legit one (analysts
+    pick likely frauds), after a shorter delay. A legit approval never gets a label.
+    Exploration (`simulations.labels`) approves a would-be decline: it is labelled as an
+    approval. `INDEPENDENT`: labels arrive whatever the decision.
+    """
+
+    approved_fraud: float = 0.9
+    declined_fraud: float = 0.3
+    declined_legit: float = 0.2
+    chargeback_delay_days: float = 7.0
+    review_delay_days: float = 2.0
+
+
+INDEPENDENT = LabelMechanics(approved_fraud=0.9, declined_fraud=0.9, declined_legit=1.0)
+
+
+def label_times(rng: np.random.Generator, time: np.ndarray, fraud: np.ndarray,
+                declined: np.ndarray, mech: LabelMechanics) -> np.ndarray:
+    """When each row's label arrives (inf: never), given whether it was actually declined."""
+    p = np.where(declined, np.where(fraud, mech.declined_fraud, mech.declined_legit),
+                 np.where(fraud, mech.approved_fraud, 0.0))
+    delay = rng.exponential(1.0, len(time)) * np.where(declined, mech.review_delay_days,
+                                                      mech.chargeback_delay_days)
+    return np.where(rng.random(len(time)) < p, time + delay, np.inf)
+
+
+@dataclass(frozen=True)
 class Scenario:
     """One simulated experiment: population, the two models, assignment, labels and looks."""
 
@@ -74,6 +108,8 @@ class Scenario:
     label_legit: bool = False  # whether legit transactions also get an explicit (delayed) label
     # unlabelled decisions older than this count as legit; None = only labelled ones count
     maturity_days: float | None = 30.0
+    # decision-dependent labels (fraud_label_share, label_delay_days and label_legit unused)
+    labels: LabelMechanics | None = None
 
 
 @dataclass
@@ -173,12 +209,16 @@ def looks(scenario: Scenario, seed: int) -> Iterator[Look]:
     error = np.where(row_b, err_b, err_a)
     flagged &= ~error
 
-    # Labels: errors never get one; legit rows only with label_legit.
-    gets_label = label_rng.random(m) < np.where(fraud, scenario.fraud_label_share,
-                                                1.0 if scenario.label_legit else 0.0)
-    gets_label &= ~error
-    delay = label_rng.exponential(scenario.label_delay_days, m)
-    label_time = np.where(gets_label, time + delay, np.inf)
+    # Labels: errors never get one; legit rows only with label_legit (or when reviewed).
+    if scenario.labels is not None:
+        label_time = label_times(label_rng, time, fraud, flagged, scenario.labels)
+        label_time[error] = np.inf
+    else:
+        gets_label = label_rng.random(m) < np.where(fraud, scenario.fraud_label_share,
+                                                    1.0 if scenario.label_legit else 0.0)
+        gets_label &= ~error
+        delay = label_rng.exponential(scenario.label_delay_days, m)
+        label_time = np.where(gets_label, time + delay, np.inf)
 
     # Per-row codes for the bincounts: user * width + category.
     status = np.where(error, 2, flagged.astype(np.int64))  # 0 pass, 1 flag, 2 error

@@ -89,36 +89,83 @@ def _ids(u: LabelUsers, tag: str) -> np.ndarray:
     return np.array([f"{tag}:{i}" for i in range(u.users)], dtype=object)
 
 
+def mean_propensity(u: LabelUsers) -> float | None:
+    """explored / sum(1/p): the propensity, exactly when it is constant."""
+    w = float(u.explored_w.sum())
+    return float(u.explored.sum()) / w if w > 0 else None
+
+
+def _floor(events: float, p: float | None, den: float, scale: float = 1.0) -> float:
+    """The variance of `events` explored frauds each weighing 1/p, with one pseudo-event:
+    (events + 1) / (p den)^2. While no explored fraud has been seen, the delta method says
+    "no variance" for a part of the estimate that one explored fraud would move by 1/(p den);
+    this floor says so instead (like the paired floor's pseudo-count)."""
+    if p is None or den <= 0:
+        return 0.0
+    return scale * (events + 1.0) / (p * den) ** 2
+
+
+def split_floor(u: LabelUsers, metric: str) -> float:
+    """A floor for one arm's IPW recall or precision variance."""
+    r, p = ratio(u, metric), mean_propensity(u)
+    if p is None or r.value is None:
+        return 0.0
+    events = float(u.fraud_explored_w.sum()) * p
+    return _floor(events, p, float(r.den.sum()),
+                  (1.0 - min(r.value, 1.0)) ** 2 if metric == "recall" else 1.0)
+
+
 def split_difference(a: LabelUsers, b: LabelUsers, metric: str) -> tuple[float, float, int] | None:
     """(R_b - R_a of the arms' own IPW estimates, variance, clusters): a user seen in both
-    arms (a share change moved them) is one cluster."""
+    arms (a share change moved them) is one cluster; the variance is floored per arm."""
     ids_a, ids_b = (a.ids, b.ids) if a.ids is not None and b.ids is not None else (None, None)
-    return combine([Term(ratio(b, metric), 1.0, ids_b), Term(ratio(a, metric), -1.0, ids_a)])
+    out = combine([Term(ratio(b, metric), 1.0, ids_b), Term(ratio(a, metric), -1.0, ids_a)])
+    if out is None:
+        return None
+    return out[0], max(out[1], split_floor(a, metric) + split_floor(b, metric)), out[2]
+
+
+def _paired_parts(labels: ArmLabels, metric: str
+                  ) -> list[tuple[str, LabelUsers, Ratio, Ratio, float]]:
+    """Per deciding arm with data: (arm, rows, deciding ratio, other ratio, weight)."""
+    parts = []
+    for arm, u in labels.arms().items():
+        d, o = ratio(u, metric), ratio(u, metric, other=True)
+        if d.value is not None and o.value is not None:
+            parts.append((arm, u, d, o, float(d.den.sum() + o.den.sum())))
+    total = sum(p[4] for p in parts)
+    return [(arm, u, d, o, w / total) for arm, u, d, o, w in parts]
 
 
 def paired_terms(labels: ArmLabels, metric: str) -> list[Term]:
     """B - A on the same transactions, in each deciding arm's strata, the arms weighted by
     their denominators (F for recall): A decides -> other - deciding; B decides -> the reverse."""
-    arms = labels.arms()
-    parts = []
-    for arm, u in arms.items():
-        d, o = ratio(u, metric), ratio(u, metric, other=True)
-        if d.value is None or o.value is None:
-            continue
-        parts.append((arm, u, d, o, float(d.den.sum() + o.den.sum())))
-    total = sum(p[4] for p in parts)
     terms: list[Term] = []
-    for arm, u, d, o, w in parts:
+    for arm, u, d, o, w in _paired_parts(labels, metric):
         sign = 1.0 if arm == "model_a" else -1.0
         ids = _ids(u, arm)
-        terms += [Term(o, sign * w / total, ids), Term(d, -sign * w / total, ids)]
+        terms += [Term(o, sign * w, ids), Term(d, -sign * w, ids)]
     return terms
+
+
+def paired_floor(labels: ArmLabels, metric: str) -> float:
+    """The pseudo-event floor of the paired difference: in each deciding arm's explored
+    stratum only the frauds the deciding model catches and the other misses move it."""
+    total = 0.0
+    for _, u, d, _, w in _paired_parts(labels, metric):
+        p = mean_propensity(u)
+        events = float((u.fraud_explored_w - u.other_fraud_explored_w).sum()) * (p or 0.0)
+        total += _floor(max(events, 0.0), p, float(d.den.sum()), w * w)
+    return total
 
 
 def paired_difference(labels: ArmLabels, metric: str) -> tuple[float, float, int] | None:
     """(B - A, its user-clustered variance, clusters) from the IPW rows; None if undefined."""
     terms = paired_terms(labels, metric)
-    return combine(terms) if terms else None
+    out = combine(terms) if terms else None
+    if out is None:
+        return None
+    return out[0], max(out[1], paired_floor(labels, metric)), out[2]
 
 
 def fraud_users(labels: ArmLabels) -> dict[str, int]:

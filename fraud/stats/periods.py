@@ -19,7 +19,7 @@ periods is alpha (sum 1/k^2 = pi^2/6), whatever the number of periods.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,7 @@ class UserPeriods:
     """One row per (period, arm, user): the ledger's per-user counts (aligned arrays)."""
 
     period: np.ndarray
-    arm: np.ndarray  # "model_a" / "model_b"
+    arm: np.ndarray  # "model_a" / "model_b" (a fixed-width str array compares fastest)
     user: np.ndarray  # user ids (any hashable numpy dtype)
     decisions: np.ndarray
     flagged: np.ndarray
@@ -48,6 +48,8 @@ class UserPeriods:
     fp: np.ndarray
     fn: np.ndarray
     tn: np.ndarray
+    # results computed once per look (the rows never change): `stratified` by metric
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_rows(cls, rows: list[tuple[Any, ...]]) -> UserPeriods:
@@ -55,7 +57,7 @@ class UserPeriods:
         cols = np.array([[float(v or 0) for v in r[3:]] for r in rows],
                         dtype=np.float64).reshape(len(rows), len(PERIOD_FIELDS))
         return cls(period=np.array([int(r[0]) for r in rows], dtype=np.int64),
-                   arm=np.array([str(r[1]) for r in rows], dtype=object),
+                   arm=np.array([str(r[1]) for r in rows], dtype="<U7"),
                    user=np.array([str(r[2]) for r in rows], dtype=object),
                    **{name: cols[:, i] for i, name in enumerate(PERIOD_FIELDS)})
 
@@ -99,33 +101,40 @@ def stratified(up: UserPeriods, metric: str) -> dict[str, Any] | None:
     """Challenger minus champion stratified by period (weights: metric trials), with the
     variance clustered by user ACROSS periods and arms; the same keys as
     fraud.stats.users.stratified_difference, each user counted once."""
-    strata: list[tuple[int, Ratio, Ratio]] = []
-    for p in (int(x) for x in np.unique(up.period)):
-        ra = metric_xy(up, up.rows(p, CHAMPION), metric)
-        rb = metric_xy(up, up.rows(p, CHALLENGER), metric)
+    key = ("stratified", metric)
+    if key not in up.memo:
+        up.memo[key] = _stratified(up, metric)
+    return up.memo[key]
+
+
+def _stratified(up: UserPeriods, metric: str) -> dict[str, Any] | None:
+    is_b = up.arm == CHALLENGER
+    strata: list[tuple[Ratio, Ratio, np.ndarray, np.ndarray]] = []
+    for p in np.unique(up.period):
+        in_p = up.period == p
+        ma, mb = in_p & ~is_b, in_p & is_b
+        ra, rb = metric_xy(up, ma, metric), metric_xy(up, mb, metric)
         if ra.value is not None and rb.value is not None:
-            strata.append((p, ra, rb))
+            strata.append((ra, rb, up.user[ma], up.user[mb]))
     if not strata:
         return None
-    total = sum(float(ra.den.sum() + rb.den.sum()) for _, ra, rb in strata)
+    total = sum(float(ra.den.sum() + rb.den.sum()) for ra, rb, _, _ in strata)
     terms: list[Term] = []
     floor = 0.0
-    for p, ra, rb in strata:
+    for ra, rb, ids_a, ids_b in strata:
         w = float(ra.den.sum() + rb.den.sum()) / total
-        terms += [Term(rb, w, up.user[up.rows(p, CHALLENGER)]),
-                  Term(ra, -w, up.user[up.rows(p, CHAMPION)])]
+        terms += [Term(rb, w, ids_b), Term(ra, -w, ids_a)]
         floor += w * w * (_floor(ra) + _floor(rb))
     out = combine(terms)
     if out is None:
         return None
     est, var, clusters = out
-    trials = up.tp + (up.fn if metric == "recall" else up.fp)
+    trials = (up.tp + (up.fn if metric == "recall" else up.fp)) > 0
     return {"estimate": est, "variance": max(var, floor), "strata": len(strata),
-            "users": tuple(_distinct(up.user[(up.arm == arm) & (trials > 0)])
-                           for arm in (CHAMPION, CHALLENGER)),
+            "users": (_distinct(up.user[~is_b & trials]), _distinct(up.user[is_b & trials])),
             "clusters": clusters,
-            "trials": (int(sum(ra.den.sum() for _, ra, _ in strata)),
-                       int(sum(rb.den.sum() for _, _, rb in strata)))}
+            "trials": (int(sum(ra.den.sum() for ra, _, _, _ in strata)),
+                       int(sum(rb.den.sum() for _, rb, _, _ in strata)))}
 
 
 def period_rank(periods: Periods, current: int) -> int:
