@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The delivery pipeline's steps, the same ones .github/workflows/delivery.yml runs, up to the
 # image: no push, no deploy. `make pipeline` runs them all in order; the workflow runs one
-# step per call (`bash tools/pipeline.sh gate`).
+# step per call (`bash tools/pipeline.sh gate`), each exactly once (tests/deploy checks the two
+# lists are equal). Deploying a pushed digest is tools/deploy.sh, in the workflow only.
 #
 #   RETRAIN=1 (default)  train fresh models; RETRAIN=0 trains only if the store lacks them
 #   FULL_SUITE=1         also run the whole test suite (needs `make sysdeps`; long)
@@ -19,8 +20,9 @@ step_lint() {
 }
 
 step_unit() {
-  # Unit tests, and the deploy tests that need no server (manifests, workflows).
-  "$BIN/pytest" tests/unit tests/deploy -q -p no:cacheprovider -m "not service"
+  # Unit tests, and the deploy tests that need no server or database: manifests against their
+  # schemas, workflows (actionlint), Checkov (tools/checkov.sh makes its own virtualenv).
+  "$BIN/pytest" tests/unit tests/deploy -q -p no:cacheprovider -m "not service and not postgres"
 }
 
 step_train() {

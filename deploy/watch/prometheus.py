@@ -13,9 +13,12 @@ class PrometheusError(RuntimeError):
     """Prometheus did not answer, or answered with an error."""
 
 
-def query(base_url: str, expr: str, timeout: float = 10.0) -> list[dict[str, Any]]:
-    """The instant vector `expr` evaluates to now: [{'metric': {...}, 'value': [t, 'v']}]."""
-    url = f"{base_url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+def query(base_url: str, expr: str, timeout: float = 10.0,
+          at: float | None = None) -> list[dict[str, Any]]:
+    """The instant vector `expr` evaluates to now (or at unix time `at`):
+    [{'metric': {...}, 'value': [t, 'v']}]."""
+    params = {"query": expr} if at is None else {"query": expr, "time": f"{at:.3f}"}
+    url = f"{base_url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode(params)}"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             body = json.loads(resp.read())

@@ -1,4 +1,7 @@
-"""The watched checks: alert rules read from configs/alerts.yml, scoped to one deployment."""
+"""Alert rules read from configs/alerts.yml, scoped to the new pods (the watch's rule checks).
+
+NoPredictions is not among the defaults: no decisions is no data, and no data is never the
+release's failure (the watch's traffic check says "inconclusive" instead)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import yaml
 
 ALERTS = Path(__file__).resolve().parents[2] / "configs" / "alerts.yml"
 DEFAULT_RULES = ("ChampionErrorRateHigh", "ChallengerErrorRateHigh",
-                 "FraudPredictionLatencyHigh", "NoPredictions", "ChallengerRolledBack")
+                 "FraudPredictionLatencyHigh", "ChallengerRolledBack")
 # A fraud_* metric name, and its {...} matchers when it has them.
 _SELECTOR = re.compile(r"\b(fraud_[A-Za-z0-9_:]*)(\{[^}]*\})?")
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d)")

@@ -12,15 +12,23 @@ import requests
 import yaml
 from helpers import free_port, prometheus_binary, stop
 
+Target = str | tuple[str, dict[str, str]]
+
 
 @contextmanager
-def prometheus(targets: list[str], workdir: Path) -> Iterator[str]:
+def prometheus(targets: list[Target], workdir: Path) -> Iterator[str]:
     """Start Prometheus on a free 127.0.0.1 port scraping `targets` (job fraudserve); yield its
-    URL once it answers queries; stop it by its process group afterwards."""
+    URL once it answers queries; stop it by its process group afterwards.
+
+    A target is "host:port", or ("host:port", labels): the labels go on every series scraped
+    from it, as a PodMonitor's podTargetLabels put the pods' labels (namespace,
+    pod_template_hash, ...) on theirs. One server may be listed twice with different labels."""
+    groups = [{"targets": [t]} if isinstance(t, str) else {"targets": [t[0]], "labels": t[1]}
+              for t in targets]
     cfg = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s",
                       "evaluation_interval": "1s"},
            "scrape_configs": [{"job_name": "fraudserve", "metrics_path": "/metrics",
-                               "static_configs": [{"targets": targets}]}]}
+                               "static_configs": groups}]}
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(cfg))
     port = free_port()
     log = workdir / "prometheus.log"

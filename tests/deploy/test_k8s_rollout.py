@@ -287,7 +287,13 @@ def test_dev_database_is_the_statefulset_by_digest() -> None:
                    statefulset["spec"]["template"]["metadata"]["labels"])
     (ctr,) = statefulset["spec"]["template"]["spec"]["containers"]
     assert DIGEST.match(ctr["image"]) and ":17." in ctr["image"], ctr["image"]
-    assert ctr["envFrom"] == [{"secretRef": {"name": "postgres"}}]
+    env = {e["name"]: e for e in ctr["env"]}
+    volumes = {v["name"]: v for v in statefulset["spec"]["template"]["spec"]["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in ctr["volumeMounts"]}
+    password = Path(env["POSTGRES_PASSWORD_FILE"]["value"])
+    secret = volumes[mounts[str(password.parent)]]["secret"]
+    assert secret["secretName"] == "postgres"   # made by deploy.secrets, never committed
+    assert {"key": "POSTGRES_PASSWORD", "path": password.name} in secret["items"]
     config = [o for o in objects if o["kind"] == "ConfigMap"
               and o["metadata"]["name"].startswith("postgres-start")]
     assert config and "start.sh" in config[0]["data"]

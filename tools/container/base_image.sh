@@ -28,8 +28,13 @@
 #
 # Idempotent: does nothing if the image already exists (`podman image exists`).
 # Rebuild with: podman rmi localhost/fraudserve-base:bookworm && $0
-# Installs nothing: needs podman and debootstrap (tools/container/install_deps.sh)
-# and root (debootstrap + chroot). Takes ~70 s, ~200 MB.
+# Installs nothing: needs podman and debootstrap (tools/container/install_deps.sh).
+# Root is needed for debootstrap + chroot only. Run as root, it does everything itself; run as
+# another user (a GitHub runner, a developer), it runs ITSELF under `sudo -n` with
+# --rootfs-tar for those two steps, which writes the root filesystem as a tar on stdout, and
+# imports that tar into the calling user's own podman store (where the user's
+# `bentoml containerize --backend buildah` and `podman run` look for it). Without root or
+# password-less sudo it fails, saying so. Takes ~70 s, ~200 MB.
 #
 # Env: FRAUDSERVE_BASE_IMAGE (default localhost/fraudserve-base:bookworm)
 #      DEBIAN_MIRROR (default: the bookworm mirror configured for apt here)
@@ -50,13 +55,37 @@ for bin in podman debootstrap chroot tar; do
     fi
 done
 
-if podman image exists "$IMAGE"; then
-    log "$IMAGE already present, nothing to do (0s)"
-    exit 0
-fi
-
-if [ "$(id -u)" -ne 0 ]; then
-    log "must run as root (debootstrap, chroot)"
+MODE="${1:-}"
+if [ "$MODE" != "--rootfs-tar" ]; then
+    if podman image exists "$IMAGE"; then
+        log "$IMAGE already present, nothing to do (0s)"
+        exit 0
+    fi
+    if [ "$(id -u)" -ne 0 ]; then
+        if ! sudo -n true 2>/dev/null; then
+            log "debootstrap and chroot need root: run as root, or where \`sudo -n\` works"
+            exit 2
+        fi
+        log "building the root filesystem under sudo; importing it as $(id -un)"
+        start=$(date +%s)
+        sudo -n --preserve-env=DEBIAN_MIRROR bash "$HERE/base_image.sh" --rootfs-tar \
+            | podman import --quiet \
+                --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+                --change 'ENV LANG=C.UTF-8' \
+                --change 'ENV PIP_BREAK_SYSTEM_PACKAGES=1' \
+                --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
+                --change 'ENV REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt' \
+                --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
+                --change 'ENV UV_NATIVE_TLS=1' \
+                --change 'CMD ["/bin/bash"]' \
+                --message "fraudserve local base: debian $SUITE minbase + python3" \
+                - "$IMAGE" >/dev/null
+        size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
+        log "built $IMAGE ($(( size / 1024 / 1024 )) MB) in $(( $(date +%s) - start ))s"
+        exit 0
+    fi
+elif [ "$(id -u)" -ne 0 ]; then
+    log "--rootfs-tar must run as root"
     exit 2
 fi
 
@@ -99,7 +128,7 @@ ROOTFS="$(mktemp -d /var/tmp/fraudserve-base.XXXXXX)"
 cleanup() {
     # debootstrap unmounts /proc and /sys itself; be safe before rm -rf.
     for m in proc sys dev/pts dev; do
-        mountpoint -q "$ROOTFS/$m" 2>/dev/null && umount -l "$ROOTFS/$m" || true
+        if mountpoint -q "$ROOTFS/$m" 2>/dev/null; then umount -l "$ROOTFS/$m" || true; fi
     done
     rm -rf --one-file-system "$ROOTFS"
 }
@@ -135,11 +164,16 @@ if apt-config dump 2>/dev/null | grep -q '^Acquire::Check-Valid-Until "false"'; 
 fi
 
 # Slim down: apt caches and lists (BentoML's Dockerfile runs apt-get update).
-chroot "$ROOTFS" apt-get clean
+chroot "$ROOTFS" apt-get clean >&2
 rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin "$ROOTFS"/tmp/* "$ROOTFS"/var/tmp/*
 
 py=$(chroot "$ROOTFS" /usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 log "python in rootfs: $py"
+
+if [ "$MODE" = "--rootfs-tar" ]; then   # the root half of a non-root run: the tar on stdout
+    tar --numeric-owner -C "$ROOTFS" -c .
+    exit 0
+fi
 
 tar --numeric-owner -C "$ROOTFS" -c . | podman import --quiet \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \

@@ -12,8 +12,10 @@
 # Uses whatever apt mirror the machine is configured with.
 set -euo pipefail
 
+# debian-archive-keyring: debootstrap verifies Debian's archive with it (already there on
+# Debian; needed on Ubuntu, e.g. GitHub's ubuntu-24.04 runners, to debootstrap bookworm).
 PKGS=(buildah podman runc debootstrap uidmap slirp4netns fuse-overlayfs
-      containernetworking-plugins netavark aardvark-dns ca-certificates)
+      containernetworking-plugins netavark aardvark-dns ca-certificates debian-archive-keyring)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then

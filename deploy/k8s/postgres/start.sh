@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Start PostgreSQL in the dev StatefulSet; on an empty volume, first create the cluster, the
-# role $POSTGRES_USER (password $POSTGRES_PASSWORD, owner of database $POSTGRES_DB) and allow
-# password (scram-sha-256) connections from the network. The image is CloudNativePG's
+# role $POSTGRES_USER (password from $POSTGRES_PASSWORD_FILE, or $POSTGRES_PASSWORD; owner of
+# database $POSTGRES_DB) and allow password (scram-sha-256) connections from the network.
+# The image is CloudNativePG's
 # PostgreSQL (PGDG packages on Debian, no docker-entrypoint), so this does what the Docker
 # Hub image's entrypoint would. tests/deploy runs it against a real PostgreSQL.
 set -euo pipefail
+if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+  POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE")
+fi
 : "${PGDATA:?}" "${POSTGRES_USER:?}" "${POSTGRES_PASSWORD:?}" "${POSTGRES_DB:?}"
 for name in POSTGRES_USER POSTGRES_DB; do
   if [[ ! ${!name} =~ ^[a-z_][a-z0-9_]*$ ]]; then
