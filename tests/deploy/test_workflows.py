@@ -101,6 +101,15 @@ def test_actions_are_pinned_to_commit_shas_with_their_version() -> None:
     assert all(s["with"]["persist-credentials"] is False for s in checkouts)
 
 
+def test_docs_list_the_pins() -> None:
+    docs = (ROOT / "docs" / "delivery.md").read_text()
+    for line in DELIVERY.read_text().splitlines():
+        match = PINNED_LINE.match(line)
+        if match:
+            action, sha, version = match.groups()
+            assert f"| {action} | {version} | {sha} |" in docs, (action, version)
+
+
 def test_permissions_are_least_privilege_per_job() -> None:
     data = workflow()
     assert data["permissions"] == {}
