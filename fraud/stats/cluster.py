@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -29,16 +30,20 @@ class Ratio:
     num: np.ndarray
     den: np.ndarray
 
-    @property
+    @cached_property
+    def total(self) -> float:
+        return float(self.den.sum())
+
+    @cached_property
     def value(self) -> float | None:
-        s = float(self.den.sum())
+        s = self.total
         return float(self.num.sum()) / s if s > 0 else None
 
     def terms(self) -> np.ndarray:
         """The per-user linearised terms (num - R den) / S."""
         r = self.value
         assert r is not None
-        return (self.num - r * self.den) / float(self.den.sum())
+        return (self.num - r * self.den) / self.total
 
     def active(self) -> np.ndarray:
         """Users who contribute (a denominator or a numerator)."""

@@ -142,13 +142,21 @@ def label_rates(u: LabelUsers, confidence: float = 0.95) -> dict[str, Any]:
             "approved_decisions": int(u.approved.sum()), "gap": gap}
 
 
+def gap(u: LabelUsers) -> float | None:
+    """label_rates' gap alone (approved known - declined labelled), None if undefined."""
+    declined, approved = float(u.declined.sum()), float(u.approved.sum())
+    if declined <= 0 or approved <= 0:
+        return None
+    return 1.0 - float(u.labelled_declined.sum()) / declined
+
+
 def label_bias(u: LabelUsers, margin: float, exploring: bool) -> bool | None:
     """True when exploration is off and the declined decisions' label rate falls short of the
     approved ones' by more than `margin` (point estimates); None when nothing was declined."""
     if exploring:
         return False
-    gap = label_rates(u)["gap"]
-    return None if gap is None else gap > margin
+    g = gap(u)
+    return None if g is None else g > margin
 
 
 def arms_label_bias(labels: ArmLabels, margin: float) -> bool:
@@ -159,9 +167,8 @@ def arms_label_bias(labels: ArmLabels, margin: float) -> bool:
 def arms_differ(labels: ArmLabels, margin: float) -> bool:
     """The two arms' declined label rates differ by more than `margin`: the arms' labelled rows
     are selected differently, so even the split comparison is biased."""
-    rates = [label_rates(u)["declined"]["value"] for u in labels.arms().values()]
-    rates = [r for r in rates if r is not None]
-    return len(rates) == 2 and abs(rates[0] - rates[1]) > margin
+    gaps = [g for g in (gap(u) for u in labels.arms().values()) if g is not None]
+    return len(gaps) == 2 and abs(gaps[0] - gaps[1]) > margin
 
 
 def report(labels: ArmLabels, margin: float, confidence: float = 0.95) -> dict[str, Any]:

@@ -156,7 +156,10 @@ def paired_look(u: PairedUsers, s: StatsSettings, metric: PairedMetric, costs: C
             return _ipw_look(out, labels, s, metric, alpha)
         out["label_bias"] = False
     a, b = ratios(u, metric, costs)
-    diff = difference(a, b, _floor(u, metric))
+    # a cost has no natural scale: its test is on log(loss_B / loss_A), so tau and the margin
+    # read as relative changes (0.1 ~ 10%)
+    diff = log_ratio(a, b) if metric == "expected_loss" else difference(a, b, _floor(u, metric))
+    out["scale"] = "log ratio" if metric == "expected_loss" else "difference"
     users = int(np.count_nonzero(u.fraud if metric != "precision" else u.tp_a + u.fp_a))
     out["users"] = users
     if diff is None or not diff[1] > 0:
