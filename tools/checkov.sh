@@ -12,6 +12,8 @@ PY=${PY:-python3.11}
 if [ ! -x "$VENV/bin/checkov" ] || [ "$("$VENV/bin/checkov" --version 2>/dev/null)" != "$VERSION" ]; then
   echo "checkov: installing checkov==$VERSION into $VENV" >&2
   "$PY" -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check "checkov==$VERSION" >&2
+  # Not the project's constraints (PIP_CONSTRAINT in CI): they pin packaging>=24.
+  PIP_CONSTRAINT="" "$VENV/bin/pip" install -q --disable-pip-version-check \
+    "checkov==$VERSION" >&2
 fi
 exec "$VENV/bin/checkov" "$@"

@@ -8,6 +8,8 @@ command -v promtool >/dev/null || need+=(prometheus)
 # PostgreSQL server binaries for the ledger tests (the tests run their own server, never the
 # system one: policy-rc.d below keeps the package from starting it).
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || need+=(postgresql)
+# ShellCheck, which actionlint (tests/deploy) runs on the workflow's scripts when present.
+command -v shellcheck >/dev/null || need+=(shellcheck)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "sysdeps: missing ${need[*]}; run as root: apt-get install -y ${need[*]}" >&2

