@@ -41,6 +41,7 @@ from fraud.experiment.watch import Watch
 from fraud.schema import ARMS, Feedback, Prediction, ShareChange, Transaction
 from fraud.serving import readiness, router_calls
 from fraud.serving.card import served_card
+from fraud.serving.families import load_estimator
 from fraud.serving.models import ModelMismatch, ModelsMissing, resolve_arms
 from fraud.serving.router import Router
 from fraud.serving.telemetry import Metrics, RouterMetrics, count_rejection
@@ -67,7 +68,7 @@ class ABRouter:
     model_b = bentoml.models.BentoModel(ARM_MODELS["model_b"].tag)
 
     def __init__(self) -> None:
-        estimators = [bentoml.sklearn.load_model(m) for m in (self.model_a, self.model_b)]
+        estimators = [load_estimator(m) for m in (self.model_a, self.model_b)]
         self.loaded_tags = [str(self.model_a.tag), str(self.model_b.tag)]
         self.arms = Router(AB, ARM_MODELS, estimators, RouterMetrics())
         process.tune_gc()

@@ -27,13 +27,13 @@ import numpy as np
 from fraud.experiment.decisions import Scored
 from fraud.experiment.live import Experiment
 from fraud.experiment.state import ExperimentState
-from fraud.schema import ARMS, FEATURE_NAMES, Arm, Prediction
+from fraud.schema import AMOUNT_INDEX, ARMS, Arm, Prediction
 from fraud.serving.coalesce import Coalescer, Job
 from fraud.serving.router import failed_rows
 from fraud.store.records import Source
 
 ARM_INDEX = {arm: i for i, arm in enumerate(ARMS)}
-AMOUNT = FEATURE_NAMES.index("amount")
+AMOUNT = AMOUNT_INDEX  # None: the schema names no amount (money metrics read 0)
 ROUTER_ATTEMPTS = 4
 
 RouterCall = Callable[[np.ndarray], Awaitable[np.ndarray]]
@@ -135,7 +135,8 @@ class ScoringPath:
                 part, shadow = part[:, 0], part[:, 1]
             scored.append(Scored(r.user_ids, r.arms, part.tolist(),
                                  (time.perf_counter() - r.started) * 1000, r.source, r.state,
-                                 r.rows[:, 1 + AMOUNT].tolist(),
+                                 (r.rows[:, 1 + AMOUNT].tolist() if AMOUNT is not None
+                                  else [0.0] * len(r.rows)),
                                  None if shadow is None else shadow.tolist()))
         try:
             decided: list[Outcome] = list(self.experiment.decide_many(scored))

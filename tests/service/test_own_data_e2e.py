@@ -4,10 +4,10 @@ CSV (12 features, two categorical, a boolean, a timestamp, a card id, its own co
 challenger) -> gate -> serve -> predict -> feedback -> /ab-stats -> explain -> drift; and the
 seed-schema service refusing these models, naming the differences.
 
-The service must load XGBoost models (fraud/serving/families.load_estimator in service.py's
-ABRouter) and take the amount from fraud.schema.AMOUNT_INDEX (fraud/serving/path.py); until
-both do, the served part is skipped, saying which. FRAUDSERVE_SERVICE_DIR serves another
-directory's service.py and fraud/ (by default this checkout's).
+The service loads XGBoost models (fraud/serving/families.load_estimator in service.py's
+ABRouter) and takes the amount from fraud.schema.AMOUNT_INDEX (fraud/serving/path.py).
+FRAUDSERVE_SERVICE_DIR serves another directory's service.py and fraud/ (by default this
+checkout's).
 """
 
 from __future__ import annotations
@@ -95,12 +95,6 @@ def _serve(store: Store, workdir: Path, env: dict[str, str], ready: bool = True
 
 @pytest.fixture(scope="module")
 def shop_server(shop_store, shop_gate, shop_env, tmp_path_factory) -> Iterator[Server]:
-    if "load_estimator" not in (SERVICE_DIR / "service.py").read_text():
-        pytest.skip("service.py loads its models with bentoml.sklearn only; the XGBoost "
-                    "challenger needs ABRouter to use fraud.serving.families.load_estimator")
-    if 'FEATURE_NAMES.index("amount")' in (SERVICE_DIR / "fraud/serving/path.py").read_text():
-        pytest.skip("fraud/serving/path.py needs a feature named 'amount'; this schema's "
-                    "amount is fraud.schema.AMOUNT_INDEX")
     yield from _serve(shop_store, tmp_path_factory.mktemp("shop-serve"),
                       {**shop_env, "FRAUDSERVE_GATE_REPORT": str(shop_gate)})
 
