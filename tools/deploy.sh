@@ -25,7 +25,10 @@ overlay=${1:?overlay (dev, prod, rollouts)}
 image=${2:?image <repository>@sha256:<digest>}
 PY=${PYTHON:-python3}
 REPORTS=${REPORTS:-reports}
-dir=deploy/k8s/overlays/$overlay
+# The overlay whose files name the image and the release: rollouts builds on prod's.
+base=$overlay
+if [ "$overlay" = rollouts ]; then base=prod; fi
+dir=deploy/k8s/overlays/$base
 mkdir -p "$REPORTS"
 log() { echo "deploy: $*"; }
 
@@ -37,7 +40,7 @@ else
   set_image=(--set-image)   # the same images: entry, written by deploy.release
 fi
 # 2. The release on the pods, and a check of what will be applied.
-"$PY" -m deploy.release stamp --overlay "$overlay" --image "$image" "${set_image[@]}" \
+"$PY" -m deploy.release stamp --overlay "$base" --image "$image" "${set_image[@]}" \
   --git-sha "${GIT_SHA:?}" --model-a "${MODEL_A:?}" --model-b "${MODEL_B:?}"
 "$PY" -m deploy.release check --overlay "$overlay" --image "$image"
 "$PY" -m deploy.render --overlay "$overlay" > "$REPORTS/rendered.yaml"
