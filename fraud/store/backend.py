@@ -32,6 +32,11 @@ class Conn(Protocol):
     def execute(self, statement: str, params: Sequence[Any] = ()) -> Cursor: ...
     def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> int: ...
 
+    def insert_many(self, head: str, rows: Sequence[Sequence[Any]], tail: str = "") -> int:
+        """`head` (INSERT INTO t (columns)) with all `rows`, then `tail` (ON CONFLICT ...), in
+        as few statements as the store takes; how many rows were inserted or updated."""
+        ...
+
 
 class Backend(Protocol):
     """A store the ledger can use. Writes are one transaction each, never two at once (in

@@ -53,6 +53,14 @@ class _Conn:
             cur.executemany(_pg(statement), rows)
             return cur.rowcount
 
+    def insert_many(self, head: str, rows: Sequence[Sequence[Any]], tail: str = "") -> int:
+        """executemany, which psycopg sends in pipeline mode: every row in one round trip, the
+        statement parsed once (measured: as fast as one INSERT ... SELECT FROM unnest(...),
+        and ~2x a multi-row VALUES statement, which the server parses whole each time)."""
+        if not rows:
+            return 0
+        return self.executemany(f"{head} VALUES ({', '.join('?' * len(rows[0]))}){tail}", rows)
+
 
 class PostgresBackend:
     """A PostgreSQL database named by a `postgresql://` URL, its schema migrated beforehand

@@ -11,29 +11,24 @@ DECISION_COLUMNS = (
     "request_id, ts, user_id, arm, model_tag, probability, is_fraud, latency_ms, source,"
     " experiment_id, period, amount, shadow_probability, shadow_is_fraud"
 )
-INSERT_DECISION = (
-    f"INSERT INTO decisions ({DECISION_COLUMNS}) VALUES ({', '.join('?' * 14)})"
-    " ON CONFLICT DO NOTHING"
-)
+# Inserts as head + rows + tail: the writer sends a group commit's rows in as few statements
+# as the store takes (Conn.insert_many: multi-row VALUES on SQLite, a pipeline on PostgreSQL).
+DECISIONS_HEAD = f"INSERT INTO decisions ({DECISION_COLUMNS})"
+IGNORE_DUPLICATES = " ON CONFLICT DO NOTHING"
+INSERT_DECISION = f"{DECISIONS_HEAD} VALUES ({', '.join('?' * 14)}){IGNORE_DUPLICATES}"
 # The writer's fast path: decisions marked `counted` (the `decisions_count` trigger skips
-# them), their users' aggregates added in one upsert per user (ADD_DECISIONS). A writer of an
+# them), their users' aggregates added in one grouped upsert (USER_DECISIONS). A writer of an
 # earlier release inserts without the mark and its trigger counts them: both can share a store.
-INSERT_COUNTED = (
-    f"INSERT INTO decisions ({DECISION_COLUMNS}, counted) VALUES ({', '.join('?' * 15)})"
-    " ON CONFLICT DO NOTHING"
-)
-ADD_DECISIONS = (
-    "INSERT INTO user_stats (experiment_id, period, arm, user_id, decisions, flagged)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (experiment_id, period, arm, user_id) DO UPDATE SET"
-    " decisions = user_stats.decisions + excluded.decisions,"
-    " flagged = user_stats.flagged + excluded.flagged"
-)
-UPSERT_ERRORS = (
-    "INSERT INTO user_stats (experiment_id, period, arm, user_id, errors) VALUES (?, ?, ?, ?, ?)"
-    " ON CONFLICT (experiment_id, period, arm, user_id) DO UPDATE SET"
-    " errors = user_stats.errors + excluded.errors"
-)
+COUNTED_HEAD = f"INSERT INTO decisions ({DECISION_COLUMNS}, counted)"
+INSERT_COUNTED = f"{COUNTED_HEAD} VALUES ({', '.join('?' * 15)}){IGNORE_DUPLICATES}"
+_USER = "INSERT INTO user_stats (experiment_id, period, arm, user_id"
+_ON_USER = " ON CONFLICT (experiment_id, period, arm, user_id) DO UPDATE SET"
+USER_DECISIONS = (f"{_USER}, decisions, flagged)",
+                  f"{_ON_USER} decisions = user_stats.decisions + excluded.decisions,"
+                  " flagged = user_stats.flagged + excluded.flagged")
+USER_ERRORS = (f"{_USER}, errors)", f"{_ON_USER} errors = user_stats.errors + excluded.errors")
+ADD_DECISIONS = f"{USER_DECISIONS[0]} VALUES (?, ?, ?, ?, ?, ?){USER_DECISIONS[1]}"
+UPSERT_ERRORS = f"{USER_ERRORS[0]} VALUES (?, ?, ?, ?, ?){USER_ERRORS[1]}"
 
 AGGREGATES = f"SELECT period, arm, {MOMENT_NAMES} FROM arm_moments WHERE experiment_id = ?"
 

@@ -19,7 +19,7 @@ import os
 import threading
 import time
 import weakref
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -38,7 +38,7 @@ from fraud.store.records import (
     LedgerUnavailable,
     ScoringError,
 )
-from fraud.store.rows import Row, insert, to_row
+from fraud.store.rows import Row, prepare, to_row, write
 
 log = logging.getLogger(__name__)
 
@@ -274,14 +274,12 @@ class Ledger(LabelStore, ExperimentStore, PairedStore, HistoryStore):
 
     def _write(self, groups: list[list[Row]],
                errors: list[ScoringError]) -> dict[int, BaseException]:
-        """One transaction: the groups' decisions and the error counts. Returns the groups the
-        store refused for their content (a bad row), which were not written."""
+        """One transaction: the groups' decisions and the error counts, prepared before the
+        write lock is taken. Returns the groups the store refused for their content (a bad
+        row), which were not written."""
+        batch = prepare(groups, errors)
         with self.backend.write(durable=False) as conn:
-            rejected = insert(conn, groups, self.backend.bad_row) if groups else {}
-            if errors:
-                counts = Counter((e.experiment_id, e.period, e.arm, e.user_id) for e in errors)
-                conn.executemany(sql.UPSERT_ERRORS, [(*key, n) for key, n in counts.items()])
-        return rejected
+            return write(conn, batch, self.backend.bad_row)
 
 
 def _disown_after_fork(ref: weakref.ref[Ledger]) -> None:
