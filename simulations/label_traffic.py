@@ -16,7 +16,7 @@ are built as the ledger would build them:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,34 +73,55 @@ def _rows(plan: Plan, seed: int) -> dict[str, np.ndarray]:
             "label_time": label_time}
 
 
-def _sums(key: np.ndarray, size: int, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k: np.bincount(key, weights=v.astype(np.float64), minlength=size)
-            for k, v in cols.items()}
+Cats = dict[str, np.ndarray]
+Pred = Callable[[Cats], np.ndarray]
+
+
+def _tally(key: np.ndarray, size: int, bits: dict[str, np.ndarray],
+           cols: dict[str, Pred]) -> dict[str, np.ndarray]:
+    """Per key, the rows whose combination of `bits` each predicate selects, from ONE bincount:
+    cols={"declined": lambda c: c["d"] & ~c["x"]} counts rows with d and not x."""
+    names = list(bits)
+    width = 1 << len(names)
+    code = key.astype(np.int64) * width
+    for i, name in enumerate(names):
+        code += bits[name].astype(np.int64) << i
+    counts = np.bincount(code, minlength=size * width).reshape(size, width)
+    cats = {name: ((np.arange(width) >> i) & 1) == 1 for i, name in enumerate(names)}
+    select = np.stack([pred(cats) for pred in cols.values()], axis=1).astype(np.float64)
+    out = counts.astype(np.float64) @ select
+    return {name: out[:, j] for j, name in enumerate(cols)}
 
 
 def _label_users(r: dict[str, np.ndarray], upto: int, t: float, plan: Plan
                  ) -> dict[str, LabelUsers | None]:
     """Per deciding arm, the LabelUsers of the first `upto` rows (those mature by age at t)."""
-    users, eps, shadow = plan.world.users, plan.exploration, plan.shadow
-    d, o, x = r["d"][:upto], r["o"][:upto] & shadow, r["explored"][:upto]
-    lab = r["label_time"][:upto] <= t
-    y = r["fraud"][:upto] & lab
+    users, eps = plan.world.users, plan.exploration
     inv = 1.0 / eps if eps > 0 else 0.0
-    declined = d & ~x
-    cols = {"n": np.ones(len(d)), "flagged": d, "explored": x,
-            "labelled_declined": declined & lab, "labelled_approved": ~declined & lab,
-            "fraud_approved": ~d & y, "fraud_explored_w": (x & y) * inv,
-            "explored_w": x * inv, "fraud_declined_labelled": declined & y,
-            "other_flagged": o, "other_fraud_approved": ~d & y & o,
-            "other_fraud_explored_w": (x & y & o) * inv,
-            "other_flagged_explored_w": (x & o) * inv}
     key = r["in_b"][:upto].astype(np.int64) * users + r["user"][:upto]
-    sums = _sums(key, 2 * users, cols)
+    cols = _tally(key, 2 * users, {
+        "d": r["d"][:upto], "x": r["explored"][:upto], "o": r["o"][:upto] & plan.shadow,
+        "lab": r["label_time"][:upto] <= t, "f": r["fraud"][:upto]}, {
+        "n": lambda c: c["d"] | ~c["d"], "flagged": lambda c: c["d"],
+        "explored": lambda c: c["x"],
+        "labelled_declined": lambda c: c["d"] & ~c["x"] & c["lab"],
+        "labelled_approved": lambda c: ~(c["d"] & ~c["x"]) & c["lab"],
+        "fraud_approved": lambda c: ~c["d"] & c["lab"] & c["f"],
+        "fraud_explored_w": lambda c: c["x"] & c["lab"] & c["f"],
+        "explored_w": lambda c: c["x"],
+        "fraud_declined_labelled": lambda c: c["d"] & ~c["x"] & c["lab"] & c["f"],
+        "other_flagged": lambda c: c["o"],
+        "other_fraud_approved": lambda c: ~c["d"] & c["lab"] & c["f"] & c["o"],
+        "other_fraud_explored_w": lambda c: c["x"] & c["lab"] & c["f"] & c["o"],
+        "other_flagged_explored_w": lambda c: c["x"] & c["o"]})
+    for name in ("fraud_explored_w", "explored_w", "other_fraud_explored_w",
+                 "other_flagged_explored_w"):
+        cols[name] = cols[name] * inv  # explored rows weigh 1 / p
     out: dict[str, LabelUsers | None] = {}
     for i, arm in enumerate(("model_a", "model_b")):
         part = slice(i * users, (i + 1) * users)
-        keep = np.flatnonzero(sums["n"][part] > 0)
-        out[arm] = LabelUsers(**{k: sums[k][part][keep] for k in LABEL_FIELDS},
+        keep = np.flatnonzero(cols["n"][part] > 0)
+        out[arm] = LabelUsers(**{k: cols[k][part][keep] for k in LABEL_FIELDS},
                               ids=keep) if len(keep) else None
     return out
 
@@ -113,12 +134,13 @@ def inputs_at(r: dict[str, np.ndarray], t: float, plan: Plan) -> LookInputs:
     labelled = v["label_time"] <= t
     yl = v["fraud"] & labelled
     mature = labelled | (t - v["time"] > plan.maturity_days)
-    d = v["d"]
     key = (v["period"] * 2 + v["in_b"]) * users + v["user"]
-    sums = _sums(key, 2 * n_periods * users, {
-        "decisions": np.ones(s), "flagged": d, "labelled": labelled,
-        "tp": mature & yl & d, "fp": mature & ~yl & d, "fn": mature & yl & ~d,
-        "tn": mature & ~yl & ~d})
+    sums = _tally(key, 2 * n_periods * users, {"d": v["d"], "lab": labelled, "m": mature,
+                                                "y": yl}, {
+        "decisions": lambda c: c["d"] | ~c["d"], "flagged": lambda c: c["d"],
+        "labelled": lambda c: c["lab"], "tp": lambda c: c["m"] & c["y"] & c["d"],
+        "fp": lambda c: c["m"] & ~c["y"] & c["d"], "fn": lambda c: c["m"] & c["y"] & ~c["d"],
+        "tn": lambda c: c["m"] & ~c["y"] & ~c["d"]})
     rows = np.flatnonzero(sums["decisions"] > 0)
     pa, user = np.divmod(rows, users)
     up = UserPeriods(period=pa // 2 + 1, arm=np.where(pa % 2 == 1, "model_b", "model_a"),
@@ -130,11 +152,14 @@ def inputs_at(r: dict[str, np.ndarray], t: float, plan: Plan) -> LookInputs:
     labels = ArmLabels(arms["model_a"], arms["model_b"], exploring=plan.exploration > 0)
     pairs = None
     if plan.shadow:
-        fa, fb = v["fa"], v["fb"]
-        p = _sums(v["user"], users, {
-            "n": np.ones(s), "disagree": fa != fb, "flag_a": fa, "flag_b": fb,
-            "mature": mature, "fraud": yl, "tp_a": yl & fa, "tp_b": yl & fb,
-            "tp_both": yl & fa & fb, "fp_a": mature & ~yl & fa, "fp_b": mature & ~yl & fb})
+        p = _tally(v["user"], users, {"a": v["fa"], "b": v["fb"], "m": mature, "y": yl}, {
+            "n": lambda c: c["a"] | ~c["a"], "disagree": lambda c: c["a"] != c["b"],
+            "flag_a": lambda c: c["a"], "flag_b": lambda c: c["b"],
+            "mature": lambda c: c["m"], "fraud": lambda c: c["y"],
+            "tp_a": lambda c: c["y"] & c["a"], "tp_b": lambda c: c["y"] & c["b"],
+            "tp_both": lambda c: c["y"] & c["a"] & c["b"],
+            "fp_a": lambda c: c["m"] & ~c["y"] & c["a"],
+            "fp_b": lambda c: c["m"] & ~c["y"] & c["b"]})
         keep = p["n"] > 0
         z = np.zeros(int(keep.sum()))
         pairs = PairedUsers(**{k: p[k][keep] if k in p else z for k in FIELDS})

@@ -55,7 +55,8 @@ def rows(quick: bool = False) -> list[Row]:
         Row("A/A, decision-dependent labels", AA, c(world=aa)),
         Row("A/A, decision-dependent, exploration 1%", AA, c(world=aa, exploration=0.01)),
         Row("A/A ramp 0.1 -> 0.25 -> 0.5, exploration 1% (time)", AA,
-            plan(world=aa, shares=RAMP, decisions=int(300_000 * k), exploration=0.01)),
+            plan(world=aa, shares=RAMP, decisions=int(200_000 * k), exploration=0.01,
+                 looks=20)),
         Row("better by 0.05 recall, exploration 1%", BETTER,
             c(world=replace(big, recall_b=0.75), exploration=0.01)),
         Row("worse by 0.10 recall, exploration 1%", WORSE,
@@ -141,13 +142,14 @@ def markdown(lines: list[dict[str, str]]) -> str:
 
 
 def table(runs: int, processes: int, quick: bool = False, seed0: int = 0) -> str:
+    """The table, each line printed to stderr as soon as it is measured."""
     lines = []
     for row in rows(quick):
         for paired in (False, True):
             start = time.time()
             lines.append(line(row, paired, outcomes(row, paired, runs, seed0, processes)))
-            print(f"  {row.name} ({'paired' if paired else 'split'}): "
-                  f"{time.time() - start:.0f} s", file=sys.stderr, flush=True)
+            print(f"{markdown(lines).splitlines()[-1]}  [{time.time() - start:.0f} s]",
+                  file=sys.stderr, flush=True)
     return markdown(lines)
 
 
