@@ -170,6 +170,36 @@ class ReportConfig(Strict):
     max_looks: int = Field(2000, ge=10, le=100_000, description="looks kept per experiment")
 
 
+class ExplorationConfig(Strict):
+    """configs/ab.yaml `exploration:`: approve a random, capped share of would-be declines and
+    store the probability it had (fraud/experiment/exploration.py), so recall, precision and
+    the legit-decline rate can be estimated without the selective-labels bias.
+
+    Off unless `enabled` and `rate` > 0. What it costs: up to `daily_budget` of money exposed
+    to fraud per UTC day (shared by every worker and replica through the ledger); expected
+    exposure is about rate x (money of would-be declines up to max_amount) x P(fraud)."""
+
+    enabled: bool = Field(False, description="off by default; rate 0 is off too")
+    rate: float = Field(0.0, ge=0, le=0.2, description="share of eligible would-be declines "
+                        "approved instead (the propensity)")
+    max_amount: float = Field(0.0, ge=0, description="never explore a transaction above "
+                              "this amount")
+    daily_budget: float = Field(0.0, ge=0, description="most money explored per UTC day, "
+                                "all workers and replicas together")
+    lease: float | None = Field(None, gt=0, description="money a worker leases from the "
+                                "day's budget at a time; None: max(max_amount, budget / 50)")
+
+    @property
+    def on(self) -> bool:
+        """Exploring at all: enabled, a positive rate, and something to spend."""
+        return self.enabled and self.rate > 0 and self.daily_budget > 0
+
+    def lease_size(self) -> float:
+        """The chunk a worker leases (at least max_amount, so any eligible amount fits)."""
+        size = self.lease if self.lease is not None else self.daily_budget / 50
+        return max(size, self.max_amount)
+
+
 class ABConfig(Strict):
     """configs/ab.yaml: the arms, the split and the experiment's safety settings."""
 
@@ -190,6 +220,7 @@ class ABConfig(Strict):
     drift: DriftConfig = DriftConfig()
     explain: ExplainConfig = ExplainConfig()
     report: ReportConfig = ReportConfig()
+    exploration: ExplorationConfig = ExplorationConfig()
 
     @model_validator(mode="after")
     def _retention_outlives_maturity(self) -> ABConfig:
