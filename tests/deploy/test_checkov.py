@@ -8,6 +8,7 @@ skips; in CI a missing checkov is a failure.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -78,7 +79,7 @@ def test_workflows_have_no_failed_check_and_every_skip_has_a_reason() -> None:
 def test_checkov_fails_a_pod_that_gives_up_the_hardening(tmp_path: Path) -> None:
     """Not a rubber stamp: the prod Deployment with a writable root filesystem and its skip
     reasons removed fails the read-only check and the ones that were skipped."""
-    deployment = one(render(OVERLAYS / "prod"), "Deployment", "fraudserve")
+    deployment = copy.deepcopy(one(render(OVERLAYS / "prod"), "Deployment", "fraudserve"))
     deployment["metadata"]["annotations"] = {}
     ctr = deployment["spec"]["template"]["spec"]["containers"][0]
     ctr["securityContext"]["readOnlyRootFilesystem"] = False
