@@ -29,12 +29,12 @@ from starlette.middleware.cors import CORSMiddleware
 
 from fraud.api import errors, logs, responses
 from fraud.api.auth import KeyConfigError, log_start
-from fraud.api.middleware import SecurityMiddleware, count_by_route, scopes_of, security_settings
+from fraud.api.middleware import SecurityMiddleware, count_by_route, keyed, scopes_of
 from fraud.api.openapi import OpenAPIMiddleware, known_routes, published, swagger_description
 from fraud.api.operations import Operations
-from fraud.api.ratelimit import RateLimiter
 from fraud.api.responses import ExplainResponse
 from fraud.api.scoring import Scoring
+from fraud.api.settings import middleware_options, security_settings
 from fraud.config import load_ab_config
 from fraud.experiment.live import Experiment
 from fraud.experiment.watch import Watch
@@ -50,8 +50,8 @@ from fraud.store.writer import Ledger
 log = logging.getLogger("fraudserve")
 AB = load_ab_config()
 ARM_MODELS = process.or_exit(lambda: resolve_arms(AB), ModelsMissing, ModelMismatch)
-KEYS, LIMITS, RATE = process.or_exit(lambda: security_settings(AB, os.environ),
-                                     KeyConfigError, ValueError)
+SECURITY = process.or_exit(lambda: security_settings(AB, os.environ), KeyConfigError, ValueError)
+GUARD = middleware_options(SECURITY)  # the keys, limits and buckets SecurityMiddleware applies
 TAGS = {arm: ARM_MODELS[arm].tag for arm in ARMS}
 CORS_ORIGINS = AB.cors.origins()
 BatchRequest, BatchResponse = responses.batch_models(AB.max_batch_rows)
@@ -138,7 +138,7 @@ class FraudDetection:
         self.ops = Operations(AB, self.experiment, TAGS, gate_problem=self.gate_problem,
                               card=served_card(ARM_MODELS), started=started)
         if bentoml.server_context.worker_index in (None, 1):  # once per server, not per worker
-            log_start(KEYS, log)
+            log_start(SECURITY.keys, log)
         self._stop = threading.Event()
         process.tune_gc()
         threading.Thread(target=Watch(self.experiment, self.metrics).run, args=(self._stop,),
@@ -188,13 +188,13 @@ class FraudDetection:
     @app.get("/ab-stats", tags=["operations"], summary="The current experiment: per-arm "
              "counts, per-user metrics, sequential tests, guardrails")
     def ab_stats(self, request: Request) -> Any:
-        return self.ops.ab_stats(admin="admin" in scopes_of(request))
+        return self.ops.ab_stats(admin="admin" in scopes_of(request), fresh=keyed(request))
 
     @app.get("/report", tags=["operations"], response_class=HTMLResponse,
              summary="The current experiment as one HTML page with charts")
     async def report(self, request: Request) -> Any:
         return await self.ops.report(lambda: self.router.to_async.drift_report(),
-                                     admin="admin" in scopes_of(request))
+                                     admin="admin" in scopes_of(request), fresh=keyed(request))
 
     @app.get("/experiments", tags=["operations"], summary="Every experiment, newest first, "
              "with its final statistics and verdict")
@@ -209,8 +209,9 @@ class FraudDetection:
 
     @app.get("/drift", tags=["operations"], summary="Per arm and feature: PSI, KS and a "
              "drift verdict of the live window against the model's training data")
-    async def drift(self) -> Any:
-        return await self.ops.drift(lambda: self.router.to_async.drift_report())
+    async def drift(self, request: Request) -> Any:
+        return await self.ops.drift(lambda: self.router.to_async.drift_report(),
+                                    fresh=keyed(request))
 
     @app.get("/model-card", tags=["operations"], summary="The served models' card: intended "
              "use, data and splits, metrics overall and per slice, thresholds, caveats")
@@ -233,13 +234,15 @@ class FraudDetection:
 
 
 # First added is outermost: CORS preflights are answered first (a browser sends them without
-# credentials), then keys, rate and body size are checked before anything else runs.
+# credentials; they pay the client address's bucket before), then keys, rate and body size
+# are checked before anything else runs.
 if CORS_ORIGINS:
+    FraudDetection.add_asgi_middleware(SecurityMiddleware, **GUARD, preflight_only=True)
     FraudDetection.add_asgi_middleware(
         CORSMiddleware, allow_origins=CORS_ORIGINS, allow_methods=["GET", "POST"],
         allow_headers=["Authorization", "Content-Type"], max_age=AB.cors.max_age_s)
-FraudDetection.add_asgi_middleware(
-    SecurityMiddleware, keys=KEYS, limits=LIMITS, limiter=RateLimiter(RATE),
-    on_reject=count_by_route(known_routes(app, FraudDetection), count_rejection))
+FraudDetection.add_asgi_middleware(SecurityMiddleware, **GUARD, on_reject=count_by_route(
+    known_routes(app, FraudDetection), count_rejection))
 FraudDetection.add_asgi_middleware(OpenAPIMiddleware, patch=published(
-    keys_on=not KEYS.open, limits=LIMITS, rate=RATE, description=swagger_description()))
+    keys_on=not SECURITY.keys.open, limits=SECURITY.limits, rate=SECURITY.rate,
+    description=swagger_description(), reports_need_key=SECURITY.reports_need_key))

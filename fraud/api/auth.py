@@ -36,6 +36,7 @@ class Access(Enum):
 
     OPEN = "open"  # no key needed; the Authorization header is ignored
     VIEW = "view"  # no key needed; a valid key widens the answer, a wrong one is a 401
+    KEYED = "keyed"  # any valid key, whatever its scopes
     SCOPED = "scoped"  # a key with the route's scope
 
 
@@ -64,10 +65,15 @@ PREFIX_ROUTES: tuple[tuple[str, Rule], ...] = (
     ("/static_content/", OPEN),  # the Swagger UI's assets
 )
 UNLISTED = Rule(Access.SCOPED, "admin")  # fail closed: a route nobody listed needs admin
+# The open routes that compute the experiment's report or ask the router: with
+# access.reports_need_key they need a key (any scope).
+COSTLY_VIEWS = frozenset({"/ab-stats", "/report", "/drift"})
 
 
-def rule_for(path: str) -> Rule:
+def rule_for(path: str, *, reports_need_key: bool = False) -> Rule:
     """The guard of `path` (exact routes first, then prefixes, else admin)."""
+    if reports_need_key and path in COSTLY_VIEWS:
+        return Rule(Access.KEYED)
     if path in EXACT_ROUTES:
         return EXACT_ROUTES[path]
     for prefix, rule in PREFIX_ROUTES:
@@ -198,14 +204,17 @@ def bearer_token(header: str | None) -> str | None:
     return token.strip() or None
 
 
-def authorize(keys: KeyRing, method: str, path: str, header: str | None) -> Verdict:
-    """Decide one request from its method, path and Authorization header."""
-    rule = rule_for(path)
+def authorize(keys: KeyRing, method: str, path: str, header: str | None, *,
+              reports_need_key: bool = False) -> Verdict:
+    """Decide one request from its method, path and Authorization header. On an open route
+    a key is never refused, but a valid one is named (its bucket pays, not the address's)."""
+    rule = rule_for(path, reports_need_key=reports_need_key)
     if keys.open:
         return Verdict(0, scopes=frozenset(SCOPES))
-    if rule.access is Access.OPEN or method == "OPTIONS":  # CORS preflights carry no key
-        return Verdict(0)
     token = bearer_token(header)
+    if rule.access is Access.OPEN or method == "OPTIONS":  # CORS preflights carry no key
+        key = keys.lookup(token)
+        return Verdict(0, key=key, scopes=key.scopes if key else frozenset())
     key = keys.lookup(token)
     if key is None:
         if rule.access is Access.VIEW and header is None:

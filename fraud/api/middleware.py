@@ -1,9 +1,14 @@
-"""ASGI middleware: API keys, the per-key rate limit and body size limits, before any parsing.
+"""ASGI middleware: API keys, the rate buckets and body size limits, before any parsing.
 
-Order per request: the key (401/403, nothing read), the key's rate (429 with Retry-After),
-then the body, read here up to its limit before the app sees a byte: a Content-Length above
-the limit is refused unread, and a body streamed without one is counted as it arrives (413
-naming the limit). Every refusal is the one error shape of fraud/api/errors.py.
+Order per request (HTTP and websocket alike): a client address that failed to authenticate
+too often is refused outright (429); then the key (401/403, nothing read); then a rate
+bucket: the key's, or, for a request without a valid key, its client address's (429 with
+Retry-After); then the body, read here up to its limit before the app sees a byte: a
+Content-Length above the limit is refused unread, and a body streamed without one is
+counted as it arrives (413 naming the limit). A body larger than one size class (2 KiB) pays
+one more token per started class. Every refusal is the one error shape of
+fraud/api/errors.py; a websocket is closed (1008) instead. In open mode (no keys) no bucket
+applies.
 """
 
 from __future__ import annotations
@@ -11,67 +16,23 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from fraud.api.auth import KeyRing, authorize, load_keys
+from fraud.api.auth import KeyRing, authorize, bearer_token
+from fraud.api.clientip import NO_PROXIES, TrustedProxies, client_bucket
 from fraud.api.errors import error_json
 from fraud.api.ratelimit import RateLimiter, RateSettings
-from fraud.config import ABConfig
+from fraud.api.settings import BATCH_ROW_BYTES, LimitSettings
 
 log = logging.getLogger("fraudserve.security")
 Scope = dict[str, Any]
 Message = dict[str, Any]
 ASGIApp = Callable[..., Any]
+Send = Callable[[Message], Any]
 STATE_KEY = "fraudserve_scopes"  # request.state.fraudserve_scopes: the scopes granted
-BATCH_ROW_BYTES = 2048  # a transaction with a 256-character user_id, JSON-escaped, fits
-BODY_ENV = "FRAUDSERVE_MAX_BODY_BYTES"
-BATCH_BODY_ENV = "FRAUDSERVE_MAX_BATCH_BODY_BYTES"
-
-
-@dataclass(frozen=True)
-class LimitSettings:
-    """Body size limits in bytes: one for every route, a larger one for bulk routes."""
-
-    max_body_bytes: int = 64 * 1024
-    max_batch_body_bytes: int = 1000 * BATCH_ROW_BYTES  # max_batch_rows rows
-    batch_paths: frozenset[str] = frozenset({"/predict_batch"})
-
-    def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_batch_body_bytes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"limits.{name} must be >= 1 (got {getattr(self, name)})")
-
-    def body_limit(self, path: str) -> int:
-        return self.max_batch_body_bytes if path in self.batch_paths else self.max_body_bytes
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any] | None = None,
-                     environ: Mapping[str, str] | None = None, *,
-                     max_batch_rows: int = 1000) -> LimitSettings:
-        """From the YAML section, then the environment; the bulk limit defaults to enough
-        for `max_batch_rows` transactions."""
-        values: dict[str, Any] = {"max_batch_body_bytes": max_batch_rows * BATCH_ROW_BYTES,
-                                  **(data or {})}
-        unknown = set(values) - {"max_body_bytes", "max_batch_body_bytes"}
-        if unknown:
-            raise ValueError(f"limits: unknown keys {sorted(unknown)}")
-        env = environ or {}
-        for name, var in (("max_body_bytes", BODY_ENV), ("max_batch_body_bytes",
-                                                         BATCH_BODY_ENV)):
-            if env.get(var):
-                values[name] = int(env[var])
-        return cls(**{k: int(v) for k, v in values.items()})
-
-
-def security_settings(ab: ABConfig, environ: Mapping[str, str]
-                      ) -> tuple[KeyRing, LimitSettings, RateSettings]:
-    """The keys, body limits and rate limit from configs/ab.yaml and the environment (which
-    overrides it); raises KeyConfigError or ValueError saying what is wrong."""
-    return (load_keys(environ),
-            LimitSettings.from_mapping(ab.limits.model_dump(exclude_none=True), environ,
-                                       max_batch_rows=ab.max_batch_rows),
-            RateSettings.from_mapping(ab.rate_limit.model_dump(exclude_none=True), environ))
+KEYED_KEY = "fraudserve_keyed"  # request.state.fraudserve_keyed: a valid key, or open mode
+PAID_KEY = "fraudserve_paid"  # an OPTIONS request the outer (preflight) instance charged
+SIZE_CLASS_BYTES = BATCH_ROW_BYTES  # one token per started class of body bytes
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -81,7 +42,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def send_error(send: Callable[[Message], Any], status: int, message: str,
+async def send_error(send: Send, status: int, message: str,
                      headers: Mapping[str, str] | None = None) -> None:
     """Answer `status` with the one error body."""
     body = error_json(message)
@@ -91,18 +52,38 @@ async def send_error(send: Callable[[Message], Any], status: int, message: str,
     await send({"type": "http.response.body", "body": body})
 
 
+def size_class_cost(size: int) -> int:
+    """Tokens a body of `size` bytes costs: one per started SIZE_CLASS_BYTES (at least 1)."""
+    return max(1, math.ceil(size / SIZE_CLASS_BYTES))
+
+
+def _retry(wait: float) -> dict[str, str]:
+    return {"Retry-After": str(max(1, math.ceil(wait)))}
+
+
 class SecurityMiddleware:
     """Keys, rate and body limits in front of `app` (BentoML: Service.add_asgi_middleware).
 
-    `on_reject(path, status, reason)` is called for every refusal (metrics); reasons are
-    unauthenticated, forbidden, rate_limited, too_large. Secrets never reach it or the log.
+    `limiter` is the per-key bucket; `anonymous` (per client address, requests without a
+    valid key) and `failed_auth` (per client address, 401s for a presented key) apply only
+    while keys are configured. With `preflight_only`, an instance placed outside
+    CORSMiddleware (which answers preflights itself) charges OPTIONS requests to the client
+    address and lets everything through. `on_reject(path, status, reason)` is called for
+    every refusal (metrics); reasons are unauthenticated, forbidden, rate_limited, too_large,
+    unsupported_media_type. Secrets never reach it or the log.
     """
 
     def __init__(self, app: ASGIApp, *, keys: KeyRing, limits: LimitSettings,
                  limiter: RateLimiter | None = None,
+                 anonymous: RateLimiter | None = None,
+                 failed_auth: RateLimiter | None = None,
+                 proxies: TrustedProxies = NO_PROXIES,
+                 reports_need_key: bool = False, preflight_only: bool = False,
                  on_reject: Callable[[str, int, str], None] | None = None) -> None:
-        self.app, self.keys, self.limits = app, keys, limits
+        self.app, self.keys, self.limits, self.preflight_only = app, keys, limits, preflight_only
         self.limiter, self.on_reject = limiter, on_reject
+        self.anonymous, self.failed_auth = anonymous, failed_auth
+        self.proxies, self.reports_need_key = proxies, reports_need_key
 
     def _rejected(self, path: str, status: int, reason: str) -> None:
         log.debug("refused %s: %d %s", path, status, reason)
@@ -112,34 +93,85 @@ class SecurityMiddleware:
             except Exception:  # a metrics hook must never turn a 4xx into a 500
                 log.exception("on_reject hook failed")
 
-    async def __call__(self, scope: Scope, receive: Callable[[], Any],
-                       send: Callable[[Message], Any]) -> None:
-        if scope["type"] != "http":
+    async def _refuse(self, scope: Scope, send: Send, status: int, reason: str, message: str,
+                      headers: Mapping[str, str] | None = None) -> None:
+        self._rejected(scope["path"], status, reason)
+        if scope["type"] == "websocket":  # closed before accept: the server answers 403
+            await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
+            return
+        await send_error(send, status, message, headers)
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Any], send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):  # lifespan
             await self.app(scope, receive, send)
             return
-        path, method = scope["path"], scope["method"]
-        verdict = authorize(self.keys, method, path, _header(scope, b"authorization"))
-        if verdict.status:
-            reason = "unauthenticated" if verdict.status == 401 else "forbidden"
-            self._rejected(path, verdict.status, reason)
-            await send_error(send, verdict.status, verdict.message,
-                             {"WWW-Authenticate": verdict.challenge})
+        path = scope["path"]
+        method = scope.get("method", "GET") if scope["type"] == "http" else "GET"
+        header = _header(scope, b"authorization")
+        client = client_bucket(scope, self.proxies) if not self.keys.open else ""
+        if self.preflight_only:
+            if method == "OPTIONS" and not await self._anonymous_limited(scope, send, client):
+                scope.setdefault("state", {})[PAID_KEY] = True
+                await self.app(scope, receive, send)
+            elif method != "OPTIONS":
+                await self.app(scope, receive, send)
             return
-        scope.setdefault("state", {})[STATE_KEY] = verdict.scopes
+        presented = bearer_token(header) is not None
+        if presented and self.failed_auth is not None and not self.keys.open:
+            wait = self.failed_auth.peek(b"failed-auth:" + client.encode())
+            if wait > 0:
+                await self._refuse(scope, send, 429, "rate_limited", "too many failed "
+                                   "authentications from this client address; retry after "
+                                   f"{math.ceil(wait)} s", _retry(wait))
+                return
+        verdict = authorize(self.keys, method, path, header,
+                            reports_need_key=self.reports_need_key)
+        if verdict.key is None and not scope.get("state", {}).get(PAID_KEY) \
+                and await self._anonymous_limited(scope, send, client):
+            return
+        if verdict.status:
+            if verdict.status == 401 and presented and self.failed_auth is not None:
+                self.failed_auth.check(b"failed-auth:" + client.encode())
+            reason = "unauthenticated" if verdict.status == 401 else "forbidden"
+            await self._refuse(scope, send, verdict.status, reason, verdict.message,
+                               {"WWW-Authenticate": verdict.challenge})
+            return
+        state = scope.setdefault("state", {})
+        state[STATE_KEY] = verdict.scopes
+        state[KEYED_KEY] = verdict.key is not None or self.keys.open
         if verdict.key is not None and self.limiter is not None:
             wait = self.limiter.check(verdict.key.secret)
             if wait > 0:
-                self._rejected(path, 429, "rate_limited")
-                per_min = self.limiter.settings.per_min
-                await send_error(send, 429, f"rate limit exceeded: {per_min:g} requests per "
-                                 f"minute per key (burst {self.limiter.settings.capacity:g}); "
-                                 f"retry after {math.ceil(wait)} s",
-                                 {"Retry-After": str(max(1, math.ceil(wait)))})
+                await self._key_limited(scope, send, wait)
                 return
-        await self._limited_body(scope, receive, send)
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)
+            return
+        await self._limited_body(scope, receive, send, verdict.key.secret
+                                 if verdict.key is not None else None)
 
-    async def _limited_body(self, scope: Scope, receive: Callable[[], Any],
-                            send: Callable[[Message], Any]) -> None:
+    async def _anonymous_limited(self, scope: Scope, send: Send, client: str) -> bool:
+        """Charge a request without a valid key to its client address; True if refused."""
+        if self.anonymous is None or self.keys.open:
+            return False
+        wait = self.anonymous.check(b"anonymous:" + client.encode())
+        if wait <= 0:
+            return False
+        await self._refuse(scope, send, 429, "rate_limited", "rate limit exceeded for requests "
+                           f"without a key: {self.anonymous.settings.per_min:g} per minute per "
+                           f"client address; retry after {math.ceil(wait)} s", _retry(wait))
+        return True
+
+    async def _key_limited(self, scope: Scope, send: Send, wait: float) -> None:
+        settings: RateSettings = self.limiter.settings if self.limiter else RateSettings()
+        await self._refuse(scope, send, 429, "rate_limited", f"rate limit exceeded: "
+                           f"{settings.per_min:g} requests per minute per key (burst "
+                           f"{settings.capacity:g}); retry after {math.ceil(wait)} s",
+                           _retry(wait))
+
+    async def _limited_body(self, scope: Scope, receive: Callable[[], Any], send: Send,
+                            key: bytes | None) -> None:
+        """Read the body up to its limit; a key pays its size class beyond the first token."""
         path, limit = scope["path"], self.limits.body_limit(scope["path"])
         kind = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
         if scope["method"] in ("POST", "PUT", "PATCH") and kind and not (
@@ -171,6 +203,14 @@ class SecurityMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
+        extra = 0
+        if key is not None and self.limiter is not None:  # a full bucket pays any body
+            extra = min(size_class_cost(size), int(self.limiter.settings.capacity)) - 1
+        if key is not None and self.limiter is not None and extra > 0:
+            wait = self.limiter.check(key, cost=extra)
+            if wait > 0:
+                await self._key_limited(scope, send, wait)
+                return
         await self.app(scope, _replay(b"".join(chunks), receive), send)
 
 
@@ -206,3 +246,9 @@ def scopes_of(request: Any) -> frozenset[str]:
     a key (GET /ab-stats: internals for admin)."""
     return getattr(request.state, STATE_KEY, frozenset())
 
+
+
+def keyed(request: Any) -> bool:
+    """Whether the request came with a valid key (or the service runs open): such callers
+    may have fresh reports; the rest get the copy cached for the check interval."""
+    return bool(getattr(request.state, KEYED_KEY, False))

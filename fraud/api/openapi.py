@@ -13,10 +13,10 @@ from typing import Any
 
 import yaml
 
-from fraud.api.auth import Access, rule_for
+from fraud.api.auth import Access, Rule, rule_for
 from fraud.api.errors import ErrorBody
-from fraud.api.middleware import LimitSettings
-from fraud.api.ratelimit import RateSettings
+from fraud.api.ratelimit import RatePolicy
+from fraud.api.settings import LimitSettings
 from fraud.config import PROJECT_ROOT
 
 LEDGER_DOWN = "The ledger is unavailable or the service is not ready; nothing was stored."
@@ -109,7 +109,7 @@ def _components(doc: dict[str, Any]) -> None:
 
 
 def _responses(op: dict[str, Any], path: str, *, keys_on: bool,
-               limits: LimitSettings, rate: RateSettings,
+               limits: LimitSettings, rate: RatePolicy, rule: Rule,
                own: Mapping[int, str | Mapping[str, Any]]) -> None:
     responses = {str(k): v for k, v in op.get("responses", {}).items()}  # asdict() has ints
     op["responses"] = responses
@@ -128,7 +128,6 @@ def _responses(op: dict[str, Any], path: str, *, keys_on: bool,
                                   "application/json).")
         responses["413"] = _error(f"The body is larger than {limit} bytes (refused before "
                                   "it is parsed).")
-    rule = rule_for(path)
     if keys_on and rule.access is not Access.OPEN:
         responses["401"] = _error(
             "No API key, or an unknown one.",
@@ -136,11 +135,20 @@ def _responses(op: dict[str, Any], path: str, *, keys_on: bool,
                                   "description": 'Bearer realm="fraudserve"'}})
     if keys_on and rule.access is Access.SCOPED:
         responses["403"] = _error(f"The key lacks the '{rule.scope}' scope.")
-        if rate.enabled:
-            responses["429"] = _error(
-                f"More than {rate.per_min:g} requests per minute for this key.",
-                {"Retry-After": {"schema": {"type": "integer", "minimum": 1},
-                                 "description": "Seconds to wait before retrying."}})
+    limited = []
+    if rate.key.enabled:
+        limited.append(f"{rate.key.per_min:g} requests per minute for a key")
+    if rate.anonymous.enabled and rule.access is not Access.SCOPED:
+        limited.append(f"{rate.anonymous.per_min:g} per minute per client address without "
+                       "a key")
+    if rate.failed_auth.enabled:
+        limited.append(f"{rate.failed_auth.per_min:g} failed authentications per minute per "
+                       "client address")
+    if keys_on and limited:
+        responses["429"] = _error(
+            f"Over a rate limit: {'; '.join(limited)}.",
+            {"Retry-After": {"schema": {"type": "integer", "minimum": 1},
+                             "description": "Seconds to wait before retrying."}})
     for status, why in own.items():  # words: the error body; a dict: the response as is
         responses[str(status)] = dict(why) if isinstance(why, Mapping) else _error(why)
     for status in ("400", "500", "503"):  # BentoML's own error schemas: the real body
@@ -149,9 +157,12 @@ def _responses(op: dict[str, Any], path: str, *, keys_on: bool,
                 "schema": ERROR_REF}
 
 
-def _security(op: dict[str, Any], path: str, *, keys_on: bool) -> None:
-    rule = rule_for(path)
-    if rule.access is Access.SCOPED:
+def _security(op: dict[str, Any], *, keys_on: bool, rule: Rule) -> None:
+    if rule.access is Access.KEYED:
+        words = "**Needs a key** (any scope; `access.reports_need_key`)."
+        if keys_on:
+            op["security"] = [{SCHEME: []}]
+    elif rule.access is Access.SCOPED:
         words = f"**Scope: `{rule.scope}`** (Authorization: Bearer <key>)."
         if keys_on:
             op["security"] = [{SCHEME: [rule.scope]}]
@@ -169,7 +180,8 @@ def _security(op: dict[str, Any], path: str, *, keys_on: bool) -> None:
 
 
 def patch_openapi(doc: Mapping[str, Any], *, keys_on: bool, limits: LimitSettings,
-                  rate: RateSettings, statuses: Statuses | None = None) -> dict[str, Any]:
+                  rate: RatePolicy, statuses: Statuses | None = None,
+                  reports_need_key: bool = False) -> dict[str, Any]:
     """A copy of BentoML's document with the security and error contract filled in.
 
     `statuses` adds what only the route knows, e.g. {"POST /feedback": {404: "...", 409:
@@ -184,19 +196,21 @@ def patch_openapi(doc: Mapping[str, Any], *, keys_on: bool, limits: LimitSetting
             if op is None:
                 continue
             own = (statuses or {}).get(f"{method.upper()} {path}", {})
-            _responses(op, path, keys_on=keys_on, limits=limits, rate=rate, own=own)
-            _security(op, path, keys_on=keys_on)
+            rule = rule_for(path, reports_need_key=reports_need_key)
+            _responses(op, path, keys_on=keys_on, limits=limits, rate=rate, rule=rule, own=own)
+            _security(op, keys_on=keys_on, rule=rule)
     return out
 
 
-def published(*, keys_on: bool, limits: LimitSettings, rate: RateSettings,
-              description: str | None = None) -> Callable[[dict], dict]:
+def published(*, keys_on: bool, limits: LimitSettings, rate: RatePolicy,
+              description: str | None = None,
+              reports_need_key: bool = False) -> Callable[[dict], dict]:
     """OpenAPIMiddleware's `patch` for the service: patch_openapi with the routes' own
     statuses (ROUTE_STATUSES), and `description` (bentofile.yaml's) as the Swagger text."""
 
     def patch(doc: dict[str, Any]) -> dict[str, Any]:
         out = patch_openapi(doc, keys_on=keys_on, limits=limits, rate=rate,
-                            statuses=ROUTE_STATUSES)
+                            statuses=ROUTE_STATUSES, reports_need_key=reports_need_key)
         if description:
             out.setdefault("info", {})["description"] = description
         return out

@@ -1,6 +1,10 @@
 """The answers of the operations, admin and feedback routes for one API worker: plain methods
 over its experiment and ledger, each returning what the route sends (a body, or a Response).
 
+/ab-stats, /report and /drift answer a caller without a key (`fresh` False) from a cache
+computed at most once per guardrail check interval (fraud/api/cache.py): however many such
+callers come, the ledger and the router see one computation per interval and worker.
+
 A route that reads or writes the ledger answers 503 saying where the ledger is and why when
 it cannot answer (`ledger_down`; /feedback in its own shape). What only the router knows (the
 models it loaded, the drift windows) comes in as an async call, so nothing here needs BentoML.
@@ -16,6 +20,7 @@ from typing import Any
 
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from fraud.api.cache import Cache
 from fraud.api.errors import FEEDBACK_ANSWERS, ledger_down
 from fraud.api.views import ab_stats_view, card_response, drift_view, health_view
 from fraud.config import ABConfig
@@ -41,6 +46,7 @@ class Operations:
         self.clock = clock
         self.started = clock() if started is None else started
         self.ledger_errors = (LedgerUnavailable, *self.ledger.errors)
+        self.cache = Cache(cfg.guardrails.check_interval_s, clock)
 
     async def health(self, loaded: Call) -> JSONResponse:
         """GET /health; `loaded` asks the router which model tags it scores with."""
@@ -53,31 +59,47 @@ class Operations:
                                    self.clock() - self.started)
         return JSONResponse(body, status_code=status)
 
-    def ab_stats(self, *, admin: bool) -> Any:
+    def _experiment_report(self, fresh: bool) -> dict[str, Any]:
+        if fresh:
+            return self.experiment.report()[0]
+        return self.cache.get("report", lambda: self.experiment.report()[0])
+
+    def ab_stats(self, *, admin: bool, fresh: bool = True) -> Any:
         """GET /ab-stats: the experiment's report, without its internals unless `admin`."""
         try:
-            body, _, _ = self.experiment.report()
+            body = self._experiment_report(fresh)
         except self.ledger_errors as exc:
             return ledger_down(self.ledger.where, exc)
         return ab_stats_view(body, admin=admin)
 
-    async def report(self, drift_report: Call, *, admin: bool) -> Any:
+    async def report(self, drift_report: Call, *, admin: bool, fresh: bool = True) -> Any:
         """GET /report: the page of the experiment, its history and the router's drift."""
+        if fresh:
+            return await self._report_page(drift_report, admin=admin, fresh=True)
+        return await self.cache.aget("page", lambda: self._report_page(
+            drift_report, admin=False, fresh=False))
+
+    async def _report_page(self, drift_report: Call, *, admin: bool, fresh: bool) -> Response:
         try:
-            body, looks = await asyncio.to_thread(self._report_data)
+            body, looks = await asyncio.to_thread(self._report_data, fresh)
         except self.ledger_errors as exc:
             return ledger_down(self.ledger.where, exc)
         drift: dict[str, Any] | None
         try:
-            drift = await drift_report() or None
+            drift = await self._drift(drift_report, fresh) or None
         except Exception as exc:  # the page still shows the experiment
             log.exception("report: the drift report failed")
             drift = {"error": f"the router did not answer ({type(exc).__name__})"}
         return HTMLResponse(render(ab_stats_view(body, admin=admin), looks, drift))
 
-    def _report_data(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        body, _, _ = self.experiment.report()
-        return body, self.ledger.looks(self.experiment.id)
+    def _report_data(self, fresh: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        body = self._experiment_report(fresh)
+        if fresh:
+            return body, self.ledger.looks(self.experiment.id)
+        return body, self.cache.get("looks", lambda: self.ledger.looks(self.experiment.id))
+
+    async def _drift(self, drift_report: Call, fresh: bool) -> Any:
+        return await (drift_report() if fresh else self.cache.aget("drift", drift_report))
 
     def experiments(self) -> Any:
         """GET /experiments: every experiment, newest first, and which one is current."""
@@ -95,9 +117,9 @@ class Operations:
         except self.ledger_errors as exc:
             return ledger_down(self.ledger.where, exc)
 
-    async def drift(self, drift_report: Call) -> Any:
+    async def drift(self, drift_report: Call, *, fresh: bool = True) -> Any:
         """GET /drift: the router's per-arm drift reports."""
-        return drift_view(await drift_report())
+        return drift_view(await self._drift(drift_report, fresh))
 
     def model_card(self, accept: str | None) -> Response:
         """GET /model-card, in the format the Accept header prefers."""

@@ -1,4 +1,5 @@
-"""A token bucket per API key, shared by every worker process of a replica.
+"""Token buckets (per API key; per client address for anonymous traffic and for failed
+authentications), shared by every worker process of a replica.
 
 Each API worker is its own process, so buckets kept in one worker's memory would let a key
 through once per worker (2 workers: twice the limit). `SharedFileStore` keeps the buckets in
@@ -25,6 +26,8 @@ from typing import Any, Protocol
 
 RATE_ENV = "FRAUDSERVE_RATE_LIMIT_PER_MIN"
 BURST_ENV = "FRAUDSERVE_RATE_BURST"
+ANON_RATE_ENV = "FRAUDSERVE_ANON_RATE_PER_MIN"  # and FRAUDSERVE_ANON_RATE_BURST
+FAILED_AUTH_ENV = "FRAUDSERVE_FAILED_AUTH_PER_MIN"  # and FRAUDSERVE_FAILED_AUTH_BURST
 STATE_ENV = "FRAUDSERVE_RATE_STATE"
 Bucket = tuple[float, float]  # (tokens left, monotonic time of the last update)
 
@@ -71,14 +74,47 @@ class RateSettings:
         return cls(**values)
 
 
-def take(bucket: Bucket | None, now: float, settings: RateSettings) -> tuple[Bucket, float]:
-    """Refill `bucket` to `now` and take one token: (new bucket, 0 or seconds to wait)."""
+@dataclass(frozen=True)
+class RatePolicy:
+    """Every bucket's settings: per key, per client address without a key (`anonymous`), and
+    per client address for failed authentications (`failed_auth`)."""
+
+    key: RateSettings = RateSettings()
+    anonymous: RateSettings = RateSettings(per_min=600.0, burst=60)
+    failed_auth: RateSettings = RateSettings(per_min=30.0, burst=10)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None = None,
+                     environ: Mapping[str, str] | None = None) -> RatePolicy:
+        """From configs/ab.yaml's `rate_limit:` (per_min, burst, anonymous_per_min,
+        anonymous_burst, failed_auth_per_min, failed_auth_burst), then the environment."""
+        values, env = dict(data or {}), environ or {}
+        out: dict[str, RateSettings] = {}
+        for name, prefix, var in (("anonymous", "anonymous_", ANON_RATE_ENV),
+                                  ("failed_auth", "failed_auth_", FAILED_AUTH_ENV)):
+            default: RateSettings = getattr(cls, name)
+            mine = {"per_min": values.pop(f"{prefix}per_min", default.per_min),
+                    "burst": values.pop(f"{prefix}burst", default.burst)}
+            if env.get(var):
+                mine["per_min"] = float(env[var])
+            burst_var = var.replace("_PER_MIN", "_BURST")
+            if env.get(burst_var):
+                mine["burst"] = int(env[burst_var])
+            out[name] = RateSettings(**mine)
+        return cls(key=RateSettings.from_mapping(values, env), **out)
+
+
+def take(bucket: Bucket | None, now: float, settings: RateSettings,
+         cost: float = 1.0) -> tuple[Bucket, float]:
+    """Refill `bucket` to `now` and take `cost` tokens (at most a full bucket; 0 takes none
+    and only asks whether one is there): (new bucket, 0 or seconds to wait)."""
     tokens, stamp = bucket if bucket is not None else (settings.capacity, now)
     elapsed = max(0.0, now - stamp)  # a clock that went back refills nothing
     tokens = min(settings.capacity, tokens + elapsed * settings.per_s)
-    if tokens >= 1.0:
-        return (tokens - 1.0, now), 0.0
-    return (tokens, now), (1.0 - tokens) / settings.per_s
+    need = min(max(cost, 1.0), settings.capacity)
+    if tokens >= need:
+        return (tokens - min(cost, settings.capacity), now), 0.0
+    return (tokens, now), (need - tokens) / settings.per_s
 
 
 class Store(Protocol):
@@ -175,7 +211,8 @@ def key_id(name: bytes) -> int:
 
 
 class RateLimiter:
-    """One bucket per key; `check` answers 0 (go ahead) or the seconds to wait."""
+    """One bucket per key; `check` answers 0 (go ahead) or the seconds to wait. Limiters with
+    other settings may share a store: their keys carry their own prefix (`key_id`)."""
 
     def __init__(self, settings: RateSettings, store: Store | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -183,8 +220,17 @@ class RateLimiter:
         self.store: Store = store if store is not None else SharedFileStore()
         self.clock = clock
 
-    def check(self, key: bytes) -> float:
+    def check(self, key: bytes, cost: float = 1.0) -> float:
+        """Take `cost` tokens from `key`'s bucket (0: take none, only look)."""
         if not self.settings.enabled:
             return 0.0
         now = self.clock()
-        return self.store.transact(key_id(key), lambda b: take(b, now, self.settings))
+        return self.store.transact(key_id(key), lambda b: take(b, now, self.settings, cost))
+
+    def peek(self, key: bytes) -> float:
+        """0 when `key`'s bucket holds a token, else the seconds until it will (takes none)."""
+        return self.check(key, cost=0.0)
+
+    def with_settings(self, settings: RateSettings) -> RateLimiter:
+        """Another limiter on the same store and clock."""
+        return RateLimiter(settings, self.store, self.clock)

@@ -6,6 +6,7 @@ layer with fraud/schema.py); loading has no side effects beyond reading the file
 
 from fraud.config.ab import (
     ABConfig,
+    AccessConfig,
     CoalesceConfig,
     CorsConfig,
     DriftConfig,
@@ -32,9 +33,10 @@ from fraud.config.training import (
 )
 
 __all__ = [
-    "CONFIG_DIR", "PROJECT_ROOT", "PSI_BINS", "ABConfig", "CoalesceConfig", "CorsConfig",
-    "DataConfig", "DriftConfig", "DriftSettings", "ExplainConfig", "GeneratorConfig",
-    "GuardrailConfig", "LabelPolicy", "LimitsConfig", "Metric", "ModelSpec", "RateLimitConfig",
+    "CONFIG_DIR", "PROJECT_ROOT", "PSI_BINS", "ABConfig", "AccessConfig", "CoalesceConfig",
+    "CorsConfig", "DataConfig", "DriftConfig", "DriftSettings", "ExplainConfig",
+    "GeneratorConfig", "GuardrailConfig", "LabelPolicy", "LimitsConfig", "Metric", "ModelSpec",
+    "RateLimitConfig",
     "ReportConfig", "RetentionPolicy", "ShadowConfig", "StatsSettings", "Strict",
     "ThresholdConfig", "TrainingConfig", "load_ab_config", "load_training_config", "load_yaml",
     "mlflow_tracking_uri",

@@ -99,13 +99,33 @@ class LimitsConfig(Strict):
 
 
 class RateLimitConfig(Strict):
-    """The per-key token bucket, shared by a replica's API workers (429 with Retry-After).
+    """The token buckets, shared by a replica's API workers (429 with Retry-After): one per
+    key, one per client address for requests without a key, one per client address for
+    failed authentications (only while keys are configured).
 
-    FRAUDSERVE_RATE_LIMIT_PER_MIN / FRAUDSERVE_RATE_BURST override
-    (fraud.api.ratelimit.RateSettings.from_mapping applies and checks them)."""
+    FRAUDSERVE_RATE_LIMIT_PER_MIN / FRAUDSERVE_RATE_BURST (and FRAUDSERVE_ANON_RATE_PER_MIN,
+    FRAUDSERVE_FAILED_AUTH_PER_MIN) override (fraud.api.ratelimit.RatePolicy applies them)."""
 
     per_min: float | None = Field(None, ge=0, description="None: 12000; 0 turns it off")
     burst: int | None = Field(None, ge=1, description="None: 2 s of the rate")
+    anonymous_per_min: float | None = Field(None, ge=0, description="per client address, "
+                                            "requests without a key; None: 600")
+    anonymous_burst: int | None = Field(None, ge=1, description="None: 60")
+    failed_auth_per_min: float | None = Field(None, ge=0, description="per client address, "
+                                              "401s for a wrong key; None: 30")
+    failed_auth_burst: int | None = Field(None, ge=1, description="None: 10")
+
+
+class AccessConfig(Strict):
+    """configs/ab.yaml `access:`: who the client is, and whether the costly open routes need
+    a key. FRAUDSERVE_TRUSTED_PROXIES (comma-separated) and FRAUDSERVE_REPORTS_NEED_KEY (0|1)
+    override (fraud.api.clientip and fraud.api.auth apply them)."""
+
+    trusted_proxies: list[str] = Field(default_factory=list, description="addresses or CIDR "
+                                       "ranges whose X-Forwarded-For is believed, e.g. the "
+                                       "ingress controller's pod range; [] believes none")
+    reports_need_key: bool = Field(False, description="/ab-stats, /report and /drift need a "
+                                   "key (any scope)")
 
 
 class CorsConfig(Strict):
@@ -216,6 +236,7 @@ class ABConfig(Strict):
     shadow: ShadowConfig = ShadowConfig()
     limits: LimitsConfig = LimitsConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
+    access: AccessConfig = AccessConfig()
     cors: CorsConfig = CorsConfig()
     drift: DriftConfig = DriftConfig()
     explain: ExplainConfig = ExplainConfig()

@@ -27,29 +27,38 @@ pytestmark = [pytest.mark.service]
 
 AB = load_ab_config()
 KEYS = {"score": "svc-score-key-1", "label": "svc-label-key-2", "admin": "svc-admin-key-3",
-        "rate": "svc-rate-key-4", "batch": "svc-batch-key-5"}
+        "rate": "svc-rate-key-4", "batch": "svc-batch-key-5", "flood": "svc-flood-key-6"}
 BURST = 20  # per key; refills at 6 a minute, so the counts below are exact within a second
+ANON_BURST = 60  # per client address without a key; refills at 10 a second
+FAILED_BURST = 40  # failed authentications per client address; refills at 30 a minute
 
 
 @pytest.fixture(scope="module")
 def keyed(trained_store: Store, gate_report: Path,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    entries = ",".join(f"{'score' if name in ('rate', 'batch') else name}:{key}"
+    entries = ",".join(f"{'score' if name in ('rate', 'batch', 'flood') else name}:{key}"
                        for name, key in KEYS.items())
+    # The test client is the trusted proxy: a test names its own client address in
+    # X-Forwarded-For, so the per-address buckets of one test never starve another's.
     with serve(trained_store, tmp_path_factory.mktemp("auth"),
                FRAUDSERVE_GATE_REPORT=str(gate_report), FRAUDSERVE_API_KEYS=entries,
-               FRAUDSERVE_RATE_LIMIT_PER_MIN="6", FRAUDSERVE_RATE_BURST=str(BURST)) as srv:
+               FRAUDSERVE_RATE_LIMIT_PER_MIN="6", FRAUDSERVE_RATE_BURST=str(BURST),
+               FRAUDSERVE_TRUSTED_PROXIES="127.0.0.1", FRAUDSERVE_ANON_RATE_PER_MIN="600",
+               FRAUDSERVE_ANON_RATE_BURST=str(ANON_BURST),
+               FRAUDSERVE_FAILED_AUTH_BURST=str(FAILED_BURST)) as srv:
         yield srv
 
 
 def call(server: Server, method: str, path: str, body: Any = None, key: str | None = None,
-         raw: str | None = None) -> tuple[int, dict[str, str], Any]:
+         raw: str | None = None, client: str | None = None
+         ) -> tuple[int, dict[str, str], Any]:
     host, port = server.url.rsplit("/", 1)[1].split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
         data = raw if raw is not None else (None if body is None else json.dumps(body))
         headers = {"Connection": "close", "Content-Type": "application/json",
-                   **({"Authorization": f"Bearer {key}"} if key else {})}
+                   **({"Authorization": f"Bearer {key}"} if key else {}),
+                   **({"X-Forwarded-For": client} if client else {})}
         conn.request(method, path, body=data, headers=headers)
         resp = conn.getresponse()
         text = resp.read().decode(errors="replace")
@@ -261,3 +270,38 @@ def test_ab_stats_shows_salt_and_thresholds_to_admin_keys_only(keyed: Server) ->
     stripped = {k: v for k, v in full["experiment"].items() if k != "salt"}
     assert set(stripped) == set(public["experiment"])
 
+
+
+def test_anonymous_report_floods_are_throttled_per_client_address(keyed: Server) -> None:
+    """Issue 23: 600 anonymous /report calls, 32 at a time, were never throttled. Now one
+    address gets its burst and the refill (10 a second), the rest 429 with Retry-After, while
+    another address and a keyed client are served."""
+    flood = "203.0.113.10"
+    started = time.monotonic()
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(lambda _: call(keyed, "GET", "/report", client=flood),
+                                range(300)))
+    elapsed = time.monotonic() - started
+    statuses = [a[0] for a in answers]
+    assert set(statuses) == {200, 429}, statuses
+    assert statuses.count(200) <= ANON_BURST + 10 * elapsed + 1, (statuses.count(200), elapsed)
+    refused = next(a for a in answers if a[0] == 429)
+    assert int(refused[1]["retry-after"]) >= 1
+    assert "per client address" in refused[2]["error"]
+    assert call(keyed, "GET", "/report", client="203.0.113.11")[0] == 200
+    assert call(keyed, "POST", "/predict", EXAMPLE_TRANSACTION, KEYS["flood"],
+                client=flood)[0] == 200
+    assert call(keyed, "GET", "/ab-stats", client=flood)[0] == 429  # the same bucket
+
+
+def test_failed_authentications_are_throttled_per_client_address(keyed: Server) -> None:
+    guesser = "203.0.113.20"
+    statuses = [call(keyed, "POST", "/predict", EXAMPLE_TRANSACTION, f"guess-{i}",
+                     client=guesser)[0] for i in range(FAILED_BURST)]
+    assert statuses == [401] * FAILED_BURST
+    status, headers, answer = call(keyed, "POST", "/predict", EXAMPLE_TRANSACTION,
+                                   KEYS["flood"], client=guesser)
+    assert status == 429 and "failed authentications" in answer["error"], answer
+    assert int(headers["retry-after"]) >= 1
+    assert call(keyed, "POST", "/predict", EXAMPLE_TRANSACTION, KEYS["flood"],
+                client="203.0.113.21")[0] == 200

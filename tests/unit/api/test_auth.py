@@ -176,3 +176,20 @@ def test_start_line_warns_in_open_mode_and_counts_keys_otherwise(
     assert keyed_line.levelno == logging.INFO
     assert keyed_line.getMessage() == "API keys: 2 score, 2 label, 1 admin"
     assert all(s not in caplog.text for s in (SCORE, LABEL, ADMIN, BOTH))
+
+
+def test_the_switch_makes_the_costly_views_need_any_key() -> None:
+    for path in ("/ab-stats", "/report", "/drift"):
+        assert rule_for(path, reports_need_key=True).access is Access.KEYED
+        assert authorize(RING, "GET", path, None, reports_need_key=True).status == 401
+        assert authorize(RING, "GET", path, f"Bearer {LABEL}", reports_need_key=True
+                         ).scopes == {"label"}
+    assert rule_for("/report").access is Access.OPEN
+    assert rule_for("/health", reports_need_key=True).access is Access.OPEN
+
+
+def test_an_open_route_names_a_valid_key_and_ignores_a_wrong_one() -> None:
+    named = authorize(RING, "GET", "/report", f"Bearer {ADMIN}")
+    assert named.status == 0 and named.key is not None and named.scopes == {"admin"}
+    wrong = authorize(RING, "GET", "/report", "Bearer not-a-key")
+    assert wrong.status == 0 and wrong.key is None and wrong.scopes == frozenset()

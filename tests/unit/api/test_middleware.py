@@ -20,14 +20,9 @@ from starlette.testclient import TestClient
 
 from fraud.api.auth import KeyConfigError, KeyRing, parse_keys
 from fraud.api.errors import ErrorBody
-from fraud.api.middleware import (
-    LimitSettings,
-    SecurityMiddleware,
-    count_by_route,
-    scopes_of,
-    security_settings,
-)
+from fraud.api.middleware import SecurityMiddleware, count_by_route, scopes_of
 from fraud.api.ratelimit import MemoryStore, RateLimiter, RateSettings
+from fraud.api.settings import LimitSettings, security_settings
 from fraud.config import ABConfig
 
 SCORE, LABEL, ADMIN = "score-secret-1", "label-secret-2", "admin-secret-3"
@@ -291,12 +286,12 @@ def test_refusals_are_counted_by_known_route_and_any_other_path_is_other() -> No
 def test_security_settings_come_from_the_config_then_the_environment() -> None:
     ab = ABConfig(max_batch_rows=10, limits={"max_body_bytes": 1000},
                   rate_limit={"per_min": 60})
-    keys, limits, rate = security_settings(ab, {})
-    assert keys.open and limits.max_body_bytes == 1000 and rate.per_min == 60
-    assert limits.max_batch_body_bytes == 10 * 2048  # enough for max_batch_rows rows
+    got = security_settings(ab, {})
+    assert got.keys.open and got.limits.max_body_bytes == 1000 and got.rate.key.per_min == 60
+    assert got.limits.max_batch_body_bytes == 10 * 2048  # enough for max_batch_rows rows
     env = {"FRAUDSERVE_API_KEYS": "admin:" + "k" * 32, "FRAUDSERVE_MAX_BODY_BYTES": "2000"}
-    keys, limits, _ = security_settings(ab, env)
-    assert not keys.open and limits.max_body_bytes == 2000
+    got = security_settings(ab, env)
+    assert not got.keys.open and got.limits.max_body_bytes == 2000
     with pytest.raises(ValueError):
         security_settings(ab, {"FRAUDSERVE_MAX_BODY_BYTES": "0"})
     with pytest.raises(KeyConfigError):

@@ -14,7 +14,6 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from fraud.api.middleware import LimitSettings
 from fraud.api.openapi import (
     ROUTE_STATUSES,
     OpenAPIMiddleware,
@@ -22,7 +21,8 @@ from fraud.api.openapi import (
     patch_openapi,
     published,
 )
-from fraud.api.ratelimit import RateSettings
+from fraud.api.ratelimit import RatePolicy, RateSettings
+from fraud.api.settings import LimitSettings
 from fraud.schema import Feedback, Prediction, ShareChange, Transaction
 
 ops = FastAPI()
@@ -56,7 +56,7 @@ class Toy:
 
 
 LIMITS = LimitSettings(max_body_bytes=65536, max_batch_body_bytes=2_048_000)
-RATE = RateSettings(per_min=600)
+RATE = RatePolicy(key=RateSettings(per_min=600))
 NOT_READY = {"description": "Not ready.", "content": {"application/json": {
     "schema": {"type": "object"}}}}
 STATUSES = {"POST /feedback": {404: "Unknown request_id.", 409: "Opposite label."},
@@ -110,8 +110,8 @@ def test_every_error_status_with_the_real_body(doc: dict[str, Any]) -> None:
         ("/feedback", "post"): {"200", "400", "401", "403", "404", "409", "413", "415",
                                 "429", "500"},
         ("/admin/share", "post"): {"200", "400", "401", "403", "413", "415", "429"},
-        ("/ab-stats", "get"): {"200", "401"},
-        ("/health", "get"): {"200", "503"},
+        ("/ab-stats", "get"): {"200", "401", "429"},
+        ("/health", "get"): {"200", "429", "503"},  # 429: per client address, without a key
     }
     for (path, method), statuses in want.items():
         op = doc["paths"][path][method]

@@ -12,6 +12,7 @@ import pytest
 from fraud.api.ratelimit import (
     MemoryStore,
     RateLimiter,
+    RatePolicy,
     RateSettings,
     SharedFileStore,
     default_state_path,
@@ -48,6 +49,36 @@ def test_settings_defaults_yaml_and_environment() -> None:
     assert (s.per_min, s.capacity) == (30.0, 2.0)
     assert RateSettings(per_min=6).capacity == 1.0  # at least one request
     assert not RateSettings.from_mapping({}, {"FRAUDSERVE_RATE_LIMIT_PER_MIN": "0"}).enabled
+
+
+def test_a_cost_takes_several_tokens_at_most_a_full_bucket_and_zero_only_looks() -> None:
+    s = RateSettings(per_min=60, burst=10)
+    bucket, wait = take(None, 0.0, s, cost=4)
+    assert (bucket, wait) == ((6.0, 0.0), 0.0)
+    same, wait = take(bucket, 0.0, s, cost=7)
+    assert same == bucket and wait == pytest.approx(1.0)  # 1 s for the missing token
+    looked, wait = take((0.5, 0.0), 0.0, s, cost=0)
+    assert looked == (0.5, 0.0) and wait == pytest.approx(0.5)  # peeks: takes nothing
+    assert take((3.0, 0.0), 0.0, s, cost=0) == ((3.0, 0.0), 0.0)
+    bucket, wait = take(None, 0.0, s, cost=50)  # more than the bucket: a full one pays
+    assert (bucket[0], wait) == (0.0, 0.0)
+    limiter = RateLimiter(s, MemoryStore(), lambda: FROZEN)
+    assert limiter.peek(b"k") == 0.0 and limiter.check(b"k", cost=10) == 0.0
+    assert limiter.peek(b"k") > 0 and limiter.with_settings(s).peek(b"k") > 0  # one store
+
+
+def test_the_policy_has_three_buckets_from_yaml_and_environment() -> None:
+    default = RatePolicy()
+    assert (default.anonymous.per_min, default.anonymous.capacity) == (600, 60)
+    assert (default.failed_auth.per_min, default.failed_auth.capacity) == (30, 10)
+    p = RatePolicy.from_mapping({"per_min": 60, "anonymous_per_min": 0,
+                                 "failed_auth_burst": 3},
+                                {"FRAUDSERVE_FAILED_AUTH_PER_MIN": "12",
+                                 "FRAUDSERVE_ANON_RATE_BURST": "7"})
+    assert p.key.per_min == 60 and not p.anonymous.enabled and p.anonymous.capacity == 7
+    assert (p.failed_auth.per_min, p.failed_auth.capacity) == (12, 3)
+    with pytest.raises(ValueError, match="unknown keys"):
+        RatePolicy.from_mapping({"anonymous": 5})
 
 
 @pytest.mark.parametrize(("data", "words"), [
