@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 3000
+HOST ?= 127.0.0.1
 USERS ?= 50
 RUN_TIME ?= 60s
 PROFILE ?= mix
@@ -46,8 +47,8 @@ image: build  ## gate, build, then bentoml containerize (CONTAINERIZE_ARGS="--ba
 pipeline: install  ## the delivery workflow's steps up to the image, locally: no push, no deploy (FULL_SUITE=1, RETRAIN=0)
 	CONTAINERIZE_ARGS='$(CONTAINERIZE_ARGS)' bash tools/pipeline.sh
 
-serve: gate  ## train if needed, gate, then bentoml serve on http://localhost:$(PORT)
-	$(BIN)/bentoml serve service:FraudDetection --port $(PORT)
+serve: gate  ## train if needed, gate, then bentoml serve on http://$(HOST):$(PORT) (HOST=0.0.0.0: every interface)
+	$(BIN)/bentoml serve service:FraudDetection --host $(HOST) --port $(PORT)
 
 lint: install  ## ruff, and the layers (lint-imports: contracts in pyproject.toml)
 	$(BIN)/ruff check .

@@ -2,9 +2,10 @@
 
 Keys come from FRAUDSERVE_API_KEYS (`scope:key` entries, comma-separated) and/or the file named
 by FRAUDSERVE_API_KEYS_FILE (the same entries, also one per line, `#` comments), e.g. a
-Kubernetes Secret. A key listed under several scopes holds all of them. With no keys at all
-the service is open (local use). Secrets are compared in constant time and never logged:
-only a key's fingerprint (a hash prefix) is ever shown.
+Kubernetes Secret; fraud/api/keys.py loads and checks them. A key holds several scopes only
+when one entry says so (`score+label:<key>`): the same key in two entries is an error. With
+no keys at all the service is open (local use). Secrets are compared in constant time and
+never logged: only a key's fingerprint (a hash prefix) is ever shown.
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import Literal
 
 Scope = Literal["score", "label", "admin"]
@@ -95,33 +94,69 @@ class ApiKey:
         return hashlib.sha256(self.secret).hexdigest()[:12]
 
 
-def parse_keys(text: str, source: str) -> list[ApiKey]:
-    """`scope:key` entries separated by commas or new lines; `#` starts a comment."""
-    merged: dict[bytes, set[str]] = {}
+@dataclass(frozen=True)
+class Entry:
+    """One `scope[+scope...]:key` entry and where it was written (never shows the secret)."""
+
+    source: str
+    number: int
+    scopes: frozenset[str]
+    secret: bytes = field(repr=False)
+
+    def __str__(self) -> str:
+        return f"{self.source}: entry {self.number} ({'+'.join(sorted(self.scopes))})"
+
+
+def parse_entries(text: str, source: str) -> list[Entry]:
+    """`scope:key` entries separated by commas or new lines; `#` starts a comment; one entry
+    may name several scopes joined by `+` (`score+label:<key>`)."""
+    out: list[Entry] = []
     lines = (line.split("#", 1)[0] for line in text.splitlines())
     entries = [e.strip() for line in lines for e in line.split(",")]
     for n, entry in enumerate((e for e in entries if e), start=1):
         scope, sep, secret = entry.partition(":")
-        scope, secret = scope.strip(), secret.strip()
+        scopes, secret = [s.strip() for s in scope.split("+")], secret.strip()
         if not sep or not secret:
             raise KeyConfigError(f"{source}: entry {n} is not 'scope:key'")
-        if scope not in SCOPES:
-            raise KeyConfigError(f"{source}: entry {n} has the unknown scope {scope!r} "
-                                 f"(expected one of {', '.join(SCOPES)})")
+        for name in scopes:
+            if name not in SCOPES:
+                raise KeyConfigError(f"{source}: entry {n} has the unknown scope {name!r} "
+                                     f"(expected one of {', '.join(SCOPES)})")
         if any(c.isspace() for c in secret):
             raise KeyConfigError(f"{source}: entry {n}: a key may not contain white space")
-        merged.setdefault(secret.encode(), set()).add(scope)
-    return [ApiKey(secret, frozenset(scopes)) for secret, scopes in merged.items()]
+        out.append(Entry(source, n, frozenset(scopes), secret.encode()))
+    return out
+
+
+def merge(entries: Iterable[Entry]) -> list[ApiKey]:
+    """One ApiKey per entry; the same key in two entries is an error naming both (a key that
+    must hold several scopes says so in one entry), never the key."""
+    seen: dict[bytes, Entry] = {}
+    for entry in entries:
+        first = seen.setdefault(entry.secret, entry)
+        if first is not entry:
+            both = "+".join(sorted(first.scopes | entry.scopes))
+            raise KeyConfigError(
+                f"{first} and {entry} hold the same key: give each scope its own key, or "
+                f"write the scopes it must hold in one entry ({both}:<key>)")
+    return [ApiKey(e.secret, e.scopes) for e in seen.values()]
+
+
+def parse_keys(text: str, source: str) -> list[ApiKey]:
+    """The keys of `text` (see parse_entries; duplicates refused by merge)."""
+    return merge(parse_entries(text, source))
 
 
 class KeyRing:
-    """The configured keys; empty means open mode."""
+    """The configured keys; empty means open mode. `notes` are start-up warnings (an empty
+    variable, a key file others can read) that log_start repeats."""
 
-    def __init__(self, keys: Iterable[ApiKey] = ()) -> None:
+    def __init__(self, keys: Iterable[ApiKey] = (), notes: Iterable[str] = ()) -> None:
         by_secret: dict[bytes, set[str]] = {}
         for key in keys:
             by_secret.setdefault(key.secret, set()).update(key.scopes)
         self.keys = tuple(ApiKey(s, frozenset(sc)) for s, sc in by_secret.items())
+        self.notes = tuple(notes)
 
     @property
     def open(self) -> bool:
@@ -142,33 +177,6 @@ class KeyRing:
         return found
 
 
-def load_keys(environ: Mapping[str, str] = os.environ) -> KeyRing:
-    """The keys of FRAUDSERVE_API_KEYS and FRAUDSERVE_API_KEYS_FILE (both may be set).
-
-    Fails closed: a named file that is missing or holds no keys is an error, not open mode,
-    and the retired FRAUDSERVE_ADMIN_KEY is refused with how to migrate.
-    """
-    if environ.get(LEGACY_ADMIN_ENV):
-        raise KeyConfigError(
-            f"{LEGACY_ADMIN_ENV} is no longer read: admin routes take 'Authorization: Bearer "
-            f"<key>' with an admin key in {KEYS_ENV}. Set {KEYS_ENV}='admin:<that key>,"
-            f"score:<key>,label:<key>' (or {KEYS_FILE_ENV}) and unset {LEGACY_ADMIN_ENV}.")
-    keys = parse_keys(environ.get(KEYS_ENV, ""), KEYS_ENV)
-    path = environ.get(KEYS_FILE_ENV)
-    if path:
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise KeyConfigError(f"{KEYS_FILE_ENV}={path}: cannot read it "
-                                 f"({exc.strerror})") from None
-        from_file = parse_keys(text, f"{KEYS_FILE_ENV}={path}")
-        if not from_file:
-            raise KeyConfigError(f"{KEYS_FILE_ENV}={path} holds no keys; unset it to run "
-                                 "open")
-        keys += from_file
-    return KeyRing(keys)
-
-
 def describe(keys: KeyRing) -> str:
     """One start-up line: open mode loudly, else how many keys per scope."""
     if keys.open:
@@ -179,7 +187,9 @@ def describe(keys: KeyRing) -> str:
 
 
 def log_start(keys: KeyRing, log: logging.Logger) -> None:
-    """Log the start-up line: a WARNING in open mode, INFO otherwise."""
+    """Log the start-up line (a WARNING in open mode, INFO otherwise) and each note."""
+    for note in keys.notes:
+        log.warning("%s", note)
     log.log(logging.WARNING if keys.open else logging.INFO, "%s", describe(keys))
 
 

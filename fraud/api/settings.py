@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fraud.api.auth import KeyRing, load_keys
+from fraud.api.auth import KeyRing
 from fraud.api.clientip import NO_PROXIES, TrustedProxies
+from fraud.api.keys import load_keys
 from fraud.api.ratelimit import RateLimiter, RatePolicy, Store
 from fraud.config import ABConfig
 

@@ -93,7 +93,7 @@ def test_swagger_try_it_out_predict(server: Server) -> None:
     assert_scored(body)
 
 
-SCORE_KEY = "swagger-score-key"
+SCORE_KEY = "swagger-score-key-Bn5Yt2Qx8Lw3Zr7Kc1"  # >= 32 characters
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def keyed_server(trained_store: Store, gate_report: Path,
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with serve(trained_store, tmp_path_factory.mktemp("swagger-keys"),
                FRAUDSERVE_GATE_REPORT=str(gate_report),
-               FRAUDSERVE_API_KEYS=f"score:{SCORE_KEY},admin:swagger-admin-key") as srv:
+               FRAUDSERVE_API_KEYS=f"score:{SCORE_KEY},admin:{SCORE_KEY[::-1]}") as srv:
         yield srv
 
 

@@ -16,6 +16,7 @@ from fraud.schema import EXAMPLE_TRANSACTION
 pytestmark = [pytest.mark.service]
 
 ALLOWED = "https://analysts.example.com"
+CORS_KEY = "cors-score-key-Ux3Rk8Wq1Zp6Tn4Lm9Vs"  # >= 32 characters
 PREFLIGHT = {"Access-Control-Request-Method": "POST",
              "Access-Control-Request-Headers": "authorization, content-type"}
 
@@ -35,7 +36,7 @@ def cors_server(trained_store: Store, gate_report: Path,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with serve(trained_store, tmp_path_factory.mktemp("cors"), workers=1,
                FRAUDSERVE_GATE_REPORT=str(gate_report), FRAUDSERVE_CORS_ORIGINS=ALLOWED,
-               FRAUDSERVE_API_KEYS="score:cors-score-key") as srv:
+               FRAUDSERVE_API_KEYS=f"score:{CORS_KEY}") as srv:
         yield srv
 
 
@@ -47,7 +48,7 @@ def test_listed_origin_passes_preflight_and_gets_the_header(cors_server: Server)
     assert "authorization" in pre.headers["access-control-allow-headers"].lower()
     resp = requests.post(f"{cors_server.url}/predict", json=EXAMPLE_TRANSACTION, timeout=15,
                          headers={"Origin": ALLOWED,
-                                  "Authorization": "Bearer cors-score-key"})
+                                  "Authorization": f"Bearer {CORS_KEY}"})
     assert resp.status_code == 200 and resp.headers["access-control-allow-origin"] == ALLOWED
     unkeyed = requests.post(f"{cors_server.url}/predict", json=EXAMPLE_TRANSACTION,
                             timeout=15, headers={"Origin": ALLOWED})

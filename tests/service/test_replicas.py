@@ -25,7 +25,8 @@ from fraud.schema import EXAMPLE_TRANSACTION
 
 pytestmark = [pytest.mark.service, pytest.mark.postgres, pytest.mark.slow]
 
-KEY = "replica-key"  # every scope: these tests are about replicas, test_auth about scopes
+# Every scope: these tests are about replicas, test_api_keys about scopes.
+KEY = "replica-key-Hs4Qw9Zt2Lm7Xc5Vb8Np"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 OBEY_WITHIN = 5.0  # seconds: each replica refreshes the shared state every second
 
@@ -35,7 +36,7 @@ def replicas(trained_store: Store, gate_report: Path, postgres: Any,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
     env = {"FRAUDSERVE_GATE_REPORT": str(gate_report), "FRAUDSERVE_LEDGER":
            postgres.create_database(), "FRAUDSERVE_RATE_LIMIT_PER_MIN": "0",
-           "FRAUDSERVE_API_KEYS": f"score:{KEY},label:{KEY},admin:{KEY}"}
+           "FRAUDSERVE_API_KEYS": f"score+label+admin:{KEY}"}
     with serve(trained_store, tmp_path_factory.mktemp("one"), workers=1, **env) as one, \
             serve(trained_store, tmp_path_factory.mktemp("two"), workers=1, **env) as two:
         yield one, two

@@ -14,7 +14,7 @@ from helpers import BIN, ROOT, Server, Store, serve
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
-KEY = "schemathesis-all-scopes"
+KEY = "schemathesis-all-scopes-Vq8Lr3Tz6Wm1Xp4N"  # >= 32 characters
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def keyed(trained_store: Store, gate_report: Path,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with serve(trained_store, tmp_path_factory.mktemp("contract"),
                FRAUDSERVE_GATE_REPORT=str(gate_report),
-               FRAUDSERVE_API_KEYS=f"score:{KEY},label:{KEY},admin:{KEY}",
+               FRAUDSERVE_API_KEYS=f"score+label+admin:{KEY}",
                FRAUDSERVE_RATE_LIMIT_PER_MIN="0") as srv:
         yield srv
 

@@ -13,21 +13,26 @@ from fraud.api.auth import (
     KeyRing,
     authorize,
     bearer_token,
-    load_keys,
     log_start,
     parse_keys,
     rule_for,
 )
+from fraud.api.keys import load_keys
 
 SCORE, LABEL, ADMIN, BOTH = "s-key-123", "l-key-456", "a-key-789", "sl-key-000"
-RING = KeyRing(parse_keys(f"score:{SCORE},label:{LABEL},admin:{ADMIN},score:{BOTH},"
-                          f"label:{BOTH}", "test"))
+RING = KeyRing(parse_keys(f"score:{SCORE},label:{LABEL},admin:{ADMIN},score+label:{BOTH}",
+                          "test"))
 
 
-def test_a_key_listed_under_several_scopes_holds_them_all() -> None:
+def test_a_key_holds_several_scopes_only_when_one_entry_says_so() -> None:
     keys = {k.secret.decode(): k.scopes for k in RING.keys}
     assert keys == {SCORE: {"score"}, LABEL: {"label"}, ADMIN: {"admin"},
                     BOTH: {"score", "label"}}
+    with pytest.raises(KeyConfigError) as err:
+        parse_keys(f"score:{BOTH},admin:{LABEL}\nlabel:{BOTH}", "FRAUDSERVE_API_KEYS")
+    assert str(err.value).startswith("FRAUDSERVE_API_KEYS: entry 1 (score) and "
+                                     "FRAUDSERVE_API_KEYS: entry 3 (label) hold the same key")
+    assert "(label+score:<key>)" in str(err.value) and BOTH not in str(err.value)
 
 
 def test_file_format_allows_lines_and_comments() -> None:
@@ -51,10 +56,11 @@ def test_bad_entries_are_named_without_the_secret(text: str, words: str) -> None
 
 def test_env_and_file_are_merged(tmp_path: Path) -> None:
     path = tmp_path / "keys"
-    path.write_text("admin:from-file\n")
-    ring = load_keys({"FRAUDSERVE_API_KEYS": "score:from-env",
+    path.write_text("admin:" + "f" * 32 + "\n")
+    path.chmod(0o600)
+    ring = load_keys({"FRAUDSERVE_API_KEYS": "score:" + "e" * 32,
                       "FRAUDSERVE_API_KEYS_FILE": str(path)})
-    assert {k.secret for k in ring.keys} == {b"from-env", b"from-file"}
+    assert {k.secret for k in ring.keys} == {b"e" * 32, b"f" * 32}
 
 
 def test_no_keys_or_empty_variable_is_open_mode() -> None:
@@ -175,6 +181,9 @@ def test_start_line_warns_in_open_mode_and_counts_keys_otherwise(
     assert open_line.levelno == logging.WARNING and "OPEN" in open_line.getMessage()
     assert keyed_line.levelno == logging.INFO
     assert keyed_line.getMessage() == "API keys: 2 score, 2 label, 1 admin"
+    with caplog.at_level(logging.INFO, logger="test-auth"):
+        log_start(KeyRing(notes=["a note"]), log)
+    assert caplog.records[-2].getMessage() == "a note"
     assert all(s not in caplog.text for s in (SCORE, LABEL, ADMIN, BOTH))
 
 
