@@ -39,18 +39,23 @@ class Conn(Protocol):
 
 
 class Backend(Protocol):
-    """A store the ledger can use. Writes are one transaction each, never two at once (in
-    SQLite by its write lock, in PostgreSQL by an advisory lock), so the triggers that keep
-    the aggregates never deadlock and compare-and-set stays simple."""
+    """A store the ledger can use. Writes are one transaction each, serialised (in SQLite by
+    its write lock, in PostgreSQL by an advisory lock), so compare-and-set and the checks of
+    labels and looks stay simple; PostgreSQL lets decision commits (`shared`) run beside each
+    other, and a commit it aborts to break a deadlock is simply run again (`retry`)."""
 
     where: str  # for messages and logs: a path, or a URL without its password
     errors: tuple[type[BaseException], ...]  # any failure of the store
     bad_row: tuple[type[BaseException], ...]  # the store refuses a row for its content
+    retry: tuple[type[BaseException], ...]  # the transaction was rolled back: run it again
 
-    def write(self, *, durable: bool = True) -> AbstractContextManager[Conn]:
+    def write(self, *, durable: bool = True,
+              shared: bool = False) -> AbstractContextManager[Conn]:
         """A transaction. Committed, it survives a crash of any process; `durable` asks that
-        it also survive power loss. Raises LedgerBusy (before the body runs, or from a lock
-        wait inside it) when other writers held the lock past the backend's `lock_wait`."""
+        it also survive power loss. `shared`: it only adds decisions and counts (fraud/store/
+        rows.py), so it may run beside other shared ones, never beside any other write.
+        Raises LedgerBusy (before the body runs, or from a lock wait inside it) when other
+        writers held the lock past the backend's `lock_wait`."""
         ...
 
     def read(self) -> AbstractContextManager[Conn]: ...

@@ -7,10 +7,16 @@ few connections that the writer thread and the request threads share, checks a c
 before handing it out (so the ledger reconnects on its own after the server restarts) and
 bounds the wait for one (so a stopped server is an error in seconds, not a hang).
 
-Every write transaction first takes one transaction-scoped advisory lock: writes from all
-replicas take turns, as SQLite's writers do. The triggers that keep the aggregates update
-shared rows (one per experiment, period and arm), and taking turns is what keeps them free of
-deadlocks; a group commit carries a whole burst, so the turns are few.
+Every write transaction first takes one transaction-scoped advisory lock. Decision commits
+(the writer's group commits: decisions and their per-user counts) take it shared, so the
+writers of several processes and replicas commit side by side; every other write (labels,
+maturity, experiments and their compare-and-set, looks, retention) takes it exclusive, so it
+runs alone, as on SQLite. Side by side, two commits meet only on the aggregate rows: each
+inserts its decisions (in parallel), then locks the per-arm rows its users' triggers update,
+in one sorted order (sql.LOCK_ARMS), then its users' rows, sorted (one grouped upsert); so
+they queue there rather than deadlock. A commit PostgreSQL still aborts to break a deadlock
+(duplicate request ids from a resent request, counted by the per-row trigger in row order)
+is rolled back whole and run again (`retry`). Measured with tests/unit/store/ledger_writers.py.
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ log = logging.getLogger(__name__)
 
 WRITE_LOCK = 0x6672_6175_6400  # pg_advisory_xact_lock key of every ledger write ("fraud")
 SCHEMA_LOCK = WRITE_LOCK + 1  # the migrator's (earlier releases' workers took it too)
+# The write lock, its waits (and the transaction's) bounded by the ledger's lock_wait.
+_LOCK = ("SELECT pg_advisory_xact_lock(%s) FROM (SELECT set_config('lock_timeout', %s, true))"
+         " AS timeout")
+_LOCK_SHARED = _LOCK.replace("pg_advisory_xact_lock(", "pg_advisory_xact_lock_shared(")
 _KEPT: list[Any] = []  # pools disowned after fork: never closed by the child (see after_fork)
 
 
@@ -68,6 +78,7 @@ class PostgresBackend:
 
     errors = (psycopg.Error, psycopg_pool.PoolTimeout)
     bad_row = (psycopg.DataError, psycopg.IntegrityError)
+    retry = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
     def __init__(self, url: str, *, timeout: float = 5.0, lock_wait: float = 20.0,
                  max_size: int = 4) -> None:
@@ -91,8 +102,9 @@ class PostgresBackend:
             raise
 
     @contextmanager
-    def write(self, *, durable: bool = True) -> Iterator[_Conn]:
-        """One transaction, after every other ledger write (the advisory lock). Always committed
+    def write(self, *, durable: bool = True, shared: bool = False) -> Iterator[_Conn]:
+        """One transaction, after every other ledger write (the advisory lock; `shared`: only
+        after the writes that are not shared, see the module docstring). Always committed
         with the server's synchronous_commit (`durable` is for SQLite's cheaper level, which
         survives a crash of any process; PostgreSQL's cheaper level would not survive a crash
         of the server). Its lock waits are bounded by `lock_wait` (the transaction's
@@ -100,8 +112,7 @@ class PostgresBackend:
         self._check_fork()
         try:
             with self.pool.connection() as conn, conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s) FROM (SELECT set_config("
-                             "'lock_timeout', %s, true)) AS timeout",
+                conn.execute(_LOCK_SHARED if shared else _LOCK,
                              (WRITE_LOCK, f"{max(1, int(self.lock_wait * 1000))}ms"))
                 yield _Conn(conn)
         except psycopg.errors.LockNotAvailable as exc:

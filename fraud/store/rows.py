@@ -1,9 +1,9 @@
 """Decisions as ledger rows, and how one group commit writes them with their aggregates.
 
-Prepared outside the write lock (`prepare`: rows flattened, per-user sums and error counts
-computed), written inside it (`write`) in few statements: the decisions in one multi-row insert
-marked `counted` (the per-row `decisions_count` trigger skips them), then their users'
-aggregates in one grouped upsert (a sum per user), then the error counts likewise. A ledger
+Prepared outside the write lock (`prepare`: rows flattened, per-user sums of decisions and
+errors computed), written inside it (`write`) in two statements: the decisions in one
+multi-row insert marked `counted` (the per-row `decisions_count` trigger skips them), then
+their users' sums in one grouped upsert (one row per user, in one sorted order). A ledger
 writer of an earlier release inserts unmarked rows and its trigger counts them, so both can
 share a store. Exactness is kept: a request_id already stored (fewer rows inserted than sent)
 rolls the fast path back and lets the trigger count the new rows only; a row the store refuses
@@ -13,13 +13,12 @@ for its content fails its own request alone.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from fraud.schema import ARMS
 from fraud.store import sql
-from fraud.store.backend import Conn
+from fraud.store.backend import Backend, Conn
 from fraud.store.records import SOURCES, Decision, ScoringError
 
 log = logging.getLogger("fraud.store.writer")
@@ -60,16 +59,51 @@ class Batch:
 
     groups: list[list[Row]]
     rows: list[Row]  # every group's, marked counted
-    users: list[tuple[Any, ...]]  # user_counts(rows)
-    errors: list[tuple[Any, ...]]  # (experiment, period, arm, user, n)
+    users: list[tuple[Any, ...]]  # (experiment, period, arm, user, decisions, flagged, errors)
+    errors: list[tuple[Any, ...]]  # the same for users with errors, decisions left out
+    lock_arms: bool = False  # PostgreSQL's shared commits: lock the per-arm rows first
+
+    def arms(self, conn: Conn) -> None:
+        """Lock the per-arm rows the users' triggers will update (see sql.LOCK_ARMS)."""
+        keys = sorted({u[:3] for u in self.users})
+        if self.lock_arms and keys:
+            conn.execute(sql.LOCK_ARMS.format(keys=", ".join(["(?, ?, ?)"] * len(keys))),
+                         [v for key in keys for v in key])
 
 
 def prepare(groups: list[list[Row]], errors: list[ScoringError]) -> Batch:
-    """Everything a commit needs that is not SQL (done before taking the write lock)."""
+    """Everything a commit needs that is not SQL (done before taking the write lock). Users
+    are sorted: every commit takes their rows in one order (fraud/store/postgres.py)."""
     rows = [(*row, 1) for group in groups for row in group]
-    counted = Counter((e.experiment_id, e.period, e.arm, e.user_id) for e in errors)
-    return Batch(groups, rows, user_counts(rows) if rows else [],
-                 sorted((*key, n) for key, n in counted.items()))
+    sums: dict[tuple[Any, ...], list[int]] = {}
+    for r in rows:  # DECISION_COLUMNS order: user 2, arm 3, is_fraud 6, experiment 9, period 10
+        c = sums.setdefault((r[9], r[10], r[3], r[2]), [0, 0, 0])
+        c[0] += 1
+        c[1] += r[6]
+    for e in errors:
+        sums.setdefault((e.experiment_id, e.period, e.arm, e.user_id), [0, 0, 0])[2] += 1
+    users = sorted((*key, *c) for key, c in sums.items())
+    return Batch(groups, rows, users, [(*u[:4], 0, 0, u[6]) for u in users if u[6]])
+
+
+def commit(backend: Backend, groups: list[list[Row]],
+           errors: list[ScoringError]) -> dict[int, BaseException]:
+    """One group commit: prepared, then written in one transaction (shared: PostgreSQL runs
+    other processes' commits beside it, and if it aborts it to break a deadlock, it runs again).
+    Returns the groups the store refused for their content, which were not written."""
+    batch = prepare(groups, errors)
+    batch.lock_arms = bool(getattr(backend, "retry", ()))  # PostgreSQL: commits side by side
+    retry = getattr(backend, "retry", ())
+    for attempt in range(1, 6):
+        try:
+            with backend.write(durable=False, shared=True) as conn:
+                return write(conn, batch, backend.bad_row)
+        except retry as exc:
+            if attempt == 5:
+                raise
+            log.info("ledger: a commit to %s was rolled back (%s): again", backend.where,
+                     type(exc).__name__)
+    raise AssertionError("unreachable")
 
 
 def write(conn: Conn, batch: Batch,
@@ -77,29 +111,40 @@ def write(conn: Conn, batch: Batch,
     """Insert the batch's decisions (duplicate request_ids ignored) with their aggregates, and
     its error counts. Returns the groups (requests) the store refused for their content, which
     were not written; any other failure raises and fails the transaction."""
-    rejected = _decisions(conn, batch, bad_row) if batch.rows else {}
-    conn.insert_many(sql.USER_ERRORS[0], batch.errors, sql.USER_ERRORS[1])
+    rejected: dict[int, BaseException] = {}
+    if batch.rows:
+        counted, rejected = _decisions(conn, batch, bad_row)
+        if counted:  # the users' decisions and errors are in
+            return {}
+    batch.arms(conn)
+    conn.insert_many(sql.USER_COUNTS[0], batch.errors, sql.USER_COUNTS[1])
     return rejected
 
 
-def _decisions(conn: Conn, batch: Batch,
-               bad_row: tuple[type[BaseException], ...]) -> dict[int, BaseException]:
+def _decisions(conn: Conn, batch: Batch, bad_row: tuple[type[BaseException], ...]
+               ) -> tuple[bool, dict[int, BaseException]]:
+    """The decisions: (True, {}) if the fast path counted them with the users' sums, else
+    (False, the refused groups) once the trigger counted the ones stored."""
     refused = (*bad_row, ValueError, UnicodeError)
     conn.execute("SAVEPOINT batch")
     try:
         if conn.insert_many(sql.COUNTED_HEAD, batch.rows, sql.IGNORE_DUPLICATES) == len(batch.rows):
-            conn.insert_many(sql.USER_DECISIONS[0], batch.users, sql.USER_DECISIONS[1])
-        else:  # some request_id was already stored (a retried write): the trigger counts new rows
-            conn.execute("ROLLBACK TO SAVEPOINT batch")
-            conn.insert_many(sql.DECISIONS_HEAD, [r[:-1] for r in batch.rows],
-                             sql.IGNORE_DUPLICATES)
+            batch.arms(conn)
+            conn.insert_many(sql.USER_COUNTS[0], batch.users, sql.USER_COUNTS[1])
+            conn.execute("RELEASE SAVEPOINT batch")
+            return True, {}
+        # Some request_id was already stored (a retried write): the trigger counts new rows.
+        conn.execute("ROLLBACK TO SAVEPOINT batch")
+        batch.arms(conn)
+        conn.insert_many(sql.DECISIONS_HEAD, [r[:-1] for r in batch.rows], sql.IGNORE_DUPLICATES)
         conn.execute("RELEASE SAVEPOINT batch")
-        return {}
+        return False, {}
     except refused as exc:
         log.warning("ledger: a batch of %d requests failed (%s); writing them one by one",
                     len(batch.groups), exc)
         conn.execute("ROLLBACK TO SAVEPOINT batch")
         conn.execute("RELEASE SAVEPOINT batch")
+    batch.arms(conn)
     rejected: dict[int, BaseException] = {}
     for i, group in enumerate(batch.groups):
         conn.execute("SAVEPOINT one")
@@ -111,4 +156,4 @@ def _decisions(conn: Conn, batch: Batch,
             log.error("ledger: refusing a request's decisions %r: %s",
                       [r[0] for r in group][:5], exc)
         conn.execute("RELEASE SAVEPOINT one")
-    return rejected
+    return False, rejected

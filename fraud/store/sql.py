@@ -17,8 +17,9 @@ DECISIONS_HEAD = f"INSERT INTO decisions ({DECISION_COLUMNS})"
 IGNORE_DUPLICATES = " ON CONFLICT DO NOTHING"
 INSERT_DECISION = f"{DECISIONS_HEAD} VALUES ({', '.join('?' * 14)}){IGNORE_DUPLICATES}"
 # The writer's fast path: decisions marked `counted` (the `decisions_count` trigger skips
-# them), their users' aggregates added in one grouped upsert (USER_DECISIONS). A writer of an
-# earlier release inserts without the mark and its trigger counts them: both can share a store.
+# them), their users' aggregates and error counts added in one grouped upsert (USER_COUNTS). A
+# writer of an earlier release inserts without the mark and its trigger counts them: both can
+# share a store.
 COUNTED_HEAD = f"INSERT INTO decisions ({DECISION_COLUMNS}, counted)"
 INSERT_COUNTED = f"{COUNTED_HEAD} VALUES ({', '.join('?' * 15)}){IGNORE_DUPLICATES}"
 _USER = "INSERT INTO user_stats (experiment_id, period, arm, user_id"
@@ -27,6 +28,13 @@ USER_DECISIONS = (f"{_USER}, decisions, flagged)",
                   f"{_ON_USER} decisions = user_stats.decisions + excluded.decisions,"
                   " flagged = user_stats.flagged + excluded.flagged")
 USER_ERRORS = (f"{_USER}, errors)", f"{_ON_USER} errors = user_stats.errors + excluded.errors")
+USER_COUNTS = (f"{_USER}, decisions, flagged, errors)",
+               f"{USER_DECISIONS[1]}, errors = user_stats.errors + excluded.errors")
+# PostgreSQL, before a shared commit touches user_stats: the per-arm rows its users' triggers
+# will update, locked in one sorted order (`{keys}`: that many `(?, ?, ?)`), so two commits
+# side by side wait for each other there instead of deadlocking on (user row, arm row).
+LOCK_ARMS = ("SELECT 1 FROM arm_moments WHERE (experiment_id, period, arm) IN (VALUES {keys})"
+             " ORDER BY experiment_id, period, arm FOR UPDATE")
 ADD_DECISIONS = f"{USER_DECISIONS[0]} VALUES (?, ?, ?, ?, ?, ?){USER_DECISIONS[1]}"
 UPSERT_ERRORS = f"{USER_ERRORS[0]} VALUES (?, ?, ?, ?, ?){USER_ERRORS[1]}"
 

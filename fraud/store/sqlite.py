@@ -148,6 +148,7 @@ class SQLiteBackend:
 
     errors = (sqlite3.Error,)
     bad_row = (sqlite3.ProgrammingError, sqlite3.DataError, sqlite3.IntegrityError)
+    retry: tuple[type[BaseException], ...] = ()  # one writer at a time: no deadlock
 
     def __init__(self, path: Path, *, busy_timeout: float = 5.0, lock_wait: float = 20.0,
                  migrate: bool = True) -> None:
@@ -170,9 +171,10 @@ class SQLiteBackend:
             raise
 
     @contextmanager
-    def write(self, *, durable: bool = True) -> Iterator[_Conn]:
-        """One transaction holding the file's write lock. `durable` commits with
-        synchronous=FULL (survives power loss); otherwise NORMAL (survives a crash)."""
+    def write(self, *, durable: bool = True, shared: bool = False) -> Iterator[_Conn]:
+        """One transaction holding the file's write lock (`shared` or not: SQLite has one
+        writer at a time). `durable` commits with synchronous=FULL (survives power loss);
+        otherwise NORMAL (survives a crash)."""
         with self._wlock:
             conn = self._wconn
             if durable:

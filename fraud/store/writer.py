@@ -38,7 +38,7 @@ from fraud.store.records import (
     LedgerUnavailable,
     ScoringError,
 )
-from fraud.store.rows import Row, prepare, to_row, write
+from fraud.store.rows import Row, commit, to_row
 
 log = logging.getLogger(__name__)
 
@@ -268,19 +268,14 @@ class Ledger(LabelStore, ExperimentStore, PairedStore, HistoryStore):
         keep = errors[-self.max_pending:]
         self._pending_errors.extendleft(reversed(keep))
 
+    def _write(self, groups: list[list[Row]],
+               errors: list[ScoringError]) -> dict[int, BaseException]:
+        """One group commit (fraud/store/rows.py); the groups the store refused."""
+        return commit(self.backend, groups, errors)
+
     @staticmethod
     def _take(queue: deque[Any], n: int) -> list[Any]:  # only the lock holder pops
         return [queue.popleft() for _ in range(n)]
-
-    def _write(self, groups: list[list[Row]],
-               errors: list[ScoringError]) -> dict[int, BaseException]:
-        """One transaction: the groups' decisions and the error counts, prepared before the
-        write lock is taken. Returns the groups the store refused for their content (a bad
-        row), which were not written."""
-        batch = prepare(groups, errors)
-        with self.backend.write(durable=False) as conn:
-            return write(conn, batch, self.backend.bad_row)
-
 
 def _disown_after_fork(ref: weakref.ref[Ledger]) -> None:
     """In a forked child, the parent's ledger has no writer thread: refuse further records."""

@@ -49,3 +49,19 @@ def _bulk_hammer(path: str, worker: int, clients: int, batches: int, rows: int, 
     led.close()
     results.put((worker, (failures[:3], len(failures), led.write_failures, led.lock_timeouts,
                           sorted(problems))))
+
+
+def _resender(path: str, worker: int, ids: list[str], start: Any, results: Any) -> None:
+    """Record the same request ids as the other workers (a client resending to another
+    replica), in an order of its own, in batches of 25, each waiting for its commit."""
+    import random
+
+    order = list(ids)
+    random.Random(worker).shuffle(order)
+    with Ledger(path, flush_interval=0.002) as led:
+        start.wait(30)
+        for i in range(0, len(order), 25):
+            led.record([dec(rid, user=f"user-{int(rid.split('-')[1]) % 13}",
+                            flagged=int(rid.split('-')[1]) % 3 == 0)
+                        for rid in order[i:i + 25]]).result(timeout=60)
+        results.put((worker, (led.commits, led.write_failures, led.lock_timeouts)))

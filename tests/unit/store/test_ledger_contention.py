@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from contention_support import _bulk_hammer
-from ledger_support import EXP, arm_totals, dec, err, raw_count, run_workers
+from contention_support import _bulk_hammer, _resender
+from ledger_support import EXP, arm_totals, counts, dec, err, raw_count, run_workers
 
 from fraud.store.records import LedgerBusy
 from fraud.store.writer import Ledger
@@ -70,3 +70,19 @@ def test_a_lock_held_past_lock_wait_fails_that_batch_only(db: str) -> None:
         assert led.lookup("refused") is None and led.lookup("after") is not None
         totals = arm_totals(led.aggregates(EXP))["model_a"]
         assert (totals.decisions, totals.errors) == (2, 1)  # the error count was kept
+
+
+def test_workers_recording_the_same_ids_at_once_count_each_once(db: str) -> None:
+    """Duplicates across processes take the trigger's path, whose user rows are not sorted:
+    on PostgreSQL, where commits run side by side, a deadlock it may cause rolls the commit
+    back whole and it runs again; the counts stay exact."""
+    ids = [f"dup-{i}" for i in range(600)]
+    out = run_workers(3, lambda w, start, results: (
+        _resender, (db, w, ids, start, results)))
+    assert all(failures == 0 and busy == 0 for _, failures, busy in out.values()), out
+    assert raw_count(db) == len(ids)
+    with Ledger(db) as led:
+        running, scanned = led.aggregates(EXP), led.aggregates(EXP, scan=True)
+        a = arm_totals(running)["model_a"]
+        assert (a.users, a.decisions, a.flagged) == (13, 600, 200)
+        assert counts(running[0]["model_a"]) == counts(scanned[0]["model_a"])
