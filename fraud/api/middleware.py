@@ -18,10 +18,11 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from fraud.api.auth import KeyRing, authorize, bearer_token
+from fraud.api.auth import KeyRing, Verdict, authorize, bearer_token
 from fraud.api.clientip import NO_PROXIES, TrustedProxies, client_bucket
 from fraud.api.errors import error_json
 from fraud.api.ratelimit import RateLimiter, RateSettings
+from fraud.api.ratestate import StateUnsafe
 from fraud.api.settings import BATCH_ROW_BYTES, LimitSettings
 
 log = logging.getLogger("fraudserve.security")
@@ -33,6 +34,8 @@ STATE_KEY = "fraudserve_scopes"  # request.state.fraudserve_scopes: the scopes g
 KEYED_KEY = "fraudserve_keyed"  # request.state.fraudserve_keyed: a valid key, or open mode
 PAID_KEY = "fraudserve_paid"  # an OPTIONS request the outer (preflight) instance charged
 SIZE_CLASS_BYTES = BATCH_ROW_BYTES  # one token per started class of body bytes
+STATE_DOWN = ("the rate-limit state is unavailable (RATE_STATE_UNAVAILABLE); nothing was done, "
+              "retry later")  # the detail goes to the log only
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -105,17 +108,33 @@ class SecurityMiddleware:
         if scope["type"] not in ("http", "websocket"):  # lifespan
             await self.app(scope, receive, send)
             return
-        path = scope["path"]
         method = scope.get("method", "GET") if scope["type"] == "http" else "GET"
-        header = _header(scope, b"authorization")
-        client = client_bucket(scope, self.proxies) if not self.keys.open else ""
-        if self.preflight_only:
-            if method == "OPTIONS" and not await self._anonymous_limited(scope, send, client):
-                scope.setdefault("state", {})[PAID_KEY] = True
-                await self.app(scope, receive, send)
-            elif method != "OPTIONS":
-                await self.app(scope, receive, send)
+        if self.preflight_only and method != "OPTIONS":
+            await self.app(scope, receive, send)
             return
+        try:
+            verdict = await self._admit(scope, send, method)
+        except (OSError, StateUnsafe):  # the buckets' file: a 503, never a 500
+            log.exception("rate-limit state unavailable")
+            await self._refuse(scope, send, 503, "unavailable", STATE_DOWN)
+            return
+        if verdict is None:  # answered already
+            return
+        if self.preflight_only or scope["type"] == "websocket":
+            await self.app(scope, receive, send)
+            return
+        await self._limited_body(scope, receive, send, verdict.key.secret
+                                 if verdict.key is not None else None)
+
+    async def _admit(self, scope: Scope, send: Send, method: str) -> Verdict | None:
+        """The request's verdict once its buckets paid, or None when it was refused."""
+        path, header = scope["path"], _header(scope, b"authorization")
+        client = client_bucket(scope, self.proxies) if not self.keys.open else ""
+        if self.preflight_only:  # OPTIONS, outside CORSMiddleware
+            if await self._anonymous_limited(scope, send, client):
+                return None
+            scope.setdefault("state", {})[PAID_KEY] = True
+            return Verdict(0)
         presented = bearer_token(header) is not None
         if presented and self.failed_auth is not None and not self.keys.open:
             wait = self.failed_auth.peek(b"failed-auth:" + client.encode())
@@ -123,19 +142,19 @@ class SecurityMiddleware:
                 await self._refuse(scope, send, 429, "rate_limited", "too many failed "
                                    "authentications from this client address; retry after "
                                    f"{math.ceil(wait)} s", _retry(wait))
-                return
+                return None
         verdict = authorize(self.keys, method, path, header,
                             reports_need_key=self.reports_need_key)
         if verdict.key is None and not scope.get("state", {}).get(PAID_KEY) \
                 and await self._anonymous_limited(scope, send, client):
-            return
+            return None
         if verdict.status:
             if verdict.status == 401 and presented and self.failed_auth is not None:
                 self.failed_auth.check(b"failed-auth:" + client.encode())
             reason = "unauthenticated" if verdict.status == 401 else "forbidden"
             await self._refuse(scope, send, verdict.status, reason, verdict.message,
                                {"WWW-Authenticate": verdict.challenge})
-            return
+            return None
         state = scope.setdefault("state", {})
         state[STATE_KEY] = verdict.scopes
         state[KEYED_KEY] = verdict.key is not None or self.keys.open
@@ -143,12 +162,8 @@ class SecurityMiddleware:
             wait = self.limiter.check(verdict.key.secret)
             if wait > 0:
                 await self._key_limited(scope, send, wait)
-                return
-        if scope["type"] == "websocket":
-            await self.app(scope, receive, send)
-            return
-        await self._limited_body(scope, receive, send, verdict.key.secret
-                                 if verdict.key is not None else None)
+                return None
+        return verdict
 
     async def _anonymous_limited(self, scope: Scope, send: Send, client: str) -> bool:
         """Charge a request without a valid key to its client address; True if refused."""
@@ -207,7 +222,12 @@ class SecurityMiddleware:
         if key is not None and self.limiter is not None:  # a full bucket pays any body
             extra = min(size_class_cost(size), int(self.limiter.settings.capacity)) - 1
         if key is not None and self.limiter is not None and extra > 0:
-            wait = self.limiter.check(key, cost=extra)
+            try:
+                wait = self.limiter.check(key, cost=extra)
+            except (OSError, StateUnsafe):
+                log.exception("rate-limit state unavailable")
+                await self._refuse(scope, send, 503, "unavailable", STATE_DOWN)
+                return
             if wait > 0:
                 await self._key_limited(scope, send, wait)
                 return

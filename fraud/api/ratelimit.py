@@ -2,34 +2,31 @@
 authentications), shared by every worker process of a replica.
 
 Each API worker is its own process, so buckets kept in one worker's memory would let a key
-through once per worker (2 workers: twice the limit). `SharedFileStore` keeps the buckets in
-a small memory-mapped file that all workers of one `bentoml serve` open, updated under an
-exclusive lock (flock across processes, a mutex across threads). Across replicas, limit at
-the ingress (docs: README "Security"). `MemoryStore` is the same contract in one process.
+through once per worker (2 workers: twice the limit). `SharedFileStore`
+(fraud/api/ratestate.py) keeps the buckets in a small memory-mapped file, in a private
+directory, that all workers of one `bentoml serve` open. Across replicas, limit at the
+ingress (docs: README "Security"). `MemoryStore` is the same contract in one process. A
+bucket read back that makes no sense (a count below zero or not a number, a time in the
+future) starts full again rather than locking its key out.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import math
-import mmap
-import os
-import struct
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
+
+from fraud.api.ratestate import Bucket, SharedFileStore
 
 RATE_ENV = "FRAUDSERVE_RATE_LIMIT_PER_MIN"
 BURST_ENV = "FRAUDSERVE_RATE_BURST"
 ANON_RATE_ENV = "FRAUDSERVE_ANON_RATE_PER_MIN"  # and FRAUDSERVE_ANON_RATE_BURST
 FAILED_AUTH_ENV = "FRAUDSERVE_FAILED_AUTH_PER_MIN"  # and FRAUDSERVE_FAILED_AUTH_BURST
-STATE_ENV = "FRAUDSERVE_RATE_STATE"
-Bucket = tuple[float, float]  # (tokens left, monotonic time of the last update)
+FUTURE_S = 60.0  # a stamp this far past now is garbage (all workers share one clock)
 
 
 @dataclass(frozen=True)
@@ -104,10 +101,20 @@ class RatePolicy:
         return cls(key=RateSettings.from_mapping(values, env), **out)
 
 
+def sane(bucket: Bucket, now: float, settings: RateSettings) -> bool:
+    """Whether a stored bucket could have come from take(): finite, 0..capacity tokens, a
+    stamp not far in the future."""
+    tokens, stamp = bucket
+    return (math.isfinite(tokens) and math.isfinite(stamp)
+            and 0.0 <= tokens <= settings.capacity and stamp <= now + FUTURE_S)
+
+
 def take(bucket: Bucket | None, now: float, settings: RateSettings,
          cost: float = 1.0) -> tuple[Bucket, float]:
     """Refill `bucket` to `now` and take `cost` tokens (at most a full bucket; 0 takes none
     and only asks whether one is there): (new bucket, 0 or seconds to wait)."""
+    if bucket is not None and not sane(bucket, now, settings):
+        bucket = None  # written by something other than take(): start full, never lock out
     tokens, stamp = bucket if bucket is not None else (settings.capacity, now)
     elapsed = max(0.0, now - stamp)  # a clock that went back refills nothing
     tokens = min(settings.capacity, tokens + elapsed * settings.per_s)
@@ -134,75 +141,6 @@ class MemoryStore:
         with self._lock:
             self._buckets[ident], wait = fn(self._buckets.get(ident))
             return wait
-
-
-def default_state_path(environ: Mapping[str, str] = os.environ) -> Path:
-    """FRAUDSERVE_RATE_STATE, else a file named after this worker's parent: the one
-    `bentoml serve` process whose workers share it (its API workers are its children)."""
-    if environ.get(STATE_ENV):
-        return Path(environ[STATE_ENV])
-    return Path(tempfile.gettempdir()) / f"fraudserve-rate-{os.getppid()}.bin"
-
-
-SLOT = struct.Struct("<Qdd")  # key id (0: free), tokens, stamp
-PROBES = 16
-
-
-class SharedFileStore:
-    """Buckets in a memory-mapped file shared by processes; opened lazily in each process."""
-
-    def __init__(self, path: Path | None = None, slots: int = 1024) -> None:
-        self._path, self._slots = path, slots
-        self._lock = threading.Lock()
-        self._pid = -1
-        self._fd = -1
-        self._map: mmap.mmap | None = None
-
-    @property
-    def path(self) -> Path:
-        return self._path or default_state_path()
-
-    def _open(self) -> mmap.mmap:
-        if self._map is not None and self._pid == os.getpid():
-            return self._map
-        # A forked child shares its parent's open file and so its flock: open our own.
-        size = SLOT.size * self._slots
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            if os.fstat(fd).st_size < size:
-                os.ftruncate(fd, size)
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        self._fd, self._pid, self._map = fd, os.getpid(), mmap.mmap(fd, size)
-        return self._map
-
-    def _slot(self, mem: mmap.mmap, ident: int) -> tuple[int, Bucket | None]:
-        """The slot holding `ident`, else a free one, else the least recently used."""
-        free, oldest, oldest_stamp = -1, -1, math.inf
-        for i in range(PROBES):
-            index = (ident + i) % self._slots
-            held, tokens, stamp = SLOT.unpack_from(mem, index * SLOT.size)
-            if held == ident:
-                return index, (tokens, stamp)
-            if held == 0 and free < 0:
-                free = index
-            if held != 0 and stamp < oldest_stamp:
-                oldest, oldest_stamp = index, stamp
-        return (free if free >= 0 else oldest), None
-
-    def transact(self, ident: int, fn: Callable[[Bucket | None], tuple[Bucket, float]]
-                 ) -> float:
-        with self._lock:
-            mem = self._open()
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-            try:
-                index, bucket = self._slot(mem, ident)
-                (tokens, stamp), wait = fn(bucket)
-                SLOT.pack_into(mem, index * SLOT.size, ident, tokens, stamp)
-                return wait
-            finally:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
 
 
 def key_id(name: bytes) -> int:

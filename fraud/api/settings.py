@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fraud.api.auth import KeyRing
 from fraud.api.clientip import NO_PROXIES, TrustedProxies
 from fraud.api.keys import load_keys
 from fraud.api.ratelimit import RateLimiter, RatePolicy, Store
+from fraud.api.ratestate import StateUnsafe, check_state
 from fraud.config import ABConfig
 
 BATCH_ROW_BYTES = 2048  # a transaction with a 256-character user_id, JSON-escaped, fits
@@ -66,6 +68,16 @@ class SecuritySettings:
     rate: RatePolicy
     proxies: TrustedProxies = NO_PROXIES
     reports_need_key: bool = False
+    state_path: Path | None = None  # the rate buckets' file, checked at start
+
+
+def checked_state(environ: Mapping[str, str]) -> Path:
+    """The rate-limit state's path once its directory (and file, if any) can be trusted;
+    an unreadable one is a StateUnsafe (a ValueError: the start stops) too."""
+    try:
+        return check_state(environ)
+    except OSError as exc:
+        raise StateUnsafe(f"rate-limit state: {exc.strerror} ({exc.filename})") from None
 
 
 def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
@@ -88,7 +100,8 @@ def security_settings(ab: ABConfig, environ: Mapping[str, str]) -> SecuritySetti
                                           max_batch_rows=ab.max_batch_rows),
         rate=RatePolicy.from_mapping(rate, environ),
         proxies=TrustedProxies.from_config(ab.access.trusted_proxies, environ),
-        reports_need_key=_flag(environ, REPORTS_NEED_KEY_ENV, ab.access.reports_need_key))
+        reports_need_key=_flag(environ, REPORTS_NEED_KEY_ENV, ab.access.reports_need_key),
+        state_path=checked_state(environ))
 
 
 def middleware_options(security: SecuritySettings, store: Store | None = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
 import threading
 from pathlib import Path
 
@@ -14,10 +13,9 @@ from fraud.api.ratelimit import (
     RateLimiter,
     RatePolicy,
     RateSettings,
-    SharedFileStore,
-    default_state_path,
     take,
 )
+from fraud.api.ratestate import SharedFileStore
 
 FROZEN = 1000.0  # a clock that never moves: nothing refills, so counts are exact
 
@@ -162,8 +160,3 @@ def test_a_full_table_evicts_the_least_recently_used_key(tmp_path: Path) -> None
     assert limiter.check(b"c") == 0.0  # takes a's slot (the oldest)
     assert limiter.check(b"b") > 0  # b kept its (empty) bucket
     assert limiter.check(b"c") > 0
-
-
-def test_default_state_path_is_per_serve_or_the_environment(tmp_path: Path) -> None:
-    assert default_state_path({"FRAUDSERVE_RATE_STATE": str(tmp_path / "x")}) == tmp_path / "x"
-    assert default_state_path({}).name == f"fraudserve-rate-{os.getppid()}.bin"
