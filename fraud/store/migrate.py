@@ -17,9 +17,10 @@ Settings, each a flag or an environment variable (seconds):
   FRAUDSERVE_MIGRATE_STATEMENT_TIMEOUT (300): the longest one statement may run.
   FRAUDSERVE_MIGRATE_WAIT (600): how long to wait for another migrator.
 
-`--check` changes nothing: it prints the version and exits 1 if this release cannot run on it.
-Exit status 0: the ledger is at the target (or compatible, with --check); 1: it is not (the
-reason on stderr).
+With FRAUDSERVE_REQUIRE_SHARED_LEDGER=1 it refuses a SQLite ledger, as the service does
+(fraud/store/guards.py). `--check` changes nothing: it prints the version and exits 1 if this
+release cannot run on it. Exit status 0: the ledger is at the target (or compatible, with
+--check); 1: it is not (the reason on stderr).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import sys
 from collections.abc import Sequence
 
 from fraud.store.backend import open_backend, redact, sqlite_path
-from fraud.store.guards import default_store
+from fraud.store.guards import SharedLedgerRequired, default_store, require_shared_ledger
 from fraud.store.migrations import LATEST, MIGRATIONS, Migration, MigrationError, Outcome
 from fraud.store.version import SchemaMismatch
 
@@ -106,12 +107,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     store = args.ledger or default_store()
     try:
+        require_shared_ledger(store)  # FRAUDSERVE_REQUIRE_SHARED_LEDGER=1: not a SQLite file
         if args.check:
             print(check_only(store))
             return 0
         outcome = migrate(store, target=args.target, lock_timeout=args.lock_timeout,
                           statement_timeout=args.statement_timeout, wait=args.wait)
-    except (MigrationError, SchemaMismatch, ValueError) as exc:
+    except (MigrationError, SchemaMismatch, SharedLedgerRequired, ValueError) as exc:
         print(f"fraud.store.migrate: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # the store itself: unreachable, refused, permission

@@ -19,7 +19,7 @@ from typing import Any
 from fraud.schema import ARMS
 from fraud.store import sql
 from fraud.store.backend import Backend, Conn
-from fraud.store.records import SOURCES, Decision, ScoringError
+from fraud.store.records import SOURCES, Decision, LedgerBusy, ScoringError
 
 log = logging.getLogger("fraud.store.writer")
 
@@ -99,8 +99,9 @@ def commit(backend: Backend, groups: list[list[Row]],
             with backend.write(durable=False, shared=True) as conn:
                 return write(conn, batch, backend.bad_row)
         except retry as exc:
-            if attempt == 5:
-                raise
+            if attempt == 5:  # contention, not a fault: this batch fails, the ledger is up
+                raise LedgerBusy(f"a commit to {backend.where} was rolled back {attempt} times "
+                                 f"to break deadlocks ({exc}); it was not written") from exc
             log.info("ledger: a commit to %s was rolled back (%s): again", backend.where,
                      type(exc).__name__)
     raise AssertionError("unreachable")

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from fraud.config import PROJECT_ROOT
@@ -38,3 +43,12 @@ def test_a_misspelt_setting_is_an_error() -> None:
 def test_the_default_store_is_the_services() -> None:
     assert default_store({"FRAUDSERVE_LEDGER": PG}) == PG
     assert default_store({}) == str(PROJECT_ROOT / "data" / "ledger.sqlite")
+
+
+def test_the_migrator_refuses_sqlite_when_a_shared_ledger_is_required(tmp_path: Path) -> None:
+    env = {**os.environ, "FRAUDSERVE_REQUIRE_SHARED_LEDGER": "1"}
+    done = subprocess.run([sys.executable, "-m", "fraud.store.migrate", "--ledger",
+                           str(tmp_path / "ledger.sqlite")], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1 and "FRAUDSERVE_REQUIRE_SHARED_LEDGER=1" in done.stderr
+    assert not (tmp_path / "ledger.sqlite").exists()
