@@ -25,6 +25,14 @@ from fraud.stats.sequential import Memory
 from simulations.cohorts import LookInputs
 
 DIFFERENT = ("challenger_better", "challenger_worse")
+RULES = (("challenger worse", "worse"), ("challenger flag rate", "flag rate"),
+         ("challenger error rate", "error rate"), ("sample-ratio", "sample ratio"),
+         ("challenger declines legit", "legit declines"), ("challenger p95", "latency"))
+
+
+def rule_of(breach: str) -> str:
+    """The guardrail a breach message comes from (fraud/experiment/guardrails.py)."""
+    return next((name for prefix, name in RULES if breach.startswith(prefix)), breach[:30])
 NO_SCORES = np.zeros((0, 5))
 
 
@@ -35,7 +43,7 @@ class Outcome:
     verdict: str | None  # the first better/worse verdict the tested route reported
     verdict_frauds: int | None  # labelled frauds (both arms) when it was reported
     label_bias: bool  # the route reported label_bias at some look
-    rollback: str | None  # the first guardrail breach
+    rollback: str | None  # the rule of the first guardrail breach
     rollback_decisions: int | None  # decisions (both arms) at that look
     promoted: str | None  # the first look promotion_refusal allowed: its evidence route
     promoted_frauds: int | None
@@ -83,7 +91,7 @@ def run(inputs: Iterator[LookInputs], shadow: bool, cfg: ABConfig | None = None)
         if "promoted" not in found and promotion_refusal(report) is None:
             found["promoted"] = (evidence(report), x.labelled_frauds)
         if seen.breaches:
-            found["rollback"] = (seen.breaches[0].split(":")[0], x.decisions)
+            found["rollback"] = (rule_of(seen.breaches[0]), x.decisions)
             break
     assert x is not None
     v, r, p = (found.get(k, (None, None)) for k in ("verdict", "rollback", "promoted"))

@@ -23,8 +23,11 @@ def test_combine_adds_a_users_terms_before_squaring() -> None:
     assert same is not None and apart is not None
     # same users: z = (0.375, -0.375), k = 2: 2 * 2 * 0.140625
     assert same == pytest.approx((-0.25, 2 * 2 * 0.375**2, 2))
-    # four distinct users: k = 4, 4/3 * (2 * 0.125^2 + 2 * 0.25^2)
-    assert apart == pytest.approx((-0.25, 4 / 3 * (2 * 0.015625 + 2 * 0.0625), 4))
+    # the jackknife agrees there: dropping user 7 moves b - a by -0.75, user 8 by +0.75
+    # four distinct users: the delta method says 4/3 * (2 * 0.125^2 + 2 * 0.25^2) = 0.208;
+    # dropping one of two users moves a ratio a lot: b - a moves by (-0.25, 0.25, -0.5, 0.5),
+    # and the jackknife's 3/4 * 0.625 = 0.469 is the larger
+    assert apart == pytest.approx((-0.25, 3 / 4 * 0.625, 4))
 
 
 def test_combine_clusters_mixed_id_types_and_refuses_one_user() -> None:
@@ -42,9 +45,13 @@ def test_log_ratio_clustered_and_kish() -> None:
     b = Ratio(np.array([2.0, 2.0, 2.0]), np.array([10.0, 10.0, 10.0]))
     est, var = log_ratio_clustered(a, b)  # type: ignore[misc]
     assert est == pytest.approx(math.log((6 / 30) / (2 / 30)))
+    # no ids: the arms are six distinct users; b's terms are all 0. Delta method: 6/5 x the
+    # sum of a's terms / R_a squared = 0.2. Jackknife: dropping one of a's users moves R_a by
+    # (-1/60, -1/60, 1/30), log R_a by x 15: (0.25, 0.25, -0.5) with the sign flipped; 5/6 x
+    # 0.375 = 0.3125, the larger
     za = (a.num - a.value * a.den) / 30 / a.value
-    # no ids: the arms are six distinct users; b's terms are all 0
-    assert var == pytest.approx(6 / 5 * float(np.sum(za**2)))
+    assert 6 / 5 * float(np.sum(za**2)) == pytest.approx(0.2)
+    assert var == pytest.approx(5 / 6 * 0.375)
     assert log_ratio_clustered(Ratio(np.zeros(2), np.ones(2)), b) is None
     assert kish(np.array([1.0, 1.0, 2.0])) == pytest.approx(16 / 6)
     assert kish(np.zeros(3)) is None
