@@ -138,7 +138,7 @@ def _codes(terms: Sequence[Term]) -> list[np.ndarray]:
     return codes
 
 
-def combine(terms: Sequence[Term]) -> tuple[float, float, int] | None:
+def combine(terms: Sequence[Term], jackknife: bool = True) -> tuple[float, float, int] | None:
     """(sum c R, its variance clustered by user, clusters); None while a ratio is undefined or
     fewer than 2 users contribute.
 
@@ -163,9 +163,11 @@ def combine(terms: Sequence[Term]) -> tuple[float, float, int] | None:
     if k < 2:
         return None
     estimate = float(sum(t.coef * v for t, v in zip(terms, values, strict=True)))  # type: ignore[misc]
+    delta = float(k / (k - 1) * np.sum(z[active] ** 2))
+    if not jackknife:  # the delta method alone (kept for the calibration check)
+        return estimate, delta, k
     d = jack[active]
-    jackknife = (k - 1) / k * float(np.sum((d - d.mean()) ** 2))
-    return estimate, max(float(k / (k - 1) * np.sum(z[active] ** 2)), jackknife), k
+    return estimate, max(delta, (k - 1) / k * float(np.sum((d - d.mean()) ** 2))), k
 
 
 def log_ratio_clustered(a: Ratio, b: Ratio, ids_a: np.ndarray | None = None,

@@ -11,10 +11,9 @@ the per-user rows (`UserPeriods`, the ledger's user_stats table) can:
     Var ~= k / (k - 1) sum_u z_u^2        (fraud/stats/cluster.py)
 
 with w_p proportional to n_a,p n_b,p / (n_a,p + n_b,p) (Cochran-Mantel-Haenszel), so the
-first period of a ramp (share 0.1, few challenger users) does not dominate. Measured on the
-simulated A/A ramp (simulations/label_traffic.py, 400 seeds, final look): the z-score of the
-old per-period variance had SD 1.29; clustered by user, 1.15; with the jackknife, 1.05; with
-these weights too, 1.03.
+first period of a ramp (share 0.1, few challenger users) does not dominate.
+`python -m simulations.calibration` measures each step on the simulated A/A ramp
+(docs/selective-labels.md quotes it).
 
 Alpha spending: a rule judged per period (flag rate, error rate, sample ratio) would restart
 its error budget with every share change, so an A/A ramp of three periods could spend it three
@@ -99,9 +98,12 @@ def _floor(r: Ratio) -> float:
     return p * (1.0 - p) / n
 
 
-def weight(n_a: float, n_b: float) -> float:
+def weight(n_a: float, n_b: float, cmh: bool = True) -> float:
     """A period's weight, n_a n_b / (n_a + n_b) (Cochran-Mantel-Haenszel): a period served at
-    share 0.1 has few challenger trials and gets less say than its total would give it."""
+    share 0.1 has few challenger trials and gets less say than its total would give it.
+    cmh=False: its trials n_a + n_b (the per-period sums' weighting)."""
+    if not cmh:
+        return n_a + n_b
     return n_a * n_b / (n_a + n_b) if n_a + n_b > 0 else 0.0
 
 
@@ -109,18 +111,20 @@ def _distinct(ids: np.ndarray) -> int:
     return len(np.unique(ids)) if len(ids) else 0
 
 
-def stratified(up: UserPeriods, metric: str) -> dict[str, Any] | None:
+def stratified(up: UserPeriods, metric: str, *, cmh: bool = True,
+               jackknife: bool = True) -> dict[str, Any] | None:
     """Challenger minus champion stratified by period (Cochran-Mantel-Haenszel weights), with
     the variance clustered by user ACROSS periods and arms (delta method or jackknife, the
     larger: fraud/stats/cluster.py); the same keys as fraud.stats.users.stratified_difference,
     each user counted once."""
-    key = ("stratified", metric)
+    key = ("stratified", metric, cmh, jackknife)
     if key not in up.memo:
-        up.memo[key] = _stratified(up, metric)
+        up.memo[key] = _stratified(up, metric, cmh, jackknife)
     return up.memo[key]
 
 
-def _stratified(up: UserPeriods, metric: str) -> dict[str, Any] | None:
+def _stratified(up: UserPeriods, metric: str, cmh: bool,
+                jackknife: bool) -> dict[str, Any] | None:
     is_b = up.arm == CHALLENGER
     strata: list[tuple[Ratio, Ratio, np.ndarray, np.ndarray]] = []
     for p in np.unique(up.period):
@@ -131,7 +135,7 @@ def _stratified(up: UserPeriods, metric: str) -> dict[str, Any] | None:
             strata.append((ra, rb, up.user[ma], up.user[mb]))
     if not strata:
         return None
-    sizes = [weight(ra.total, rb.total) for ra, rb, _, _ in strata]
+    sizes = [weight(ra.total, rb.total, cmh) for ra, rb, _, _ in strata]
     total = sum(sizes)
     terms: list[Term] = []
     floor = 0.0
@@ -139,7 +143,7 @@ def _stratified(up: UserPeriods, metric: str) -> dict[str, Any] | None:
         w = size / total
         terms += [Term(rb, w, ids_b), Term(ra, -w, ids_a)]
         floor += w * w * (_floor(ra) + _floor(rb))
-    out = combine(terms)
+    out = combine(terms, jackknife)
     if out is None:
         return None
     est, var, clusters = out
