@@ -6,11 +6,16 @@ of a 400 (pydantic's loc/msg/type, as BentoML sends them). A route may add its o
 
 `api_error` is the one mapping from what readiness and scoring raise (fraud/serving) to these
 answers; `ledger_down` is the operations routes' answer when the ledger cannot be read.
+
+A failure of the ledger is answered with a stable code (LEDGER_UNAVAILABLE, OVERLOADED,
+NOT_STORABLE) and never with its detail: the store's host, user, database and the driver's
+words go to the log only (with the password redacted by fraud/store/backend.py).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from http import HTTPStatus
@@ -90,10 +95,25 @@ async def http_error_handler(request: Any, exc: Any) -> JSONResponse:
                         headers=exc.headers)
 
 
-def ledger_down(where: str, exc: BaseException) -> JSONResponse:
+log = logging.getLogger("fraudserve")
+LEDGER_UNAVAILABLE = "ledger unavailable (LEDGER_UNAVAILABLE)"
+OVERLOADED = "overloaded (OVERLOADED)"
+NOT_STORABLE = "user_id or another text field cannot be stored (NOT_STORABLE)"
+
+
+def ledger_down_body(where: str, exc: BaseException, not_done: str = "nothing was read"
+                     ) -> dict[str, str]:
+    """The body of a 503 when the ledger cannot answer: a stable code, and the detail
+    (`where`, the driver's words) in the log only."""
+    log.warning("%s: %s: %s", LEDGER_UNAVAILABLE, where, exc)
+    return {"error": f"{LEDGER_UNAVAILABLE}: {not_done}; retry later"}
+
+
+def ledger_down(where: str, exc: BaseException, not_done: str = "nothing was read"
+                ) -> JSONResponse:
     """503 of an operations route (/ab-stats, /report, /experiments, ...) that reads the
-    ledger when the ledger cannot answer."""
-    return JSONResponse({"error": f"ledger unavailable ({where}): {exc}"}, status_code=503)
+    ledger when the ledger cannot answer (ledger_down_body)."""
+    return JSONResponse(ledger_down_body(where, exc, not_done), status_code=503)
 
 
 class NotReady(BentoMLException):
@@ -144,17 +164,19 @@ def api_error(exc: BaseException) -> BentoMLException | None:
     """
     if isinstance(exc, Ungated):
         return NotReady(str(exc))
-    if isinstance(exc, LedgerRefusing):
-        return LedgerDown(str(exc))
+    if isinstance(exc, LedgerRefusing):  # the ledger logged why when it started refusing
+        return LedgerDown(f"{LEDGER_UNAVAILABLE}: nothing was decided; retry later")
     if isinstance(exc, RowsFailed):
         return ScoringFailed(str(exc))
     if isinstance(exc, Overloaded):
-        return LedgerDown(f"overloaded, nothing was decided: {exc}")
+        return LedgerDown(f"{OVERLOADED}: nothing was decided: {exc}")
     if isinstance(exc, LedgerUnavailable):
-        return LedgerDown(f"ledger unavailable, nothing was decided: {exc}")
+        log.warning("%s: %s", LEDGER_UNAVAILABLE, exc)
+        return LedgerDown(f"{LEDGER_UNAVAILABLE}: nothing was decided; retry later")
     if isinstance(exc, DecisionRejected):
-        return NotStorable(f"user_id or another text field cannot be stored, nothing was "
-                           f"decided: {exc}")
+        log.warning("%s: %s", NOT_STORABLE, exc)
+        return NotStorable(f"{NOT_STORABLE} (e.g. an unpaired surrogate or a NUL "
+                           "character): nothing was decided")
     return None
 
 

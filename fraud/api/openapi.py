@@ -19,7 +19,9 @@ from fraud.api.ratelimit import RatePolicy
 from fraud.api.settings import LimitSettings
 from fraud.config import PROJECT_ROOT
 
-LEDGER_DOWN = "The ledger is unavailable or the service is not ready; nothing was stored."
+LEDGER_DOWN = ("The ledger is unavailable or the service is not ready; nothing was stored. "
+               "`error` names a stable code (LEDGER_UNAVAILABLE, OVERLOADED), never the "
+               "store's address or the driver's words.")
 # Statuses only the routes know; each is documented with the error body unless given in full.
 ROUTE_STATUSES: dict[str, dict[int, Any]] = {
     "POST /predict": {503: LEDGER_DOWN},

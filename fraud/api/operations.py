@@ -21,7 +21,7 @@ from typing import Any
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from fraud.api.cache import Cache
-from fraud.api.errors import FEEDBACK_ANSWERS, ledger_down
+from fraud.api.errors import FEEDBACK_ANSWERS, ledger_down, ledger_down_body
 from fraud.api.views import ab_stats_view, card_response, drift_view, health_view
 from fraud.config import ABConfig
 from fraud.experiment.live import Experiment
@@ -130,8 +130,8 @@ class Operations:
         try:
             outcome = self.ledger.label(request_id, is_fraud)
         except self.ledger_errors as exc:
-            return 503, {"request_id": request_id, "error": f"ledger unavailable "
-                         f"({self.ledger.where}): {exc}; the label was not stored"}
+            return 503, {"request_id": request_id, **ledger_down_body(
+                self.ledger.where, exc, "the label was not stored")}
         status, body = FEEDBACK_ANSWERS[outcome]
         return status, {"request_id": request_id, "is_fraud": is_fraud, **body}
 

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 
 class Cursor(Protocol):
@@ -91,9 +90,22 @@ def sqlite_path(text: str) -> Path:
 
 
 def redact(url: str) -> str:
-    """The URL without its password (for messages and logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """The store's name for messages and logs, without its password. A PostgreSQL URL is read
+    by libpq's own parser (psycopg.conninfo), so a password is found where the connection
+    finds it (in the user info or ?password=, with any # or ? in it) and the answer is its
+    conninfo with password=***; one libpq cannot read is not shown at all. Any other URL
+    loses its user info and query."""
+    if re.match(r"postgres(ql)?(\+psycopg)?://", url):
+        try:
+            from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+            params = conninfo_to_dict(url.replace("+psycopg", "", 1))
+        except Exception:  # psycopg missing, or a URL libpq refuses
+            return "postgresql://(a URL libpq cannot read: not shown)"
+        if "password" in params:
+            params["password"] = "***"
+        return make_conninfo(**params)
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme == "sqlite":
         return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    return f"{scheme}://{'***@' if '@' in rest else ''}{rest.rsplit('@', 1)[-1].split('?')[0]}"

@@ -96,16 +96,16 @@ def test_starlettes_http_errors_answer_in_the_one_shape_with_status_and_headers(
     (Ungated("service not ready: no gate report"), NotReady, 503,
      "service not ready: no gate report"),
     (LedgerRefusing("ledger unavailable (sqlite:/l): disk full"), LedgerDown, 503,
-     "ledger unavailable (sqlite:/l): disk full"),
+     "ledger unavailable (LEDGER_UNAVAILABLE): nothing was decided; retry later"),
     (RowsFailed(["model_a", "model_b"], [1]), ScoringFailed, 500,
      "model_b failed to score 1 of 2 rows; nothing was decided"),
     (Overloaded("10000 rows wait"), LedgerDown, 503,
-     "overloaded, nothing was decided: 10000 rows wait"),
-    (LedgerUnavailable("cannot write to sqlite:/l: disk full"), LedgerDown, 503,
-     "ledger unavailable, nothing was decided: cannot write to sqlite:/l: disk full"),
-    (DecisionRejected("surrogates not allowed"), NotStorable, 400,
-     "user_id or another text field cannot be stored, nothing was decided: surrogates not "
-     "allowed"),
+     "overloaded (OVERLOADED): nothing was decided: 10000 rows wait"),
+    (LedgerUnavailable("cannot write to postgresql://u@db:5432/l: disk full"), LedgerDown,
+     503, "ledger unavailable (LEDGER_UNAVAILABLE): nothing was decided; retry later"),
+    (DecisionRejected("psycopg: A string literal cannot contain NUL (0x00) characters."),
+     NotStorable, 400, "user_id or another text field cannot be stored (NOT_STORABLE) (e.g. "
+     "an unpaired surrogate or a NUL character): nothing was decided"),
 ])
 def test_each_refusal_and_failure_is_answered_with_its_status(
         exc: Exception, answer: type, status: int, message: str) -> None:
@@ -125,12 +125,15 @@ def test_any_other_failure_is_left_to_bentoml_unchanged() -> None:
 def test_inside_api_errors_a_known_failure_leaves_as_its_answer() -> None:
     with pytest.raises(LedgerDown) as raised, api_errors():
         raise Overloaded("too many rows wait")
-    assert str(raised.value) == "overloaded, nothing was decided: too many rows wait"
+    assert str(raised.value) == "overloaded (OVERLOADED): nothing was decided: too many rows wait"
     assert raised.value.__suppress_context__  # the answer, not the internal traceback
 
 
-def test_ledger_down_names_where_and_why() -> None:
-    answer = ledger_down("postgresql://db:5432/ledger", LedgerUnavailable("connection refused"))
+def test_ledger_down_answers_a_stable_code_and_logs_where_and_why(
+        caplog: pytest.LogCaptureFixture) -> None:
+    answer = ledger_down("host=db port=5432 user=api dbname=ledger",
+                         LedgerUnavailable("connection refused"))
     assert answer.status_code == 503
     assert json.loads(answer.body) == {
-        "error": "ledger unavailable (postgresql://db:5432/ledger): connection refused"}
+        "error": "ledger unavailable (LEDGER_UNAVAILABLE): nothing was read; retry later"}
+    assert "host=db port=5432 user=api dbname=ledger: connection refused" in caplog.text

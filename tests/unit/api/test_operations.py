@@ -93,8 +93,9 @@ def test_ab_stats_hides_the_internals_from_all_but_admin(ops: Operations) -> Non
 
 
 @pytest.mark.parametrize("route", ["ab_stats", "experiments", "disagreements", "report"])
-def test_a_ledger_that_cannot_answer_is_503_saying_where_and_why(
-        ops: Operations, monkeypatch: pytest.MonkeyPatch, route: str) -> None:
+def test_a_ledger_that_cannot_answer_is_503_with_a_stable_code_and_the_detail_in_the_log(
+        ops: Operations, monkeypatch: pytest.MonkeyPatch, route: str,
+        caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(ops.experiment, "report", down)
     monkeypatch.setattr(ops.experiment, "disagreements", down)
     monkeypatch.setattr(operations, "list_experiments", down)
@@ -103,8 +104,9 @@ def test_a_ledger_that_cannot_answer_is_503_saying_where_and_why(
               "disagreements": lambda: ops.disagreements(5),
               "report": lambda: asyncio.run(ops.report(loaded, admin=False))}[route]()
     assert answer.status_code == 503
-    assert body(answer) == {"error": f"ledger unavailable ({ops.ledger.where}): cannot read: "
-                                     "disk I/O error"}
+    assert body(answer) == {"error": "ledger unavailable (LEDGER_UNAVAILABLE): nothing was "
+                                     "read; retry later"}
+    assert f"{ops.ledger.where}: cannot read: disk I/O error" in caplog.text
 
 
 def test_experiments_and_disagreements_name_the_current_experiment(ops: Operations) -> None:
@@ -144,8 +146,8 @@ def test_feedback_on_a_ledger_that_cannot_answer_is_503_and_stores_nothing(
     monkeypatch.setattr(ops.ledger, "label", down)
     status, answer = ops.feedback("abc", True)
     assert status == 503 and answer == {
-        "request_id": "abc", "error": f"ledger unavailable ({ops.ledger.where}): cannot "
-        "read: disk I/O error; the label was not stored"}
+        "request_id": "abc", "error": "ledger unavailable (LEDGER_UNAVAILABLE): the label was "
+        "not stored; retry later"}
 
 
 def test_admin_changes_answer_the_shared_state_after_them(ops: Operations) -> None:
