@@ -32,6 +32,7 @@ from fraud.api.auth import KeyConfigError, log_start
 from fraud.api.middleware import SecurityMiddleware, count_by_route, keyed, scopes_of
 from fraud.api.openapi import OpenAPIMiddleware, known_routes, published, swagger_description
 from fraud.api.operations import Operations
+from fraud.api.pathlabels import bound_path_labels
 from fraud.api.responses import ExplainResponse
 from fraud.api.scoring import Scoring
 from fraud.api.settings import middleware_options, security_settings
@@ -233,16 +234,15 @@ class FraudDetection:
         return self.ops.share(change.challenger_share)
 
 
-# First added is outermost: CORS preflights are answered first (a browser sends them without
-# credentials; they pay the client address's bucket before), then keys, rate and body size
-# are checked before anything else runs.
+# First added is outermost: CORS preflights first (they pay the client address's bucket),
+# then keys, rate and body size; BentoML's metrics label a path not in the routes "other".
 if CORS_ORIGINS:
     FraudDetection.add_asgi_middleware(SecurityMiddleware, **GUARD, preflight_only=True)
     FraudDetection.add_asgi_middleware(
         CORSMiddleware, allow_origins=CORS_ORIGINS, allow_methods=["GET", "POST"],
         allow_headers=["Authorization", "Content-Type"], max_age=AB.cors.max_age_s)
 FraudDetection.add_asgi_middleware(SecurityMiddleware, **GUARD, on_reject=count_by_route(
-    known_routes(app, FraudDetection), count_rejection))
+    bound_path_labels(known_routes(app, FraudDetection, ABRouter)), count_rejection))
 FraudDetection.add_asgi_middleware(OpenAPIMiddleware, patch=published(
     keys_on=not SECURITY.keys.open, limits=SECURITY.limits, rate=SECURITY.rate,
     description=swagger_description(), reports_need_key=SECURITY.reports_need_key))

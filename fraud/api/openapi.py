@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from fraud.api.auth import Access, Rule, rule_for
+from fraud.api.auth import EXACT_ROUTES, Access, Rule, rule_for
 from fraud.api.errors import ErrorBody
 from fraud.api.ratelimit import RatePolicy
 from fraud.api.settings import LimitSettings
@@ -67,9 +67,11 @@ def route_paths(routes: Any) -> set[str]:
     return out
 
 
-def known_routes(app: Any, service: Any) -> frozenset[str]:
-    """Every path the service answers: its ASGI app's routes and its BentoML APIs' routes."""
-    return frozenset(route_paths(app.routes) | {api.route for api in service.apis.values()})
+def known_routes(app: Any, *services: Any) -> frozenset[str]:
+    """Every path the service answers: its ASGI app's routes, its BentoML services' API
+    routes, and BentoML's own (/readyz, /metrics, the Swagger UI: the route table's)."""
+    apis = {api.route for service in services for api in service.apis.values()}
+    return frozenset(route_paths(app.routes) | apis | set(EXACT_ROUTES))
 
 
 def swagger_description() -> str | None:
