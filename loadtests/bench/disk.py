@@ -17,6 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
+from fraud.store.migrate import migrate
 from fraud.store.records import Decision
 from fraud.store.writer import Ledger
 
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         fill(str(path), args.rows)
         results["sqlite"] = sqlite_bytes(path) - empty
     if args.postgres:
+        migrate(args.postgres)  # a PostgreSQL worker never runs DDL
         Ledger(args.postgres).close()
         empty = postgres_bytes(args.postgres)
         fill(args.postgres, args.rows)

@@ -22,6 +22,7 @@ from helpers import Server, Store, serve
 from fraud.assignment import assign
 from fraud.config import load_ab_config
 from fraud.schema import EXAMPLE_TRANSACTION
+from fraud.store.migrate import migrate
 
 pytestmark = [pytest.mark.service, pytest.mark.postgres, pytest.mark.slow]
 
@@ -34,8 +35,10 @@ OBEY_WITHIN = 5.0  # seconds: each replica refreshes the shared state every seco
 @pytest.fixture(scope="module")
 def replicas(trained_store: Store, gate_report: Path, postgres: Any,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
-    env = {"FRAUDSERVE_GATE_REPORT": str(gate_report), "FRAUDSERVE_LEDGER":
-           postgres.create_database(), "FRAUDSERVE_RATE_LIMIT_PER_MIN": "0",
+    ledger = postgres.create_database()
+    migrate(ledger)  # PostgreSQL workers never run DDL: the migrator goes first, as in a deploy
+    env = {"FRAUDSERVE_GATE_REPORT": str(gate_report), "FRAUDSERVE_LEDGER": ledger,
+           "FRAUDSERVE_RATE_LIMIT_PER_MIN": "0",
            "FRAUDSERVE_API_KEYS": f"score+label+admin:{KEY}"}
     with serve(trained_store, tmp_path_factory.mktemp("one"), workers=1, **env) as one, \
             serve(trained_store, tmp_path_factory.mktemp("two"), workers=1, **env) as two:
