@@ -187,7 +187,7 @@ def margins(runs: int, processes: int, seed0: int = 0) -> str:
     with _pool(processes) as pool:
         for q in (1.0, 0.95, 0.9, 0.8, 0.6, 0.3):
             mech = LabelMechanics(approved_fraud=1.0, declined_fraud=q, declined_legit=q)
-            row = Row(f"declines labelled {q:.0%}", AA, cohorts.Setup(labels=mech))
+            row = Row(f"declines labelled {q:.0%}", AA, cohorts.Setup(labels=mech, looks=12))
             res = outcomes(row, True, runs, seed0, pool)
             hits = sum(1 for o in res if o.before in DIFFERENT)
             lines.append({"declined label rate": f"{q:.0%}", "gap": f"{1 - q:.2f}",
