@@ -126,6 +126,11 @@ def to_matrix(transactions: list[Any]) -> np.ndarray:
     )
 
 
+# Where a label came from (POST /feedback `source`), stored with it.
+LabelSource = Literal["chargeback", "review", "customer", "other"]
+LABEL_SOURCES: tuple[str, ...] = ("chargeback", "review", "customer", "other")
+
+
 class Feedback(BaseModel):
     """The true outcome of an earlier decision (e.g. a chargeback)."""
 
@@ -135,6 +140,11 @@ class Feedback(BaseModel):
     # Strict: a label steers the verdict, so only a JSON true/false is one ("yes", 1: 400).
     is_fraud: StrictBool = Field(..., description="True if the transaction was fraud: a JSON "
                                  "boolean, nothing else.", examples=[True])
+    source: LabelSource | None = Field(
+        None, description="Where the label came from: chargeback (an approved transaction "
+        "charged back), review (an analyst's verdict), customer (the cardholder's report) or "
+        "other; stored with the label. Reviews are chosen cases, so estimates that must be "
+        "unbiased never weigh them.", examples=["chargeback"])
 
 
 class ShareChange(BaseModel):

@@ -36,6 +36,9 @@ class ScoringMetrics(Protocol):
     def count_errors(self, arms: Sequence[str]) -> None:
         """Rows a model failed to score, by arm."""
 
+    def count_explored(self, arm: str, n: int = 1) -> None:
+        """Would-be declines of one arm that exploration approved (once stored)."""
+
 
 class Scoring:
     """Scores and explains for one API worker (create it in the worker, after the fork)."""
@@ -44,9 +47,11 @@ class Scoring:
                  calls: RouterCalls, *, gate_problem: str | None) -> None:
         self.experiment, self.ledger = experiment, experiment.ledger
         self.metrics, self.gate_problem = metrics, gate_problem
+        experiment.on_explored = metrics.count_explored
         self.path = ScoringPath(experiment, calls.single, calls.bulk, coalesce=calls.coalesce,
                                 max_rows=cfg.coalesce.max_rows,
-                                max_waiting=cfg.coalesce.max_waiting, on_errors=self._errors)
+                                max_waiting=cfg.coalesce.max_waiting, on_errors=self._errors,
+                                on_undecided=self._undecided)
 
     async def predict(self, fields: Mapping[str, Any]) -> Prediction:
         """One transaction's decision; `fields` were validated against Transaction already."""
@@ -81,3 +86,8 @@ class Scoring:
     def _errors(self, user_ids: list[str], arms: list[Arm], state: ExperimentState) -> None:
         self.experiment.record_errors(user_ids, arms, state)
         self.metrics.count_errors(arms)
+
+    def _undecided(self, user_ids: list[str], arms: list[Arm], state: ExperimentState) -> None:
+        """Rows of a request another row of which failed: attempted, neither decided nor
+        failed (the error rate's denominator)."""
+        self.experiment.record_errors(user_ids, arms, state, undecided=True)

@@ -1,7 +1,10 @@
 """Scores into decisions: each model's own threshold, request ids, and the rows the ledger keeps.
 
-Pure (no I/O): `fraud.experiment.live.Experiment` queues what `build` returns for the ledger and
-answers with the predictions only once they are committed.
+No I/O: `fraud.experiment.live.Experiment` queues what `build` returns for the ledger and
+answers with the predictions only once they are committed. With exploration on, a would-be
+decline may be approved instead (fraud/experiment/exploration.py): the answer is the decision
+actually taken, the stored row keeps the model's decision, the `explored` mark and the
+propensity.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fraud.experiment.budget import Explorer
+from fraud.experiment.exploration import NOT_ELIGIBLE
 from fraud.experiment.state import ExperimentState
 from fraud.schema import CHALLENGER, CHAMPION, Arm, Prediction
 from fraud.store.records import Decision, Source
@@ -56,11 +61,13 @@ def decide(probability: float, threshold: float) -> bool:
 
 
 def build(r: Scored, arms: Mapping[Arm, ArmModel], experiment_id: int, now: float,
-          stamp: str) -> tuple[list[Prediction], list[Decision]]:
+          stamp: str, explorer: Explorer | None = None
+          ) -> tuple[list[Prediction], list[Decision]]:
     """A request's answers and the decisions to store, row by row under its state's period.
 
     `shadow`: the other model's score per row, stored with its decision at its own threshold
     (NaN: the other model failed on that row; nothing is stored for it). Never answered.
+    `explorer` (exploration on): an explored row is answered approved.
     """
     out: list[Prediction] = []
     decisions: list[Decision] = []
@@ -76,11 +83,14 @@ def build(r: Scored, arms: Mapping[Arm, ArmModel], experiment_id: int, now: floa
         if other is not None and not math.isfinite(other):
             other = None
         shadow_flag = None if other is None else decide(other, arms[OTHER[arm]].threshold)
+        amount = None if r.amounts is None else float(r.amounts[i])
+        choice = NOT_ELIGIBLE if explorer is None else explorer.choose(rid, flagged, amount,
+                                                                        now)
         decisions.append(Decision(rid, now, user_id, arm, model.tag, float(p), flagged,
                                   r.latency_ms, r.source, experiment_id, r.state.period,
-                                  None if r.amounts is None else float(r.amounts[i]),
-                                  other, shadow_flag))
-        out.append(Prediction(request_id=rid, is_fraud=flagged,
+                                  amount, other, shadow_flag, choice.explored,
+                                  choice.propensity))
+        out.append(Prediction(request_id=rid, is_fraud=flagged and not choice.explored,
                               fraud_probability=round(float(p), 6), model_version=arm,
                               model_tag=model.tag, latency_ms=latency, timestamp=stamp))
     return out, decisions

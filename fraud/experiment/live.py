@@ -23,14 +23,15 @@ from typing import Any
 
 from fraud.assignment import assign
 from fraud.config import ABConfig
-from fraud.experiment import guardrails
+from fraud.experiment import abstats, evidence, guardrails
+from fraud.experiment.budget import explorer
 from fraud.experiment.decisions import ArmModel, Scored, build
 from fraud.experiment.look import judge, summary
 from fraud.experiment.state import ExperimentState, effective_share, new_period
 from fraud.schema import ARMS, Arm, Prediction, utc_now_iso
 from fraud.stats import paired
-from fraud.stats import users as stats
 from fraud.stats.aggregates import PairedUsers
+from fraud.stats.labels import ArmLabels
 from fraud.stats.sequential import Memory
 from fraud.store.records import Decision, ScoringError, Source
 from fraud.store.writer import Ledger
@@ -46,11 +47,15 @@ class Experiment:
     """Routes users, records decisions, reports statistics and enforces guardrails."""
 
     def __init__(self, cfg: ABConfig, arms: dict[Arm, ArmModel], ledger: Ledger,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *,
+                 on_explored: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg
         self.arms = arms
         self.ledger = ledger
         self.clock = clock
+        # Exploration (None while off) and who counts its explored decisions once stored.
+        self.explorer = explorer(cfg.exploration, cfg.salt, ledger)
+        self.on_explored = on_explored
         identity = (cfg.salt, arms["model_a"].tag, arms["model_b"].tag)
         record, replaced = ledger.current_experiment(identity, utc_now_iso())
         if replaced is not None and replaced.final is None:
@@ -172,10 +177,21 @@ class Experiment:
         answers: list[list[Prediction]] = []
         groups: list[list[Decision]] = []
         for r in requests:
-            out, decisions = build(r, self.arms, self.id, now, stamp)
+            out, decisions = build(r, self.arms, self.id, now, stamp, self.explorer)
             answers.append(out)
             groups.append(decisions)
-        return list(zip(answers, self.ledger.record_many(groups), strict=True))
+        futures = self.ledger.record_many(groups)
+        if self.on_explored is not None:
+            for decisions, done in zip(groups, futures, strict=True):
+                explored = [d.arm for d in decisions if d.explored]
+                if explored:
+                    done.add_done_callback(lambda f, arms=explored: self._explored(f, arms))
+        return list(zip(answers, futures, strict=True))
+
+    def _explored(self, committed: Future[None], arms: list[str]) -> None:
+        if self.on_explored is not None and committed.exception() is None:
+            for arm in arms:
+                self.on_explored(arm)
 
     def record(self, user_ids: Sequence[str], arms: Sequence[Arm],
                probabilities: Sequence[float], latency_ms: float, source: Source,
@@ -186,10 +202,11 @@ class Experiment:
         return out
 
     def record_errors(self, user_ids: Sequence[str], arms: Sequence[Arm],
-                      state: ExperimentState | None = None) -> None:
-        """Count failed rows against their arm and user, in rows like decisions."""
+                      state: ExperimentState | None = None, *, undecided: bool = False) -> None:
+        """Count failed rows (or, `undecided`, rows left undecided because another row of
+        their request failed: attempted all the same) against their arm and user."""
         period = (state or self.state).period
-        self.ledger.record_errors(ScoringError(self.id, period, arm, user)
+        self.ledger.record_errors(ScoringError(self.id, period, arm, user, undecided)
                                   for user, arm in zip(user_ids, arms, strict=True))
 
     # -- statistics -----------------------------------------------------------------------
@@ -197,65 +214,36 @@ class Experiment:
     def report(self) -> tuple[dict[str, Any], list[str], ExperimentState]:
         """(the /ab-stats body, the guardrails breached now, the state with this look's
         sequence memory folded in). Reads only: nothing is written."""
-        state = self.refresh()
+        state, now = self.refresh(), self.clock()
         periods = self.ledger.aggregates(self.id)
         latency = self.ledger.latencies(self.id, state.period, LATENCY_WINDOW)
         shadow = self.cfg.shadow.enabled or bool(state.paired)
         pairs = self.ledger.paired_users(self.id) if shadow else None
-        seen = judge(self.cfg, state, periods, (latency["model_a"], latency["model_b"]), pairs)
-        primary, srm, breaches = seen.primary, seen.sample_ratio, seen.breaches
-        s = self.cfg.statistics
-        body: dict[str, Any] = {}
-        for arm in ARMS:
-            total = stats.pooled(periods, arm)
-            lat = sorted(latency[arm])
-            body[arm] = {
-                "total_predictions": total.decisions,
-                "fraud_count": total.flagged,
-                "legit_count": total.decisions - total.flagged,
-                "fraud_rate": total.flagged / total.decisions if total.decisions else 0.0,
-                "model_tag": self.arms[arm].tag,
-                "threshold": self.arms[arm].threshold,
-                "errors": total.errors,
-                "latency_p50_ms": guardrails.percentile(lat, 50),
-                "latency_p95_ms": guardrails.percentile(lat, 95),
-                **stats.arm_metrics(total, s.confidence),
-            }
-        body["sample_ratio"] = srm
-        body["primary"] = primary
-        body["experiment"] = {
-            "id": self.id,
-            "salt": self.cfg.salt,
-            "model_a": self.record_.model_a,
-            "model_b": self.record_.model_b,
-            "started_at": self.record_.started_at,
-            "configured_share": self.configured_share(),
-            "effective_share": self.effective_share(),
-            "period": state.period,
-            "period_share": state.period_share,
-            "period_started_at": state.period_started_at,
-            "periods": sorted(periods),
-            "rolled_back": state.rolled_back,
-            "rollback_reason": state.rollback_reason,
-            "rolled_back_at": state.rolled_back_at,
-            "worse_overridden": state.worse_overridden,
-            "maturity_days": self.cfg.labels.maturity_days,
-            "guardrail_breaches": breaches,
-        }
+        inputs = evidence.read(self.cfg, self.ledger, self.id, now)
+        seen = judge(self.cfg, state, periods, (latency["model_a"], latency["model_b"]), pairs,
+                     labels=inputs.labels, user_periods=inputs.user_periods)
+        body: dict[str, Any] = {arm: abstats.arm_block(self.cfg, periods, arm, self.arms[arm],
+                                                       latency[arm]) for arm in ARMS}
+        body.update(sample_ratio=seen.sample_ratio, primary=seen.primary,
+                    experiment=abstats.experiment_block(self, state, periods, seen.breaches),
+                    guardrails=seen.guardrail_tests)
         looked = seen.state
         if pairs is not None:
-            body["paired"], memory = self.paired(looked, pairs)
+            body["paired"], memory = self.paired(looked, pairs, inputs.labels)
             looked = replace(looked, paired=memory.to_json())
-        return body, breaches, looked
+        body["labels"] = evidence.labels_block(self.cfg, inputs,
+                                               self.ledger.label_sources(self.id))
+        body["exploration"] = evidence.exploration_block(self.cfg, self.ledger, self.id, now)
+        return body, seen.breaches, looked
 
-    def paired(self, state: ExperimentState,
-               pairs: PairedUsers) -> tuple[dict[str, Any], Memory]:
+    def paired(self, state: ExperimentState, pairs: PairedUsers,
+               labels: ArmLabels | None = None) -> tuple[dict[str, Any], Memory]:
         """The paired comparison on shadow-scored transactions (fraud/stats/paired.py)."""
         sh = self.cfg.shadow
         return paired.paired(pairs, self.ledger.paired_scores(self.id, sh.scores_window),
                              self.cfg.statistics, sh.metric,
                              paired.Costs(sh.decline_fixed, sh.decline_share),
-                             Memory.from_json(state.paired))
+                             Memory.from_json(state.paired), labels=labels)
 
     def disagreements(self, limit: int) -> list[dict[str, Any]]:
         """The latest transactions the two models decided differently, newest first."""
@@ -291,7 +279,9 @@ class Experiment:
     def end(self, reason: str) -> dict[str, Any]:
         """End this experiment now (e.g. a promotion), storing its final statistics."""
         self.refresh()
-        final = summary(self.cfg, self.record_, self.ledger.aggregates(self.id))
+        inputs = evidence.read(self.cfg, self.ledger, self.id, self.clock())
+        final = summary(self.cfg, self.record_, self.ledger.aggregates(self.id),
+                        labels=inputs.labels, user_periods=inputs.user_periods)
         self.ledger.finish(self.id, utc_now_iso(), reason, final)
         self.refresh()
         return final

@@ -233,6 +233,30 @@ def paired_block(body: dict[str, Any], extra: str = "") -> str:
             + "</section>")
 
 
+def labels_block(body: dict[str, Any]) -> str:
+    """Label rates by decision (selective labels) and today's exploration."""
+    lb, ex = body.get("labels") or {}, body.get("exploration") or {}
+    facts = [(f"{arm}: labelled", f"flagged {_interval_text(_get(r, 'by_decision', 'flagged'))}"
+              f"; approved {_interval_text(_get(r, 'by_decision', 'approved'))}")
+             for arm, r in (lb.get("per_arm") or {}).items()]
+    if lb.get("reason"):
+        facts.append(("label rates", lb["reason"]))
+    elif lb:
+        facts.append(("label bias", "yes: verdicts on labelled rows say label_bias"
+                      if lb.get("label_bias") else "no"))
+    today = ex.get("today") or {}
+    if not ex.get("enabled"):
+        facts.append(("exploration", "off"))
+    else:
+        facts += [("exploration", f"rate {pct(ex.get('rate'))} of flagged transactions up to "
+                                  f"{num(ex.get('max_amount'), 2)}"),
+                  ("explored today", f"{today.get('explored', 0)} decisions, "
+                                     f"{num(today.get('explored_amount'), 2)}"),
+                  ("budget left", f"{num(today.get('budget_left'), 2)} of "
+                                  f"{num(ex.get('daily_budget'), 2)}")]
+    return "<section><h2>Labels and exploration</h2>" + _pairs(facts) + "</section>"
+
+
 def render(ab_stats_body: dict[str, Any], looks: Sequence[dict[str, Any]] = (),
            drift: dict[str, Any] | None = None) -> str:
     """The whole page: one /ab-stats body, the experiment's looks (any order; ledger
@@ -244,7 +268,8 @@ def render(ab_stats_body: dict[str, Any], looks: Sequence[dict[str, Any]] = (),
     parts = [header(b), volume(b, hist.volume_history(s)),
              arm_metrics(b, hist.metrics_history(s)), primary(b, hist.primary_history(s)),
              sample_ratio(b), rollback(b, hist.events_list(s)),
-             paired_block(b, hist.paired_history(s)), hist.drift_section(drift)]
+             paired_block(b, hist.paired_history(s)), labels_block(b),
+             hist.drift_section(drift)]
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<link rel=\"icon\" href=\"data:,\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"

@@ -7,7 +7,9 @@ serve the whole batch. A bulk request (`/predict_batch`) is its own batch. Eithe
 request is answered only once its decisions are committed.
 
 Failures stay with their rows where they can: a model that fails on some rows fails only the
-requests holding them (`RowsFailed`, counted against that arm); a router call that fails for
+requests holding them (`RowsFailed`, counted against that arm; the request's other rows, left
+undecided, still count as attempted through `on_undecided`, so a bulk's error rate is errors
+per row tried, not per row tried and lost with it); a router call that fails for
 a batch is retried per request (a bad request cannot fail its neighbours), except when the
 router is unreachable, which fails the batch at once. No BentoML here: the service maps
 these exceptions to status codes.
@@ -37,6 +39,7 @@ AMOUNT = AMOUNT_INDEX  # None: the schema names no amount (money metrics read 0)
 ROUTER_ATTEMPTS = 4
 
 RouterCall = Callable[[np.ndarray], Awaitable[np.ndarray]]
+RowSink = Callable[[list[str], list[Arm], ExperimentState], None]  # users, arms, their state
 
 
 class RowsFailed(RuntimeError):
@@ -69,12 +72,12 @@ class ScoringPath:
 
     def __init__(self, experiment: Experiment, single: RouterCall, bulk: RouterCall, *,
                  coalesce: bool = True, max_rows: int = 256, max_waiting: int = 10_000,
-                 on_errors: Callable[[list[str], list[Arm], ExperimentState], None]
-                 | None = None) -> None:
+                 on_errors: RowSink | None = None, on_undecided: RowSink | None = None) -> None:
         self.experiment = experiment
         self.single = single
         self.bulk = bulk
         self.on_errors = on_errors
+        self.on_undecided = on_undecided
         # Off: every request its own router call, at once (the design before coalescing).
         self.coalescer: Coalescer[Request, Outcome] = Coalescer(
             self._process, max_rows=max_rows if coalesce else 1, max_waiting=max_waiting,
@@ -128,6 +131,9 @@ class ScoringPath:
             bad = failed_rows(part)
             if bad:  # a model failed on its rows: count them against that arm only
                 self._count(r, bad)
+                failed = set(bad)
+                _send(self.on_undecided, r, [j for j in range(len(r.user_ids))
+                                             if j not in failed])
                 outcomes[i] = RowsFailed(r.arms, bad)
                 continue
             shadow = None
@@ -146,8 +152,13 @@ class ScoringPath:
         return [next(it) if o is None else o for o in outcomes]
 
     def _count(self, r: Request, rows: Sequence[int] | range) -> None:
-        if self.on_errors is not None:
-            self.on_errors([r.user_ids[i] for i in rows], [r.arms[i] for i in rows], r.state)
+        _send(self.on_errors, r, rows)
+
+
+def _send(sink: RowSink | None, r: Request, rows: Sequence[int] | range) -> None:
+    """Rows of `r` (their users, arms and state) to `sink`, if any."""
+    if sink is not None and len(rows):
+        sink([r.user_ids[i] for i in rows], [r.arms[i] for i in rows], r.state)
 
 
 def _not_unreachable(exc: BaseException) -> bool:

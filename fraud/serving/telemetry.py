@@ -14,7 +14,8 @@ from fraud.schema import ARMS, Prediction
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-VERDICTS = ("collecting", "no_difference", "challenger_better", "challenger_worse")
+VERDICTS = ("collecting", "no_difference", "challenger_better", "challenger_worse",
+            "label_bias")
 
 
 class Metrics:
@@ -57,10 +58,18 @@ class Metrics:
             "fraud_ledger_up", "1 while this worker can write the ledger, 0 while it refuses "
             "traffic.", multiprocess_mode="min")
         self.ledger_up.set(1)
+        self.explored = pc.Counter(
+            "fraud_explored", "Would-be declines approved by exploration, by arm (the model "
+            "flagged them; the client was answered is_fraud false).", ["model_version"])
+        self.budget_left = pc.Gauge(
+            "fraud_exploration_budget_left", "Money today's exploration budget can still "
+            "lease (all workers and replicas); absent while exploration is off.",
+            multiprocess_mode="mostrecent")
         for arm in ARMS:  # export zeros from the start, so absence means a dead service
             for outcome in ("fraud", "legit"):
                 self.predictions.labels(model_version=arm, prediction=outcome)
             self.errors.labels(model_version=arm)
+            self.explored.labels(model_version=arm)
 
     def observe(self, arm: str, flagged: list[bool], seconds: float) -> None:
         """Count decisions of one arm and their latency."""
@@ -84,6 +93,10 @@ class Metrics:
             if n:
                 self.errors.labels(model_version=arm).inc(n)
 
+    def count_explored(self, arm: str, n: int = 1) -> None:
+        """Would-be declines of one arm that exploration approved."""
+        self.explored.labels(model_version=arm).inc(n)
+
     def ledger_state(self, up: bool, new_failures: int) -> None:
         """Whether this worker can write the ledger, and its failed commits since the last
         call (fraud.experiment.watch.Watch reports both every second)."""
@@ -103,6 +116,9 @@ class Metrics:
         self.primary_p.set(1.0 if p is None else p)
         for v in VERDICTS:
             self.verdict.labels(verdict=v).set(1 if report["primary"]["verdict"] == v else 0)
+        today = (report.get("exploration") or {}).get("today")
+        if today and today.get("budget_left") is not None:
+            self.budget_left.set(today["budget_left"])
 
 
 REJECTION_REASONS = ("unauthenticated", "forbidden", "rate_limited", "too_large")

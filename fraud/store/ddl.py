@@ -219,3 +219,51 @@ TRIGGERS: tuple[tuple[str, str, str, str, str], ...] = (
     ("user_stats_changed", "user_stats", "UPDATE", "", ON_USER_CHANGED),
 )
 
+
+# Version 5, selective labels (fraud/store/evidence.py, fraud/store/exploration.py): each
+# decision's exploration (`is_fraud` stays the model's decision; `explored`: approved instead;
+# `propensity`: its chance of that, 0 when not eligible, NULL before this version), where a
+# label came from, rows a bulk left undecided because another of its rows failed (attempted
+# all the same: the error rate's denominator), and the day's exploration budget every worker
+# and replica leases from.
+EXPLORATION_COLUMNS = (("explored", "INTEGER NOT NULL DEFAULT 0"), ("propensity", "{real}"))
+LABEL_SOURCE_COLUMN = ("source", "TEXT")
+UNDECIDED_COLUMN = ("undecided", "{int} NOT NULL DEFAULT 0")
+EXPLORATION = """
+CREATE TABLE IF NOT EXISTS exploration_budget (
+    day        TEXT   PRIMARY KEY,
+    budget     {real} NOT NULL,
+    leased     {real} NOT NULL DEFAULT 0,
+    leases     {int}  NOT NULL DEFAULT 0,
+    updated_at {real} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_explored ON decisions (experiment_id, id) WHERE explored = 1;
+CREATE INDEX IF NOT EXISTS decisions_explored_ts ON decisions (ts) WHERE explored = 1;
+"""
+
+# The error rate's moments from version 5: attempted = decisions + errors + undecided. Rows of
+# earlier versions have undecided = 0, so their running sums stay exact; the triggers on
+# user_stats are replaced to add the new terms and the `undecided` sum (arm_moments gains it).
+ATTEMPTED = "({r}.decisions + {r}.errors + {r}.undecided)"
+_V5 = {"users_attempted": f"CAST({ATTEMPTED} > 0 AS INTEGER)",
+       "aa": f"{ATTEMPTED} * {ATTEMPTED}", "ae": f"{ATTEMPTED} * {{r}}.errors"}
+MOMENTS_V5: tuple[tuple[str, str], ...] = (
+    *((name, _V5.get(name, expr)) for name, expr in MOMENTS), ("undecided", "{r}.undecided"))
+MOMENT_NAMES_V5 = ", ".join(name for name, _ in MOMENTS_V5)
+ON_USER_ADDED_V5 = f"""
+    INSERT INTO arm_moments ({_KEY}, {MOMENT_NAMES_V5})
+    VALUES (NEW.experiment_id, NEW.period, NEW.arm,
+            {", ".join(expr.format(r="NEW") for _, expr in MOMENTS_V5)})
+    ON CONFLICT ({_KEY}) DO UPDATE SET
+        {", ".join(f"{name} = arm_moments.{name} + excluded.{name}" for name, _ in MOMENTS_V5)};
+"""
+ON_USER_CHANGED_V5 = f"""
+    UPDATE arm_moments SET
+        {", ".join(f"{name} = {name} + ({expr.format(r='NEW')}) - ({expr.format(r='OLD')})"
+                   for name, expr in MOMENTS_V5[1:])}
+    WHERE experiment_id = NEW.experiment_id AND period = NEW.period AND arm = NEW.arm;
+"""
+TRIGGERS_V5: tuple[tuple[str, str, str, str, str], ...] = (
+    ("user_stats_added", "user_stats", "INSERT", "", ON_USER_ADDED_V5),
+    ("user_stats_changed", "user_stats", "UPDATE", "", ON_USER_CHANGED_V5),
+)

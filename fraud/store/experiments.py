@@ -9,13 +9,25 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 from fraud.schema import ARMS
-from fraud.stats.aggregates import ArmPeriod, Periods
+from fraud.stats.aggregates import SUM_COLUMNS, ArmPeriod, Periods
 from fraud.store import sql
 from fraud.store.backend import Backend
 from fraud.store.records import ExperimentRecord
+
+
+def with_undecided(sums: list[int | None]) -> ArmPeriod:
+    """An ArmPeriod from the aggregate row: SUM_COLUMNS, then `undecided` (rows a bulk left
+    undecided when another of its rows failed). The error rate's moments are over attempted =
+    decisions + errors + undecided (fraud/store/ddl.py), so its linear sum takes them in too."""
+    arm = ArmPeriod.from_sums(sums[:len(SUM_COLUMNS)])
+    undecided = int(sums[len(SUM_COLUMNS)] or 0) if len(sums) > len(SUM_COLUMNS) else 0
+    if not undecided:
+        return arm
+    return replace(arm, error=replace(arm.error, sx=arm.error.sx + undecided))
 
 
 class ExperimentStore:
@@ -38,7 +50,7 @@ class ExperimentStore:
                                 (experiment_id,)).fetchall()
         out: Periods = {}
         for period, arm, *sums in rows:  # PostgreSQL sums bigints as numeric: back to int
-            out.setdefault(int(period), {})[arm] = ArmPeriod.from_sums(
+            out.setdefault(int(period), {})[arm] = with_undecided(
                 [None if v is None else int(v) for v in sums])
         return out
 

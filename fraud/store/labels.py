@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+from fraud.schema import LABEL_SOURCES
 from fraud.store import sql
 from fraud.store.backend import Backend
 from fraud.store.records import Decision, LabelOutcome
@@ -27,24 +28,28 @@ class LabelStore:
     # -- labels -----------------------------------------------------------------------------
 
     def label(
-        self, request_id: str, is_fraud: bool, *, wait: float | None = None
+        self, request_id: str, is_fraud: bool, *, wait: float | None = None,
+        source: str | None = None,
     ) -> LabelOutcome:
-        """Store the label for a decision: created, duplicate, conflict or unknown.
+        """Store the label for a decision: created, duplicate, conflict or unknown. `source`
+        (fraud.schema.LABEL_SOURCES, or None) is kept with it; a duplicate keeps the first.
 
         An unknown id is retried for up to `wait` s (default `label_wait`): another worker
         may still hold the decision in its queue.
         """
+        if source is not None and source not in LABEL_SOURCES:
+            raise ValueError(f"source must be one of {LABEL_SOURCES}, got {source!r}")
         deadline = time.monotonic() + (self.label_wait if wait is None else wait)
         poll = min(max(self.flush_interval / 5, 0.002), 0.05)
         while True:
             self.flush()
-            outcome = self._try_label(request_id, bool(is_fraud))
+            outcome = self._try_label(request_id, bool(is_fraud), source)
             remaining = deadline - time.monotonic()
             if outcome is not LabelOutcome.UNKNOWN or remaining <= 0:
                 return outcome
             time.sleep(min(poll, remaining))
 
-    def _try_label(self, request_id: str, is_fraud: bool) -> LabelOutcome:
+    def _try_label(self, request_id: str, is_fraud: bool, source: str | None) -> LabelOutcome:
         with self.backend.read() as conn:  # cheap read first: unknown ids skip the write lock
             seen = conn.execute(
                 "SELECT 1 FROM decisions WHERE request_id = ?", (request_id,)
@@ -52,11 +57,7 @@ class LabelStore:
         if seen is None:
             return LabelOutcome.UNKNOWN
         with self.backend.write() as conn:  # check-insert-read is one locked transaction
-            cur = conn.execute(
-                "INSERT INTO labels (request_id, is_fraud, ts) VALUES (?, ?, ?)"
-                " ON CONFLICT (request_id) DO NOTHING",
-                (request_id, int(is_fraud), time.time()),
-            )
+            cur = conn.execute(sql.INSERT_LABEL, (request_id, int(is_fraud), time.time(), source))
             if cur.rowcount == 1:
                 return LabelOutcome.CREATED
             stored = conn.execute(
@@ -85,7 +86,8 @@ class LabelStore:
         if row is None:
             return None
         rid, ts, user_id, arm, tag, prob, flagged, latency, source, eid, period, *rest = row
-        amount, shadow_p, shadow_flag = rest
+        amount, shadow_p, shadow_flag, explored, propensity = rest
         return Decision(rid, ts, user_id, arm, tag, prob, bool(flagged), latency, source,
                         eid, period, amount, shadow_p,
-                        None if shadow_flag is None else bool(shadow_flag))
+                        None if shadow_flag is None else bool(shadow_flag), bool(explored),
+                        propensity)

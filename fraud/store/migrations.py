@@ -11,6 +11,10 @@ release:
 2. shadow: the amount and the other model's score and decision on each decision.
 3. counted: rows the writer counts itself; `decisions_count` only counts unmarked rows.
 4. looks: the report page's history.
+5. selective labels: each decision's exploration (`explored`, `propensity`), a label's
+   `source`, the rows a bulk left `undecided` (user_stats, and arm_moments with the error
+   rate's attempted = decisions + errors + undecided: its two triggers replaced), and the day's
+   exploration budget (`exploration_budget`).
 
 A ledger of an earlier release has no `schema_version` table: `legacy_version` recognises
 which of these its schema already holds (steps are idempotent, so a partly recognised one is
@@ -95,14 +99,27 @@ def _looks(conn: Conn, d: Dialect) -> None:
     d.script(conn, ddl.LOOKS)
 
 
+def _selective_labels(conn: Conn, d: Dialect) -> None:
+    for name, decl in ddl.EXPLORATION_COLUMNS:
+        d.add_column(conn, "decisions", name, decl)
+    d.add_column(conn, "labels", *ddl.LABEL_SOURCE_COLUMN)
+    d.add_column(conn, "user_stats", *ddl.UNDECIDED_COLUMN)
+    d.add_column(conn, "arm_moments", *ddl.UNDECIDED_COLUMN)
+    for trigger in ddl.TRIGGERS_V5:
+        d.trigger(conn, *trigger)
+    d.script(conn, ddl.EXPLORATION)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "base", _base, locks=("decisions",)),
     Migration(2, "shadow", _shadow, locks=("decisions",)),
     Migration(3, "counted", _counted, locks=("decisions",)),
     Migration(4, "looks", _looks),
+    Migration(5, "selective labels", _selective_labels,
+              locks=("decisions", "labels", "user_stats", "arm_moments")),
 )
 LATEST = MIGRATIONS[-1].version  # what this release's migrator brings a ledger to
-REQUIRED = 4  # the oldest schema this release's workers run on (it writes `counted`, `looks`)
+REQUIRED = 5  # the oldest schema this release's workers run on (it writes `explored`, `source`)
 
 
 def legacy_version(conn: Conn, d: Dialect) -> int:

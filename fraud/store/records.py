@@ -33,6 +33,8 @@ class Decision:
     amount: float | None = None  # the transaction's amount (money-weighted metrics)
     shadow_probability: float | None = None  # shadow mode: the other model's score
     shadow_is_fraud: bool | None = None  # ... and its decision at its own threshold
+    explored: bool = False  # the model flagged it; exploration approved it instead
+    propensity: float | None = None  # its chance of being explored (0: not eligible)
 
 
 class LabelOutcome(StrEnum):
@@ -61,12 +63,14 @@ class DecisionRejected(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ScoringError:
-    """One row whose scoring failed: counted against its arm and user, like a decision."""
+    """One row whose scoring failed (or, `undecided`, a row of the same request left undecided
+    for it: attempted all the same), counted against its arm and user, like a decision."""
 
     experiment_id: int
     period: int
     arm: Arm
     user_id: str
+    undecided: bool = False  # not failed: left undecided because another row of its request did
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ def to_row(d: Decision) -> Row:
         None if d.amount is None else float(d.amount),
         None if d.shadow_probability is None else float(d.shadow_probability),
         None if d.shadow_is_fraud is None else int(bool(d.shadow_is_fraud)),
+        1 if d.explored else 0, None if d.propensity is None else float(d.propensity),
     )
 
 
@@ -59,7 +60,8 @@ class Batch:
 
     groups: list[list[Row]]
     rows: list[Row]  # every group's, marked counted
-    users: list[tuple[Any, ...]]  # (experiment, period, arm, user, decisions, flagged, errors)
+    users: list[tuple[Any, ...]]  # (experiment, period, arm, user, decisions, flagged, errors,
+    #                                undecided)
     errors: list[tuple[Any, ...]]  # the same for users with errors, decisions left out
     lock_arms: bool = False  # PostgreSQL's shared commits: lock the per-arm rows first
 
@@ -77,13 +79,14 @@ def prepare(groups: list[list[Row]], errors: list[ScoringError]) -> Batch:
     rows = [(*row, 1) for group in groups for row in group]
     sums: dict[tuple[Any, ...], list[int]] = {}
     for r in rows:  # DECISION_COLUMNS order: user 2, arm 3, is_fraud 6, experiment 9, period 10
-        c = sums.setdefault((r[9], r[10], r[3], r[2]), [0, 0, 0])
+        c = sums.setdefault((r[9], r[10], r[3], r[2]), [0, 0, 0, 0])
         c[0] += 1
         c[1] += r[6]
-    for e in errors:
-        sums.setdefault((e.experiment_id, e.period, e.arm, e.user_id), [0, 0, 0])[2] += 1
+    for e in errors:  # a failed row counts as an error; one left undecided by it as attempted
+        key = (e.experiment_id, e.period, e.arm, e.user_id)
+        sums.setdefault(key, [0, 0, 0, 0])[3 if e.undecided else 2] += 1
     users = sorted((*key, *c) for key, c in sums.items())
-    return Batch(groups, rows, users, [(*u[:4], 0, 0, u[6]) for u in users if u[6]])
+    return Batch(groups, rows, users, [(*u[:4], 0, 0, *u[6:]) for u in users if u[6] or u[7]])
 
 
 def commit(backend: Backend, groups: list[list[Row]],

@@ -7,8 +7,9 @@ Ledger on the shared store (fraud/store/backend.py: a SQLite file or PostgreSQL)
 per-user aggregates /ab-stats reads are kept by triggers in the writing transactions
 (fraud/store/sql.py), so they are exact across workers and replicas; labels
 (fraud/store/labels.py), experiments (fraud/store/experiments.py), shadow pairs
-(fraud/store/paired.py) and the report's looks (fraud/store/history.py) are mixins. No BentoML
-dependency: the service imports this, not the other way round.
+(fraud/store/paired.py), label and period rows (fraud/store/evidence.py), the exploration
+budget (fraud/store/exploration.py) and the report's looks (fraud/store/history.py) are mixins.
+No BentoML dependency: the service imports this, not the other way round.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from typing import Any
 from fraud.schema import ARMS
 from fraud.store import sql
 from fraud.store.backend import Backend, open_backend
+from fraud.store.evidence import EvidenceStore
 from fraud.store.experiments import ExperimentStore
+from fraud.store.exploration import ExplorationStore
 from fraud.store.history import HistoryStore
 from fraud.store.labels import LabelStore
 from fraud.store.paired import PairedStore
@@ -43,7 +46,8 @@ from fraud.store.rows import Row, commit, to_row
 log = logging.getLogger(__name__)
 
 
-class Ledger(LabelStore, ExperimentStore, PairedStore, HistoryStore):
+class Ledger(LabelStore, ExperimentStore, PairedStore, HistoryStore, EvidenceStore,
+             ExplorationStore):
     """The ledger on a store (a path or URL, or a Backend); open one per process."""
 
     def __init__(
@@ -142,7 +146,8 @@ class Ledger(LabelStore, ExperimentStore, PairedStore, HistoryStore):
                 raise ValueError(f"arm must be one of {ARMS}, got {e.arm!r}")
             user = str(e.user_id)
             user.encode()  # refuse what the store could not take, here rather than in the writer
-            checked.append(ScoringError(int(e.experiment_id), int(e.period), e.arm, user))
+            checked.append(ScoringError(int(e.experiment_id), int(e.period), e.arm, user,
+                                        e.undecided))
         with self._accept_lock:
             if self._closed:
                 raise RuntimeError(self._closed_reason)

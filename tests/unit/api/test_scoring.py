@@ -56,6 +56,7 @@ class Counts:
     def __init__(self) -> None:
         self.decisions: list[tuple[str, bool]] = []
         self.errors: list[str] = []
+        self.explored: list[str] = []
 
     def observe_predictions(self, results: Any, seconds: float) -> None:
         assert seconds >= 0
@@ -63,6 +64,9 @@ class Counts:
 
     def count_errors(self, arms: Any) -> None:
         self.errors += list(arms)
+
+    def count_explored(self, arm: str, n: int = 1) -> None:
+        self.explored += [arm] * n
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from fraud.config import ABConfig, ShadowConfig
+from fraud.config import ABConfig, ShadowConfig, StatsSettings
 from fraud.experiment.decisions import ArmModel
 from fraud.experiment.live import Experiment
 from fraud.report.page import render
@@ -28,7 +28,10 @@ def real_body(tmp_path: Path, shadow: bool) -> dict[str, Any]:
     """An /ab-stats body made by the service's own code: decisions, labels, statistics."""
     rng = random.Random(7)
     with Ledger(tmp_path / "ledger.sqlite") as ledger:
-        exp = Experiment(ABConfig(shadow=ShadowConfig(enabled=shadow)), ARMS, ledger)
+        # 120 users: ~25 per arm with labelled fraud, so the minimum is set below that.
+        cfg = ABConfig(shadow=ShadowConfig(enabled=shadow),
+                       statistics=StatsSettings(min_fraud_users_per_arm=20))
+        exp = Experiment(cfg, ARMS, ledger)
         for i in range(600):
             user = f"u{i % 120}"
             arm = exp.route(user)

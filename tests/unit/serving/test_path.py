@@ -132,3 +132,25 @@ def test_bulk_requests_go_alone_and_keep_their_order(ledger):
                                                                 for i in range(50)])
     assert router.calls == [50]
     assert {ledger.lookup(p.request_id).source for p in out} == {"batch"}
+
+
+def test_a_bulk_row_that_fails_leaves_its_neighbours_attempted_not_lost(ledger):
+    """The rows of a bulk left undecided because another row failed go to `on_undecided`:
+    attempted all the same, so a true 1% error rate does not read as ~11% (issue 21)."""
+    errors: list = []
+    undecided: list = []
+    exp = Experiment(ABConfig(), ARMS, ledger)
+    path = ScoringPath(exp, Router(fail_arm=1), Router(fail_arm=1),
+                       on_errors=lambda u, a, s: errors.extend(zip(u, a, strict=True)),
+                       on_undecided=lambda u, a, s: undecided.extend(zip(u, a, strict=True)))
+    users = [f"u{i}" for i in range(12)]
+    arms = [exp.route(u) for u in users]
+    assert {"model_a", "model_b"} <= set(arms)
+    features = np.vstack([row(100.0 + i) for i in range(12)])
+    with pytest.raises(RowsFailed):
+        asyncio.run(path.score(users, features, bulk=True))
+    assert sorted(errors) == sorted((u, a) for u, a in zip(users, arms, strict=True)
+                                    if a == "model_b")
+    assert sorted(undecided) == sorted((u, a) for u, a in zip(users, arms, strict=True)
+                                       if a == "model_a")
+    assert len(errors) + len(undecided) == len(users)  # every row tried is counted once

@@ -196,8 +196,9 @@ def test_migrates_an_old_schema_ledger(sqlite_db: Path) -> None:
         assert led.latencies(rec.id, 0, 10) == {"model_a": [5.0], "model_b": []}
     with sqlite3.connect(db) as conn:
         columns = [r[1] for r in conn.execute("PRAGMA table_info(decisions)")]
-        assert columns[-7:] == ["experiment_id", "period", "matured", "amount",
-                                "shadow_probability", "shadow_is_fraud", "counted"]
+        assert columns[-9:] == ["experiment_id", "period", "matured", "amount",
+                                "shadow_probability", "shadow_is_fraud", "counted", "explored",
+                                "propensity"]
         assert conn.execute("SELECT experiment_id, period, matured FROM decisions"
                             " WHERE request_id = 'old-1'").fetchone() == (0, 0, 1)
         indexes = {r[0] for r in conn.execute(

@@ -52,8 +52,8 @@ def test_a_long_reader_makes_the_migration_fail_fast_naming_the_lock(postgres: A
         thread.join(60)
         assert not thread.is_alive()
         error = result["error"]
-        assert "migration 5 (future) could not take table decisions within lock_timeout=1s" \
-            in error
+        assert (f"migration {LATEST + 1} (future) could not take table decisions within "
+                "lock_timeout=1s") in error
         assert f"pid {reader.info.backend_pid} (AccessShareLock on decisions, idle in " \
                "transaction" in error and "SELECT COUNT(*) FROM decisions" in error
         assert "s3cret" not in error
