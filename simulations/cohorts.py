@@ -7,8 +7,8 @@ directly: counts from multinomials over the (deciding flags, other flags) cells,
 binomial thinning for exploration and for labels (simulations/traffic.py's LabelMechanics,
 its probabilities taken as "by maturity"). Statistically the same per-user sums as building
 them from rows (tests/unit/simulations/test_label_simulation.py checks that both generators
-agree), at a cost per user, not per transaction. Users arrive in a random order; look k sees the first
-k/looks of them, every decision mature. One allocation period: `simulations.label_traffic`
+agree), at a cost per user, not per transaction. Users arrive in a random order; look k sees
+the first k/looks of them, every decision mature. One allocation period: `simulations.label_traffic`
 has time, maturity and the ramp.
 """
 

@@ -79,18 +79,10 @@ Pred = Callable[[Cats], np.ndarray]
 
 def _tally(key: np.ndarray, size: int, bits: dict[str, np.ndarray],
            cols: dict[str, Pred]) -> dict[str, np.ndarray]:
-    """Per key, the rows whose combination of `bits` each predicate selects, from ONE bincount:
+    """Per key, the rows each predicate over the row flags selects:
     cols={"declined": lambda c: c["d"] & ~c["x"]} counts rows with d and not x."""
-    names = list(bits)
-    width = 1 << len(names)
-    code = key.astype(np.int64) * width
-    for i, name in enumerate(names):
-        code += bits[name].astype(np.int64) << i
-    counts = np.bincount(code, minlength=size * width).reshape(size, width)
-    cats = {name: ((np.arange(width) >> i) & 1) == 1 for i, name in enumerate(names)}
-    select = np.stack([pred(cats) for pred in cols.values()], axis=1).astype(np.float64)
-    out = counts.astype(np.float64) @ select
-    return {name: out[:, j] for j, name in enumerate(cols)}
+    return {name: np.bincount(key[pred(bits)], minlength=size).astype(np.float64)
+            for name, pred in cols.items()}
 
 
 def _label_users(r: dict[str, np.ndarray], upto: int, t: float, plan: Plan
