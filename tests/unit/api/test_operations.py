@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from fraud.api import operations
+from fraud.api import auth, operations
 from fraud.api.operations import Operations
 from fraud.config import ABConfig
 from fraud.experiment.decisions import ArmModel
@@ -139,6 +139,35 @@ def test_feedback_stores_a_label_once_and_refuses_a_conflict(ops: Operations) ->
                                              "status": "created"})
     assert ops.feedback(rid, True)[1]["status"] == "duplicate"
     assert ops.feedback(rid, False)[0] == 409
+
+
+def test_feedback_keeps_where_the_label_came_from(ops: Operations) -> None:
+    rid = ops.experiment.record(["u1"], ["model_a"], [0.9], 5.0, "predict")[0].request_id
+    assert ops.feedback(rid, True, "chargeback") == (200, {
+        "request_id": rid, "is_fraud": True, "source": "chargeback", "status": "created"})
+    assert ops.ledger.label_sources(ops.experiment.id) == {"model_a": {"chargeback": 1}}
+
+
+def test_explored_lists_the_approved_would_be_declines_for_admins_only(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = ABConfig.model_validate({"exploration": {"enabled": True, "rate": 0.2,
+                                                   "max_amount": 100, "daily_budget": 1000}})
+    exp = Experiment(cfg, ARMS, ledger)
+    assert exp.explorer is not None
+    exp.explorer.budget.refill()  # the lease a first candidate would start in the background
+    ops = Operations(cfg, exp, TAGS, gate_problem=None, card=CARD, clock=Clock())
+    out, done = exp.decide([f"u{i}" for i in range(60)], ["model_a"] * 60, [0.9] * 60, 5.0,
+                           "predict", amounts=[10.0] * 60)
+    done.result()
+    listed = ops.explored(100)
+    taken = {p.request_id for p in out if not p.is_fraud}  # flagged by the model, approved
+    assert taken and {e["request_id"] for e in listed["explored"]} == taken
+    assert all(e["propensity"] == 0.2 and e["amount"] == 10.0 for e in listed["explored"])
+    assert listed["exploration"] == {"enabled": True, "rate": 0.2, "max_amount": 100.0,
+                                     "daily_budget": 1000.0}
+    assert auth.rule_for("/experiments/current/explored").scope == "admin"
+    monkeypatch.setattr(ops.ledger, "explored", down)
+    assert ops.explored(5).status_code == 503
 
 
 def test_feedback_on_a_ledger_that_cannot_answer_is_503_and_stores_nothing(

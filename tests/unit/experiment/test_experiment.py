@@ -264,3 +264,36 @@ def test_retention_must_outlive_maturity() -> None:
                  retention=RetentionPolicy(decisions_days=30))
     assert ABConfig(labels=LabelPolicy(maturity_days=60)).retention.decisions_days == 90
     assert ABConfig(retention=RetentionPolicy(decisions_days=None)).retention.decisions_days is None
+
+
+def test_an_explored_decision_is_answered_approved_and_stored_as_the_models(ledger):
+    """Exploration: the client gets the decision taken; the ledger keeps the model's flag
+    (so flag rates stay the model's), the explored mark and the propensity; the metric counts
+    each explored decision once it is stored. With maturity set, /ab-stats carries the label
+    rows' blocks."""
+    counted = []
+    exp = Experiment(ABConfig.model_validate({
+        "exploration": {"enabled": True, "rate": 0.2, "max_amount": 50, "daily_budget": 500,
+                        "lease": 500},
+        "labels": {"maturity_days": 1}}), ARMS, ledger, on_explored=counted.append)
+    exp.explorer.budget.refill()
+    users = [f"u{i}" for i in range(80)]
+    out = exp.record(users, ["model_a"] * 80, [0.9] * 40 + [0.1] * 40, 5.0, "batch")
+    assert not counted  # record() has no amounts: nothing is a candidate
+    answers, committed = exp.decide(users, ["model_a"] * 80, [0.9] * 80, 5.0, "batch",
+                                    amounts=[20.0] * 40 + [80.0] * 40)
+    committed.result()
+    explored = [p for p in answers if not p.is_fraud]
+    assert explored and all(answers.index(p) < 40 for p in explored)  # never above 50
+    for p in answers:
+        d = ledger.lookup(p.request_id)
+        assert d.is_fraud is True and d.explored == (not p.is_fraud)
+        assert d.propensity == (0.2 if d.amount <= 50 else 0.0)
+    assert counted == ["model_a"] * len(explored)
+    periods = ledger.aggregates(exp.id).values()
+    assert sum(p["model_a"].flagged for p in periods) == 40 + 80  # the model's flags
+    body, _, _ = exp.report()
+    assert body["exploration"]["today"]["explored"] == len(explored)
+    assert body["exploration"]["per_arm"]["model_a"]["explored"] == len(explored)
+    assert body["labels"]["maturity_days"] == 1 and body["labels"]["per_arm"] == {}
+    assert len(out) == 80
