@@ -9,8 +9,10 @@ output is JSON-clean (None, never NaN); fraud/report/card.py renders it as markd
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -196,6 +198,30 @@ def build(models_metadata: Mapping[str, Mapping[str, Any]],
         },
         "caveats": _caveats(models, data, gate_report),
     }
+
+
+HIDDEN = ("each model's threshold, and the validation curve it was chosen on, are shown with "
+          "an admin key only: they mark the decision edge to probe")
+_JUDGED_OTHER = re.compile(r"the gate judged threshold \S+, the model carries \S+\.")
+
+
+def public(card: Mapping[str, Any]) -> dict[str, Any]:
+    """The card without its thresholds (GET /model-card without an admin key): each model's
+    and the gate's threshold are null, the threshold choice keeps its rule and settings but
+    not its chosen point or curve, and no caveat quotes a threshold."""
+    out = copy.deepcopy(dict(card))
+    for m in out.get("models") or ():
+        m["threshold"] = None
+        choice = m.get("threshold_choice")
+        if isinstance(choice, dict):
+            m["threshold_choice"] = {k: v for k, v in choice.items()
+                                     if k not in ("chosen", "curve")}
+        if isinstance(m.get("gate"), dict) and "threshold" in m["gate"]:
+            m["gate"]["threshold"] = None
+    out["caveats"] = [_JUDGED_OTHER.sub("the gate judged another threshold than the model "
+                                        "carries.", c) for c in out.get("caveats") or ()]
+    out["thresholds_hidden"] = HIDDEN
+    return out
 
 
 def tags(card: Mapping[str, Any]) -> dict[str, str]:

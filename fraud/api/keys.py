@@ -12,6 +12,10 @@ entry (its source, position and scopes) and the rule; never a key.
 - A key file other users can read is a warning; FRAUDSERVE_KEYS_FILE_STRICT=1 refuses it. Its
   group may read it when that group is the service's own (Kubernetes: fsGroup).
 - The retired FRAUDSERVE_ADMIN_KEY is refused with how to migrate.
+- The assignment salt (configs/ab.yaml `salt`, FRAUDSERVE_SALT overrides) must not be the
+  committed placeholder, a value once committed, or shorter than MIN_SALT_LENGTH under
+  FRAUDSERVE_REQUIRE_KEYS=1: with a known salt anyone computes any user's arm. Without the
+  switch it is a warning.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ MIN_KEY_LENGTH = 32
 PLACEHOLDER_WORDS = ("replace", "changeme", "change-me", "change_me", "example",
                      "placeholder", "<", ">")
 MAKE_ONE = "python -c 'import secrets; print(secrets.token_urlsafe(32))' makes one"
+SALT_ENV = "FRAUDSERVE_SALT"
+MIN_SALT_LENGTH = 16
+PUBLIC_SALTS = frozenset({"fraudserve-ab-1"})  # committed in earlier releases
 
 
 def switch(environ: Mapping[str, str], name: str) -> bool:
@@ -57,6 +64,28 @@ def weakness(secret: bytes) -> str | None:
         if word in text:
             return f"looks like a placeholder (it contains {word!r})"
     return None
+
+
+def salt_problem(salt: str) -> str | None:
+    """Why an assignment salt is public or guessable, or None."""
+    if salt in PUBLIC_SALTS or any(w in salt.lower() for w in PLACEHOLDER_WORDS):
+        return "is the committed placeholder (public)"
+    if len(salt) < MIN_SALT_LENGTH:
+        return f"is shorter than {MIN_SALT_LENGTH} characters"
+    return None
+
+
+def check_salt(salt: str, environ: Mapping[str, str]) -> str | None:
+    """A KeyConfigError under FRAUDSERVE_REQUIRE_KEYS=1 when the salt is public or short;
+    else the warning to log (or None)."""
+    problem = salt_problem(salt)
+    if problem is None:
+        return None
+    words = (f"the assignment salt {problem}: anyone can compute any user's arm; set "
+             f"{SALT_ENV} (or configs/ab.yaml salt) to a random value ({MAKE_ONE})")
+    if switch(environ, REQUIRE_ENV):
+        raise KeyConfigError(f"{REQUIRE_ENV}=1: {words}")
+    return words
 
 
 def check_strength(entries: list[Entry]) -> None:

@@ -268,6 +268,11 @@ def scopes_of(request: Any) -> frozenset[str]:
 
 
 
+def is_admin(request: Any) -> bool:
+    """Whether the request's key holds the admin scope (always, in open mode)."""
+    return "admin" in scopes_of(request)
+
+
 def keyed(request: Any) -> bool:
     """Whether the request came with a valid key (or the service runs open): such callers
     may have fresh reports; the rest get the copy cached for the check interval."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from fraud.api.auth import KeyRing
 from fraud.api.clientip import NO_PROXIES, TrustedProxies
-from fraud.api.keys import load_keys
+from fraud.api.keys import check_salt, load_keys
 from fraud.api.ratelimit import RateLimiter, RatePolicy, Store
 from fraud.api.ratestate import StateUnsafe, check_state
 from fraud.config import ABConfig
@@ -94,8 +94,12 @@ def security_settings(ab: ABConfig, environ: Mapping[str, str]) -> SecuritySetti
     environment (which overrides it); raises KeyConfigError or ValueError saying what is
     wrong."""
     rate: dict[str, Any] = ab.rate_limit.model_dump(exclude_none=True)
+    keys = load_keys(environ)
+    salt = check_salt(ab.salt, environ)
+    if salt and not keys.open:  # open mode shows the salt to anyone anyway
+        keys.notes += (salt,)
     return SecuritySettings(
-        keys=load_keys(environ),
+        keys=keys,
         limits=LimitSettings.from_mapping(ab.limits.model_dump(exclude_none=True), environ,
                                           max_batch_rows=ab.max_batch_rows),
         rate=RatePolicy.from_mapping(rate, environ),

@@ -93,11 +93,13 @@ def drift_view(arms: Mapping[str, Any] | None) -> Any:
     return DriftResponse(arms=arms).model_dump()  # type: ignore[arg-type]
 
 
-def card_response(served: ServedCard, accept: str | None) -> Response:
-    """GET /model-card: markdown unless the Accept header prefers JSON; 503 without a card."""
+def card_response(served: ServedCard, accept: str | None, *, admin: bool = True) -> Response:
+    """GET /model-card: markdown unless the Accept header prefers JSON; 503 without a card.
+    Without an admin key the thresholds are left out (fraud/model_card.py `public`)."""
     if served.card is None:
         return JSONResponse(error_body(f"no model card: {served.problem}"), status_code=503)
-    headers = {"X-Model-Card-Source": served.source, "Vary": "Accept"}
+    headers = {"X-Model-Card-Source": served.source, "Vary": "Accept, Authorization"}
     if wants_json(accept):
-        return JSONResponse(served.as_json(), headers=headers)
-    return Response(served.markdown, media_type="text/markdown; charset=utf-8", headers=headers)
+        return JSONResponse(served.as_json(admin=admin), headers=headers)
+    text = served.markdown if admin else served.public_markdown
+    return Response(text, media_type="text/markdown; charset=utf-8", headers=headers)

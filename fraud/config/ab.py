@@ -226,7 +226,9 @@ class ABConfig(Strict):
     model_a: str = Field("@champion", description="@role, a model name, or name:version")
     model_b: str = Field("@challenger", description="@role, a model name, or name:version")
     challenger_share: float = Field(0.5, ge=0, le=1)
-    salt: str = Field("fraudserve-ab-1", min_length=1)
+    salt: str = Field("REPLACE-ME-with-a-random-salt", min_length=1,
+                      description="FRAUDSERVE_SALT overrides; a placeholder is refused under "
+                                  "FRAUDSERVE_REQUIRE_KEYS=1 (fraud/api/keys.py)")
     max_batch_rows: int = Field(1000, ge=1, le=10_000)
     coalesce: CoalesceConfig = CoalesceConfig()
     guardrails: GuardrailConfig = GuardrailConfig()
@@ -257,6 +259,8 @@ def load_ab_config(path: Path | str | None = None) -> ABConfig:
     """Read and validate configs/ab.yaml (or `path`, or FRAUDSERVE_AB_CONFIG)."""
     path = path or os.environ.get("FRAUDSERVE_AB_CONFIG") or CONFIG_DIR / "ab.yaml"
     cfg = ABConfig.model_validate(load_yaml(Path(path)))
+    if os.environ.get("FRAUDSERVE_SALT"):
+        cfg = cfg.model_copy(update={"salt": os.environ["FRAUDSERVE_SALT"]})
     flag = os.environ.get("FRAUDSERVE_SHADOW")
     if flag is not None:
         if flag not in ("0", "1"):

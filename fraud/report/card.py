@@ -145,6 +145,8 @@ def to_markdown(card: Mapping[str, Any]) -> str:
         versions = ", ".join(f"{k} {v}" for k, v in m["library_versions"].items())
         lines += ["", f"Libraries: {versions or 'n/a'}.", ""]
     lines += ["## Thresholds", ""]
+    if card.get("thresholds_hidden"):
+        lines += [f"Not shown: {card['thresholds_hidden']}.", ""]
     lines += [f"- {m['arm']}: {_fmt(m['threshold'])} ({m['threshold_rule'] or 'rule n/a'}"
               f"{_settings(m.get('threshold_choice'))})" for m in card["models"]]
     for m in card["models"]:

@@ -33,10 +33,14 @@ class ServedCard:
     source: str  # "build", "startup", or "none"
     problem: str | None = None  # why there is no card
     markdown: str = ""
+    public_markdown: str = ""  # without the thresholds (model_card.public)
 
-    def as_json(self) -> dict[str, Any]:
-        """The JSON answer: the card with its `source`."""
-        return {**(self.card or {}), "source": self.source}
+    def as_json(self, *, admin: bool = True) -> dict[str, Any]:
+        """The JSON answer: the card with its `source`; without an admin key, its public
+        view (no thresholds)."""
+        card = self.card or {}
+        return {**(card if admin or not card else model_card.public(card)),
+                "source": self.source}
 
 
 def served_card(models: Mapping[str, ArmModel], card_file: Path = CARD_FILE,
@@ -49,5 +53,8 @@ def served_card(models: Mapping[str, ArmModel], card_file: Path = CARD_FILE,
     except Exception as exc:  # the route answers 503 saying why; scoring is unaffected
         log.exception("model card failed")
         return ServedCard(None, "none", f"{exc.__class__.__name__}: {exc}")
-    markdown = to_markdown({**card, "source": source}) if card else ""
-    return ServedCard(card, source, markdown=markdown)
+    if not card:
+        return ServedCard(card, source)
+    return ServedCard(card, source, markdown=to_markdown({**card, "source": source}),
+                      public_markdown=to_markdown({**model_card.public(card),
+                                                   "source": source}))

@@ -51,16 +51,16 @@ def keyed(trained_store: Store, gate_report: Path,
 
 
 def call(server: Server, method: str, path: str, body: Any = None, key: str | None = None,
-         raw: str | None = None, client: str | None = None
-         ) -> tuple[int, dict[str, str], Any]:
+         raw: str | None = None, client: str | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
     host, port = server.url.rsplit("/", 1)[1].split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
         data = raw if raw is not None else (None if body is None else json.dumps(body))
-        headers = {"Connection": "close", "Content-Type": "application/json",
-                   **({"Authorization": f"Bearer {key}"} if key else {}),
-                   **({"X-Forwarded-For": client} if client else {})}
-        conn.request(method, path, body=data, headers=headers)
+        conn.request(method, path, body=data, headers={
+            "Connection": "close", "Content-Type": "application/json",
+            **({"Authorization": f"Bearer {key}"} if key else {}),
+            **({"X-Forwarded-For": client} if client else {}), **(headers or {})})
         resp = conn.getresponse()
         text = resp.read().decode(errors="replace")
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, (
@@ -211,7 +211,7 @@ def test_admin_routes_refuse_missing_wrong_and_unscoped_keys(keyed: Server) -> N
             assert_error_shape(answer)
             assert headers["www-authenticate"].startswith('Bearer realm="fraudserve"')
         # The old header is not a key any more.
-        assert call_with(keyed, method, path, body, {"X-Admin-Key": admin}) == 401, path
+        assert call(keyed, method, path, body, headers={"X-Admin-Key": admin})[0] == 401, path
     time.sleep(1.2)  # a change would have reached every worker by now
     assert call(keyed, "GET", "/ab-stats", key=admin)[2]["experiment"] == before
     # /admin/share: 5 near misses and the old header are 401s, the two other scopes 403s.
@@ -221,21 +221,6 @@ def test_admin_routes_refuse_missing_wrong_and_unscoped_keys(keyed: Server) -> N
         - counted["unauthenticated"] == 6, rejected
     assert metric(keyed, REJECTED, route="/admin/share", reason="forbidden") \
         - counted["forbidden"] == 2
-
-
-def call_with(server: Server, method: str, path: str, body: Any,
-              headers: dict[str, str]) -> int:
-    host, port = server.url.rsplit("/", 1)[1].split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    try:
-        conn.request(method, path, body=None if body is None else json.dumps(body),
-                     headers={"Connection": "close", "Content-Type": "application/json",
-                              **headers})
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    finally:
-        conn.close()
 
 
 def test_ab_stats_shows_salt_and_thresholds_to_admin_keys_only(keyed: Server) -> None:
@@ -251,6 +236,21 @@ def test_ab_stats_shows_salt_and_thresholds_to_admin_keys_only(keyed: Server) ->
     assert all(0 < full[arm]["threshold"] < 1 for arm in ("model_a", "model_b"))
     stripped = {k: v for k, v in full["experiment"].items() if k != "salt"}
     assert set(stripped) == set(public["experiment"])
+
+
+def test_the_model_card_shows_thresholds_to_admin_keys_only(keyed: Server) -> None:
+    """Issue 23: /model-card was open and published each model's threshold."""
+    def card(key: str | None = None, accept: str = "application/json") -> Any:
+        return call(keyed, "GET", "/model-card", key=key, headers={"Accept": accept})[2]
+
+    thresholds = [m["threshold"] for m in card(KEYS["admin"])["models"]]
+    assert all(0 < t < 1 for t in thresholds), thresholds
+    for view in (card(), card(KEYS["score"])):
+        assert [m["threshold"] for m in view["models"]] == [None, None]
+        assert "admin key" in view["thresholds_hidden"]
+    section = card(accept="text/markdown").split("## Thresholds")[1].split("## Caveats")[0]
+    assert "Not shown:" in section and "Validation curve" not in section, section
+    assert not any(f"{t:.4f}" in section for t in thresholds), section
 
 
 

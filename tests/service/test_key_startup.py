@@ -13,6 +13,7 @@ from test_api_keys import call
 from fraud.schema import EXAMPLE_TRANSACTION
 
 pytestmark = [pytest.mark.service]
+GOOD = "Kp3Vx8Qm1Tz6Wr4Ln9Yb2Hc5Js7Fd0Ga"
 
 
 def test_open_mode_says_so_once(trained_store: Store, gate_report: Path,
@@ -43,11 +44,14 @@ REFUSED = [
      "Kp3Vx8Qm1Tz6Wr4Ln9Yb2Hc5Js7Fd0Ga"),
     ({"FRAUDSERVE_REQUIRE_KEYS": "1", "FRAUDSERVE_API_KEYS": ","},
      "FRAUDSERVE_REQUIRE_KEYS=1 but no API keys are configured", None),
+    ({"FRAUDSERVE_REQUIRE_KEYS": "1", "FRAUDSERVE_API_KEYS": f"score:{GOOD}"},
+     "FRAUDSERVE_REQUIRE_KEYS=1: the assignment salt is the committed placeholder", GOOD),
 ]
 
 
 @pytest.mark.parametrize(("env", "words", "secret"), REFUSED,
-                         ids=["retired", "short", "placeholder", "two-scopes", "required"])
+                         ids=["retired", "short", "placeholder", "two-scopes", "required",
+                              "salt"])
 def test_a_key_configuration_it_must_not_run_with_stops_the_start(
         trained_store: Store, tmp_path: Path, env: dict[str, str], words: str,
         secret: str | None) -> None:
@@ -59,3 +63,15 @@ def test_a_key_configuration_it_must_not_run_with_stops_the_start(
     assert "Traceback" not in text, text[-3000:]
     if secret is not None:
         assert secret not in text
+
+
+def test_required_keys_with_a_salt_of_its_own_start_and_score(
+        trained_store: Store, gate_report: Path, tmp_path: Path) -> None:
+    with serve(trained_store, tmp_path, FRAUDSERVE_GATE_REPORT=str(gate_report),
+               FRAUDSERVE_REQUIRE_KEYS="1", FRAUDSERVE_API_KEYS=f"score+admin:{GOOD}",
+               FRAUDSERVE_SALT="a-salt-of-its-own-7Hq2Lx9Vw4") as srv:
+        assert call(srv, "POST", "/predict", EXAMPLE_TRANSACTION, GOOD)[0] == 200
+        stats = call(srv, "GET", "/ab-stats", key=GOOD)[2]
+        text = srv.logs()
+    assert stats["experiment"]["salt"] == "a-salt-of-its-own-7Hq2Lx9Vw4"
+    assert "assignment salt" not in text and GOOD not in text

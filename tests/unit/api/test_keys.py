@@ -87,3 +87,25 @@ def test_a_key_file_others_can_read_warns_or_is_refused(tmp_path: Path) -> None:
         path.chmod(0o640)
         assert any(f"group {os.getgid() + 4242}, not the service's own" in n
                    for n in load_keys(env).notes)
+
+
+def test_the_committed_salt_is_refused_when_keys_are_required() -> None:
+    from fraud.api.keys import check_salt
+    from fraud.config import load_ab_config
+
+    committed = load_ab_config().salt
+    required = {"FRAUDSERVE_REQUIRE_KEYS": "1"}
+    for salt in (committed, "fraudserve-ab-1", "short-salt"):
+        with pytest.raises(KeyConfigError, match="FRAUDSERVE_REQUIRE_KEYS=1: the assignment "
+                                                 "salt") as err:
+            check_salt(salt, required)
+        assert "FRAUDSERVE_SALT" in str(err.value)
+        assert "anyone can compute" in (check_salt(salt, {}) or "")  # else: a warning
+    assert check_salt(GOOD, required) is None
+
+
+def test_fraudserve_salt_overrides_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fraud.config import load_ab_config
+
+    monkeypatch.setenv("FRAUDSERVE_SALT", GOOD)
+    assert load_ab_config().salt == GOOD
