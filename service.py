@@ -31,7 +31,7 @@ from fraud.api import errors, logs, responses
 from fraud.api.auth import KeyConfigError, log_start
 from fraud.api.middleware import SecurityMiddleware, count_by_route, is_admin, keyed, scopes_of
 from fraud.api.openapi import OpenAPIMiddleware, known_routes, published, swagger_description
-from fraud.api.operations import Operations
+from fraud.api.operations import EXPLORED_MAX, Operations
 from fraud.api.pathlabels import bound_path_labels
 from fraud.api.responses import ExplainResponse
 from fraud.api.scoring import Scoring
@@ -93,22 +93,19 @@ class ABRouter:
 
     @bentoml.api
     def explain(self, row: np.ndarray, arms: list[str]) -> list[dict[str, Any]]:
-        """Explanations of one feature row by the models of `arms`, in that order; an arm whose
-        model cannot be explained is {"model_version": arm, "unsupported": why}."""
+        """One feature row explained by the models of `arms` in order (or why one cannot)."""
         return responses.explanation_entries(row, arms, ARM_MODELS, self.arms.explainers)
 
     @bentoml.api
     def drift_report(self) -> dict[str, Any]:
-        """Each arm's window against its model's training reference (arms without one are
-        left out)."""
+        """Each arm's window against its model's training reference (if it has one)."""
         return responses.drift_entries(ARM_MODELS, self.arms.drift)
 
 
 router_calls.state_json_media_type(ABRouter.apis.values())
 
-# BentoML's Swagger UI at / is the one UI; FastAPI's own /docs, /redoc and /openapi.json would
-# be unlisted routes (admin only) documenting half the service, so they are off. Its errors
-# (validation, an unparseable body) answer in the one error shape, like the APIs.
+# BentoML's Swagger UI at / is the one UI (FastAPI's /docs, /redoc, /openapi.json would be
+# unlisted admin-only routes documenting half the service); its errors use the one shape.
 app = FastAPI(title="fraudserve operations", docs_url=None, redoc_url=None, openapi_url=None)
 app.add_exception_handler(RequestValidationError, errors.fastapi_validation_handler)
 app.add_exception_handler(HTTPException, errors.http_error_handler)
@@ -175,9 +172,9 @@ class FraudDetection:
         return BatchResponse(results=await self.scoring.predict_batch(transactions))
 
     @bentoml.api(route="/feedback", input_spec=Feedback)
-    def feedback(self, request_id: str, is_fraud: bool, ctx: bentoml.Context) -> dict[str, Any]:
-        """Attach the true label to an earlier decision: 404 unknown id, 409 conflicting label."""
-        ctx.response.status_code, body = self.ops.feedback(request_id, is_fraud)
+    def feedback(self, ctx: bentoml.Context, **label: Any) -> dict[str, Any]:
+        """Attach the true label (and its source) to a decision: 404 unknown id, 409 conflict."""
+        ctx.response.status_code, body = self.ops.feedback(**label)
         return body
 
     # -- operations routes (GET, as in the reference): fraud/api/operations.py ----------------
@@ -207,6 +204,11 @@ class FraudDetection:
     def disagreements(self, limit: Annotated[int, Query(ge=1, le=AB.shadow.disagreements_max)]
                       = 50) -> Any:
         return self.ops.disagreements(limit)
+
+    @app.get("/experiments/current/explored", tags=["operations"], summary="Exploration: "
+             "the latest would-be declines approved instead, with their propensity")
+    def explored(self, limit: Annotated[int, Query(ge=1, le=EXPLORED_MAX)] = 50) -> Any:
+        return self.ops.explored(limit)
 
     @app.get("/drift", tags=["operations"], summary="Per arm and feature: PSI, KS and a "
              "drift verdict of the live window against the model's training data")

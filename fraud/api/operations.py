@@ -31,6 +31,7 @@ from fraud.serving.card import ServedCard
 from fraud.store.records import LedgerUnavailable
 
 log = logging.getLogger("fraudserve")
+EXPLORED_MAX = 1000  # GET /experiments/current/explored?limit= at most this
 HEALTH_TIMEOUT_S = 2.0  # /health waits this long for the router to say what it loaded
 Call = Callable[[], Awaitable[Any]]
 
@@ -109,6 +110,19 @@ class Operations:
         except self.ledger_errors as exc:
             return ledger_down(self.ledger.where, exc)
 
+    def explored(self, limit: int) -> Any:
+        """GET /experiments/current/explored: the latest `limit` decisions exploration
+        approved, with their propensity (the model's decision and the label, if any)."""
+        ex = self.cfg.exploration
+        try:
+            return {"experiment": self.experiment.id,
+                    "exploration": {"enabled": ex.on, "rate": ex.rate,
+                                    "max_amount": ex.max_amount,
+                                    "daily_budget": ex.daily_budget},
+                    "explored": self.ledger.explored(self.experiment.id, limit)}
+        except self.ledger_errors as exc:
+            return ledger_down(self.ledger.where, exc)
+
     def disagreements(self, limit: int) -> Any:
         """GET /experiments/current/disagreements: the latest `limit` the models disagreed on."""
         try:
@@ -126,15 +140,18 @@ class Operations:
         `admin`."""
         return card_response(self.card, accept, admin=admin)
 
-    def feedback(self, request_id: str, is_fraud: bool) -> tuple[int, dict[str, Any]]:
-        """(status, body) of POST /feedback: the label stored, or why not."""
+    def feedback(self, request_id: str, is_fraud: bool,
+                 source: str | None = None) -> tuple[int, dict[str, Any]]:
+        """(status, body) of POST /feedback: the label stored (with its `source`, if given),
+        or why not."""
         try:
-            outcome = self.ledger.label(request_id, is_fraud)
+            outcome = self.ledger.label(request_id, is_fraud, source=source)
         except self.ledger_errors as exc:
             return 503, {"request_id": request_id, **ledger_down_body(
                 self.ledger.where, exc, "the label was not stored")}
         status, body = FEEDBACK_ANSWERS[outcome]
-        return status, {"request_id": request_id, "is_fraud": is_fraud, **body}
+        given = {} if source is None else {"source": source}
+        return status, {"request_id": request_id, "is_fraud": is_fraud, **given, **body}
 
     # -- admin: each answers the experiment's shared state after the change -------------------
 
