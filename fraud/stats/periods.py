@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from fraud.stats.aggregates import ArmPeriod, Periods
-from fraud.stats.cluster import Ratio, Term, combine
+from fraud.stats.cluster import Ratio, Term, combine, user_codes
 
 # The ledger's user_stats columns after (period, arm, user_id).
 PERIOD_FIELDS: tuple[str, ...] = ("decisions", "flagged", "errors", "labelled", "tp", "fp",
@@ -44,7 +44,7 @@ class UserPeriods:
 
     period: np.ndarray
     arm: np.ndarray  # "model_a" / "model_b" (a fixed-width str array compares fastest)
-    user: np.ndarray  # user ids (any hashable numpy dtype)
+    user: np.ndarray  # user ids: from_rows gives their user_codes (any numpy dtype works)
     decisions: np.ndarray
     flagged: np.ndarray
     errors: np.ndarray
@@ -63,7 +63,7 @@ class UserPeriods:
                         dtype=np.float64).reshape(len(rows), len(PERIOD_FIELDS))
         return cls(period=np.array([int(r[0]) for r in rows], dtype=np.int64),
                    arm=np.array([str(r[1]) for r in rows], dtype="<U7"),
-                   user=np.array([str(r[2]) for r in rows], dtype=object),
+                   user=user_codes(r[2] for r in rows),
                    **{name: cols[:, i] for i, name in enumerate(PERIOD_FIELDS)})
 
     def rows(self, period: int, arm: str) -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from label_rows import ROWS, make, rows
 
+from fraud.stats.cluster import user_codes
 from fraud.stats.labels import (
     LABEL_FIELDS,
     ArmLabels,
@@ -30,7 +31,8 @@ def test_the_contract_order_is_stable() -> None:
 
 def test_from_rows_keeps_ids_and_aligns_columns() -> None:
     u = rows()
-    assert u.users == 3 and list(u.ids) == ["u1", "u2", "u3"]
+    assert u.users == 3 and list(u.ids) == list(user_codes(["u1", "u2", "u3"]))
+    assert len(set(u.ids.tolist())) == 3 and u.ids.dtype == np.int64
     assert u.n.tolist() == [10, 6, 20] and u.fraud_explored_w.tolist() == [2, 0, 2]
     assert u.declined.tolist() == [2, 2, 1] and u.approved.tolist() == [8, 4, 19]
     assert u.fraud_w.tolist() == [3, 0, 4] and u.fraud_users == 2
