@@ -4,8 +4,9 @@ GET /health: status, models and uptime (`health_view`). GET /drift: both arms' r
 there are none (`drift_view`). GET /model-card: markdown or JSON by the Accept header
 (`card_response`). GET /ab-stats, what it shows to whom (`ab_stats_view`):
 
-The salt lets anyone compute any user's arm, and the thresholds show where the decision edge
-is, so both are internals: an `admin` key (or open mode) sees the whole report, every other
+The salt lets anyone compute any user's arm, the thresholds show where the decision edge
+is, and exploration's rate, amount cap and spending show which declines may be let through:
+all are internals: an `admin` key (or open mode) sees the whole report, every other
 caller the same report without them. Everything else (counts, rates, intervals, verdicts)
 stays public: the reference's `/ab-stats` clients read it without a key.
 """
@@ -29,6 +30,12 @@ INTERNALS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("experiment",), "salt"),
     (("paired", "same_flag_rate"), "threshold_a"),
     (("paired", "same_flag_rate"), "threshold_b"),
+    # Exploration's rate, cap and spending would tell a fraudster which amounts may get
+    # through, and when: admin only.
+    (("exploration",), "rate"),
+    (("exploration",), "max_amount"),
+    (("exploration",), "daily_budget"),
+    (("exploration",), "today"),
 )
 
 

@@ -247,6 +247,8 @@ def labels_block(body: dict[str, Any]) -> str:
     today = ex.get("today") or {}
     if not ex.get("enabled"):
         facts.append(("exploration", "off"))
+    elif "rate" not in ex:  # the public view (fraud/api/views.py)
+        facts.append(("exploration", "on (its settings and spending: admin keys only)"))
     else:
         facts += [("exploration", f"rate {pct(ex.get('rate'))} of flagged transactions up to "
                                   f"{num(ex.get('max_amount'), 2)}"),

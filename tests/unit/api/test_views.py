@@ -31,6 +31,15 @@ def test_public_view_drops_exactly_the_salt_and_thresholds() -> None:
     assert public["sample_ratio"] == REPORT["sample_ratio"]
 
 
+def test_public_view_hides_explorations_settings_and_spending() -> None:
+    report = {**REPORT, "exploration": {
+        "enabled": True, "rate": 0.01, "max_amount": 100.0, "daily_budget": 500.0,
+        "today": {"explored": 3, "budget_left": 120.0}, "per_arm": {"model_a": {"explored": 3}}}}
+    public = ab_stats_view(report, admin=False)
+    assert public["exploration"] == {"enabled": True, "per_arm": {"model_a": {"explored": 3}}}
+    assert ab_stats_view(report, admin=True)["exploration"]["rate"] == 0.01
+
+
 def test_admin_view_is_the_whole_report() -> None:
     assert ab_stats_view(REPORT, admin=True) == REPORT
 

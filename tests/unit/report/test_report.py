@@ -182,3 +182,25 @@ def test_interval_chart_places_points_and_clamps_to_the_axis() -> None:
                                              (1.5e-23, "1.50e-23"), (56450.6, "56,451")])
 def test_numbers_are_formatted_and_missing_values_are_dashes(value: Any, text: str) -> None:
     assert num(value) == text
+
+
+def test_labels_and_exploration_are_shown_and_the_public_view_hides_the_spending(
+        shadow_body: dict[str, Any]) -> None:
+    body = copy.deepcopy(shadow_body)
+    assert "Labels and exploration" in render(body) and "maturity_days is not set" in render(body)
+    rate = {"value": 0.3, "ci_low": 0.2, "ci_high": 0.4, "users": 40}
+    body["labels"] = {"per_arm": {"model_a": {"by_decision": {
+        "flagged": rate, "approved": {**rate, "value": 0.9, "ci_high": 0.95}}}},
+        "label_bias": True, "sources": {}}
+    body["exploration"] = {"enabled": True, "rate": 0.01, "max_amount": 100.0,
+                           "daily_budget": 500.0, "per_arm": {},
+                           "today": {"explored": 4, "explored_amount": 210.5,
+                                     "budget_left": 89.5}}
+    text = " ".join(parse(render(body)).text)
+    assert "flagged 30.0% [20.0%, 40.0%], 40 users; approved 90.0%" in text
+    assert "verdicts on labelled rows say label_bias" in text
+    assert "4 decisions, 210.50" in text and "89.50 of 500.00" in text
+    for key in ("rate", "max_amount", "daily_budget", "today"):  # fraud/api/views.py
+        del body["exploration"][key]
+    text = " ".join(parse(render(body)).text)
+    assert "admin keys only" in text and "210.5" not in text
