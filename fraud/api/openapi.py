@@ -39,6 +39,7 @@ ROUTE_STATUSES: dict[str, dict[int, Any]] = {
     "GET /report": {503: LEDGER_DOWN},
     "GET /experiments": {503: LEDGER_DOWN},
     "GET /experiments/current/disagreements": {503: LEDGER_DOWN},
+    "GET /experiments/current/explored": {503: LEDGER_DOWN},
     "GET /model-card": {
         200: {"description": "The card: Markdown by default, JSON with `Accept: "
                              "application/json`. `X-Model-Card-Source` (and the JSON's `source`) "
