@@ -34,6 +34,11 @@ Kind = Literal["number", "integer", "boolean", "category"]
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 RESERVED = frozenset({"user_id", "is_fraud"})
+# A number or integer with no `min` or `max` is still bounded: |value| <= LIMIT, the largest
+# integer JSON and float64 both hold exactly (2**53 - 1). Served, validated and published
+# the same way (fraud/schema.py), but not part of the model's schema (spec, hash): a bound
+# the file leaves out is the service's, not the model's.
+LIMIT = 2**53 - 1
 
 
 def features_path() -> Path:
@@ -72,6 +77,16 @@ class Feature:
         """How many codes a category can take (its values, and 'other' when allowed)."""
         return len(self.values) + (self.unseen == "other")
 
+    @property
+    def min_value(self) -> float:
+        """The lowest value served: `low`, else -LIMIT (a number or integer)."""
+        return self.low if self.low is not None else -LIMIT
+
+    @property
+    def max_value(self) -> float:
+        """The highest value served: `high`, else LIMIT (a number or integer)."""
+        return self.high if self.high is not None else LIMIT
+
     def rule(self) -> str:
         """The validity rule in words, as error messages and the published schema quote it."""
         if self.kind == "boolean":
@@ -81,12 +96,8 @@ class Feature:
             other = "; any other text counts as 'other'" if self.unseen == "other" else ""
             return f"must be one of {listed}{other}"
         kind = "an integer" if self.integer else "a finite number"
-        bounds = []
-        if self.low is not None:
-            bounds.append(f"{'>=' if self.low_inclusive else '>'} {self.low:g}")
-        if self.high is not None:
-            bounds.append(f"<= {self.high:g}")
-        return " ".join([f"must be {kind}", " and ".join(bounds)]).rstrip()
+        low = f"{'>=' if self.low_inclusive or self.low is None else '>'} {_num(self.min_value)}"
+        return f"must be {kind} {low} and <= {_num(self.max_value)}"
 
     def check(self, value: Any) -> str | None:
         """None when `value` is valid, else the rule it breaks."""
@@ -102,10 +113,9 @@ class Feature:
             return self.rule()
         if self.integer and float(value) != int(value):
             return self.rule()
-        if self.low is not None and (value < self.low
-                                     or (value == self.low and not self.low_inclusive)):
+        if value < self.min_value or (value == self.low and not self.low_inclusive):
             return self.rule()
-        if self.high is not None and value > self.high:
+        if value > self.max_value:
             return self.rule()
         return None
 
@@ -133,6 +143,11 @@ class Feature:
         if self.categorical:
             out.update(values=list(self.values), unseen=self.unseen)
         return out
+
+
+def _num(value: float) -> str:
+    """A bound in words: whole numbers in full (9007199254740991, not 9.0072e+15)."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 class _FeatureEntry(BaseModel):

@@ -62,10 +62,12 @@ def _field(f: Feature) -> tuple[Any, Any]:
     so the published schema states the rule (`amount`: exclusiveMinimum 0) instead of only
     describing it."""
     extra: dict[str, Any] = {}
-    if f.low is not None:
-        extra["ge" if f.low_inclusive else "gt"] = f.low
-    if f.high is not None:
-        extra["le"] = f.high
+    if f.kind in ("number", "integer"):  # both bounds, always: LIMIT where the file has none
+        def bound(v: float) -> float | int:  # an integer's whole bounds as integers
+            return int(v) if f.integer and float(v).is_integer() else v
+
+        extra["ge" if f.low_inclusive or f.low is None else "gt"] = bound(f.min_value)
+        extra["le"] = bound(f.max_value)
     if f.categorical:
         kind: Any = Literal[f.values] if f.unseen == "reject" else str  # type: ignore[valid-type]
     else:

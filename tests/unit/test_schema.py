@@ -83,8 +83,8 @@ def test_the_published_schema_states_each_rule(name):
     feature = FEATURES_BY_NAME[name]
     prop = Transaction.model_json_schema()["properties"][name]
     low = "minimum" if feature.low_inclusive else "exclusiveMinimum"
-    assert prop[low] == feature.low
-    assert prop.get("maximum") == feature.high
+    assert prop[low] == feature.min_value
+    assert prop["maximum"] == feature.max_value  # LIMIT (2**53 - 1) where the file has none
     assert prop["type"] == ("integer" if feature.integer else "number")
     edge = {**EXAMPLE_TRANSACTION, name: feature.low}
     if feature.low_inclusive:
@@ -92,6 +92,21 @@ def test_the_published_schema_states_each_rule(name):
     else:
         with pytest.raises(ValidationError):
             Transaction.model_validate_json(json.dumps(edge))
+    top = prop["maximum"]
+    Transaction.model_validate_json(json.dumps({**EXAMPLE_TRANSACTION, name: top}))
+    above = int(top) + 1 if feature.integer else top * 1.5
+    with pytest.raises(ValidationError) as err:  # the same rule, the same words
+        Transaction.model_validate_json(json.dumps({**EXAMPLE_TRANSACTION, name: above}))
+    assert feature.rule() in str(err.value)
+
+
+def test_the_int64_overflow_schemathesis_found_is_a_400_naming_the_rule():
+    """Issue 23: 9223372036854775809 passed the schema (no maximum) and the service refused
+    it (400, ST202); now the published maximum refuses it, in the same words."""
+    with pytest.raises(ValidationError) as err:
+        Transaction.model_validate_json(json.dumps(
+            {**EXAMPLE_TRANSACTION, "num_recent_txns": 9223372036854775809}))
+    assert "num_recent_txns must be an integer >= 0 and <= 9007199254740991" in str(err.value)
 
 
 @pytest.mark.parametrize("raw", ['"yes"', '"true"', "1", "0", "null", '"false"'])

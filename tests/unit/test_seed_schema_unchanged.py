@@ -3,7 +3,10 @@ schemas (field order included), the 400 messages, the README examples' feature v
 the training data, drift reference and splits the models are built from.
 
 The fixture was written from the hand-written schema before configs/features.yaml existed
-(`python tests/unit/seed_snapshot.py > tests/unit/fixtures/seed_schema.json`).
+(`python tests/unit/seed_snapshot.py > tests/unit/fixtures/seed_schema.json`), and written
+again once when the features without a `max` gained the published bound 2**53 - 1 (issue 23:
+every number states the bounds the service enforces; only descriptions, maxima and the 400
+words changed).
 """
 
 from __future__ import annotations

@@ -91,7 +91,8 @@ def _set(df: pd.DataFrame, column: str, row: int, value) -> pd.DataFrame:
     (lambda d: _set(d, "amt", 2, "abc"), "column 'amt' (feature amount) has a missing or "
                                          "non-numeric value (first at data row 3: 'abc')"),
     (lambda d: _set(d, "amt", 5, -2.0), "column 'amt' (feature amount) must be a finite "
-                                        "number > 0 (first bad value at data row 6: -2.0)"),
+                                        "number > 0 and <= 9007199254740991 (first bad value "
+                                        "at data row 6: -2.0)"),
     (lambda d: _set(d, "items", 1, 51), "column 'items' must be an integer >= 1 and <= 50 "
                                         "(first bad value at data row 2: 51.0)"),
     (lambda d: _set(d, "channel", 3, "fax"), "column 'channel' at data row 4 (value 'fax'): "
