@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from http import HTTPStatus
@@ -97,6 +98,15 @@ async def http_error_handler(request: Any, exc: Any) -> JSONResponse:
 
 log = logging.getLogger("fraudserve")
 LEDGER_UNAVAILABLE = "ledger unavailable (LEDGER_UNAVAILABLE)"
+# An absolute path in a public text keeps its last part: the reason stays readable, the
+# server's directories stay private (the log keeps the whole text).
+_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.@+~-]+/)+([\w.@+~-]+)")
+
+
+def without_paths(text: str) -> str:
+    """`text` with each absolute filesystem path cut to its last part."""
+    return _PATH.sub(r"\1", text)
+
 OVERLOADED = "overloaded (OVERLOADED)"
 NOT_STORABLE = "user_id or another text field cannot be stored (NOT_STORABLE)"
 
@@ -163,7 +173,7 @@ def api_error(exc: BaseException) -> BentoMLException | None:
     - text the store cannot hold (DecisionRejected): 400 NotStorable.
     """
     if isinstance(exc, Ungated):
-        return NotReady(str(exc))
+        return NotReady(without_paths(str(exc)))
     if isinstance(exc, LedgerRefusing):  # the ledger logged why when it started refusing
         return LedgerDown(f"{LEDGER_UNAVAILABLE}: nothing was decided; retry later")
     if isinstance(exc, RowsFailed):

@@ -19,7 +19,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from fraud.api.errors import error_body
+from fraud.api.errors import error_body, without_paths
 from fraud.api.responses import DriftResponse
 from fraud.schema import ARMS
 from fraud.serving.card import ServedCard
@@ -88,7 +88,7 @@ def health_view(gate_problem: str | None, loaded: Sequence[str], models: Mapping
         "uptime_seconds": round(uptime_s, 1),
     }
     if gate_problem:
-        body["reason"] = gate_problem
+        body["reason"] = without_paths(gate_problem)  # the log has it whole
     return body, 200 if gate_problem is None else 503
 
 
@@ -104,7 +104,8 @@ def card_response(served: ServedCard, accept: str | None, *, admin: bool = True)
     """GET /model-card: markdown unless the Accept header prefers JSON; 503 without a card.
     Without an admin key the thresholds are left out (fraud/model_card.py `public`)."""
     if served.card is None:
-        return JSONResponse(error_body(f"no model card: {served.problem}"), status_code=503)
+        return JSONResponse(error_body(f"no model card: {without_paths(str(served.problem))}"),
+                            status_code=503)
     headers = {"X-Model-Card-Source": served.source, "Vary": "Accept, Authorization"}
     if wants_json(accept):
         return JSONResponse(served.as_json(admin=admin), headers=headers)
