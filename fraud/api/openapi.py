@@ -17,6 +17,7 @@ from fraud.api.auth import EXACT_ROUTES, Access, Rule, rule_for
 from fraud.api.errors import ErrorBody
 from fraud.api.ratelimit import RatePolicy
 from fraud.api.settings import LimitSettings
+from fraud.api.swaggerinfo import brand, project_info
 from fraud.config import PROJECT_ROOT
 
 LEDGER_DOWN = ("The ledger is unavailable or the service is not ready; nothing was stored. "
@@ -208,13 +209,16 @@ def patch_openapi(doc: Mapping[str, Any], *, keys_on: bool, limits: LimitSetting
 
 
 def published(*, keys_on: bool, limits: LimitSettings, rate: RatePolicy,
-              description: str | None = None,
-              reports_need_key: bool = False) -> Callable[[dict], dict]:
+              description: str | None = None, reports_need_key: bool = False,
+              info: Mapping[str, Any] | None = None) -> Callable[[dict], dict]:
     """OpenAPIMiddleware's `patch` for the service: patch_openapi with the routes' own
-    statuses (ROUTE_STATUSES), and `description` (bentofile.yaml's) as the Swagger text."""
+    statuses (ROUTE_STATUSES), `description` (bentofile.yaml's) as the Swagger text, and the
+    project's version, contact, licence and summaries (fraud/api/swaggerinfo.py; `info`
+    defaults to pyproject.toml's)."""
+    ours = project_info() if info is None else info
 
     def patch(doc: dict[str, Any]) -> dict[str, Any]:
-        out = patch_openapi(doc, keys_on=keys_on, limits=limits, rate=rate,
+        out = patch_openapi(brand(doc, ours), keys_on=keys_on, limits=limits, rate=rate,
                             statuses=ROUTE_STATUSES, reports_need_key=reports_need_key)
         if description:
             out.setdefault("info", {})["description"] = description

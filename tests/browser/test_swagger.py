@@ -86,6 +86,36 @@ def assert_scored(body: dict[str, Any]) -> None:
     assert isinstance(body["is_fraud"], bool)
 
 
+BOILERPLATE = ("Contact BentoML Team", "BentoML Service API endpoints for inference",
+               "BentoML Team")
+
+
+def test_the_page_is_ours(server: Server) -> None:
+    """Issue 23: the version badge said "None", the contact "Contact BentoML Team", the tag
+    "BentoML Service API endpoints for inference", and the scoring operations had no
+    summary. Now: the package's version, the project's contact and licence, a summary on
+    every operation."""
+    import tomllib
+
+    from playwright.sync_api import expect
+
+    from fraud.config import PROJECT_ROOT
+
+    version = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["version"]
+    with swagger_page(server) as page:
+        expect(page.locator(".info .title .version").first).to_have_text(version)
+        blocks = page.locator(".opblock")
+        expect(blocks.first).to_be_visible()
+        text = page.locator("body").inner_text()
+        rows = [(blocks.nth(i).locator(".opblock-summary-path").first.inner_text(),
+                 blocks.nth(i).locator(".opblock-summary-description").first.inner_text())
+                for i in range(blocks.count())]
+    assert [b for b in BOILERPLATE if b in text] == [], text[:2000]
+    assert "fraudserve maintainers" in text and "Proprietary" in text
+    assert {"/predict", "/predict_batch", "/explain", "/feedback"} <= {p for p, _ in rows}
+    assert [p for p, summary in rows if not summary.strip()] == [], rows
+
+
 def test_swagger_try_it_out_predict(server: Server) -> None:
     """Open mode (no keys, as `make serve`): Execute scores straight away."""
     with swagger_page(server) as page:
