@@ -52,14 +52,14 @@ log = logging.getLogger("fraudserve")
 AB = load_ab_config()
 ARM_MODELS = process.or_exit(lambda: resolve_arms(AB), ModelsMissing, ModelMismatch)
 SECURITY = process.or_exit(lambda: security_settings(AB, os.environ), KeyConfigError, ValueError)
+LEDGER = process.or_exit(process.checked_ledger_store, RuntimeError)  # REQUIRE_SHARED_LEDGER
 GUARD = middleware_options(SECURITY)  # the keys, limits and buckets SecurityMiddleware applies
 TAGS = {arm: ARM_MODELS[arm].tag for arm in ARMS}
 CORS_ORIGINS = AB.cors.origins()
 BatchRequest, BatchResponse = responses.batch_models(AB.max_batch_rows)
 
 
-# No access log in the router: the API worker logs every request already, and a second line
-# per router call cost ~10-28% of the router's CPU (py-spy, docs/performance.md).
+# No access log in the router: the API worker logs each request (docs/performance.md).
 @bentoml.service(name="ABRouter", workers=1, logging={"access": {"enabled": False}},
                  runner_connection=router_calls.runner_connection())
 class ABRouter:
@@ -122,7 +122,7 @@ class FraudDetection:
         logs.install()
         started = time.monotonic()
         self.metrics = Metrics()
-        self.ledger = Ledger(process.ledger_store())
+        self.ledger = Ledger(LEDGER)
         self.experiment = Experiment(AB, ARM_MODELS, self.ledger)
         self.gate_problem = readiness.readiness_problem(list(TAGS.values()))
         if self.gate_problem:

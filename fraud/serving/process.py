@@ -68,6 +68,17 @@ def ledger_store() -> str:
     return env or str(PROJECT_ROOT / "data" / "ledger.sqlite")
 
 
+def checked_ledger_store() -> str:
+    """`ledger_store()`, refused (fraud.store.guards.SharedLedgerRequired, a RuntimeError) when
+    FRAUDSERVE_REQUIRE_SHARED_LEDGER=1 and it is a SQLite file: several replicas would each
+    keep their own ledger."""
+    from fraud.store.guards import require_shared_ledger  # here, not above: see the docstring
+
+    store = ledger_store()
+    require_shared_ledger(store)
+    return store
+
+
 def batching_enabled() -> bool:
     """FRAUDSERVE_BATCHING=0 sends single predictions to the router unbatched (benchmarks)."""
     return os.environ.get("FRAUDSERVE_BATCHING", "1") != "0"

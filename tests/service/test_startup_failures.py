@@ -100,3 +100,25 @@ def test_models_the_gate_failed_never_become_ready(trained_store: Store, tmp_pat
         assert answer.status_code == 503, answer.text[:300]
         assert "error" in answer.json()  # BentoML words every 5xx body generically
         assert requests.get(f"{server.url}/readyz", timeout=5).status_code == 503
+
+
+def test_a_sqlite_ledger_is_refused_when_a_shared_one_is_required(trained_store: Store,
+                                                                   tmp_path: Path) -> None:
+    """FRAUDSERVE_REQUIRE_SHARED_LEDGER=1 (the Kubernetes base) with the embedded SQLite
+    default: `bentoml serve` exits at once with one line saying why and what to set."""
+    env = trained_store.env(FRAUDSERVE_REQUIRE_SHARED_LEDGER="1",
+                            FRAUDSERVE_LEDGER=str(tmp_path / "ledger.sqlite"))
+    try:
+        out = subprocess.run(
+            [str(BIN / "bentoml"), "serve", "service:FraudDetection", "--host", "127.0.0.1",
+             "--port", str(free_port())],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"a SQLite ledger was not refused within 120 s: {exc.stdout!r}")
+    text = out.stdout + out.stderr
+    assert out.returncode != 0, text[-2000:]
+    assert "Traceback" not in text, text[-3000:]
+    lines = [line for line in text.splitlines() if line.startswith("fraudserve:")]
+    assert len(lines) == 1 and "FRAUDSERVE_REQUIRE_SHARED_LEDGER" in lines[0], text[-2000:]
+    assert "postgresql://" in lines[0]
+    assert not (tmp_path / "ledger.sqlite").exists()  # refused before anything was written
