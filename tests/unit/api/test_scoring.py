@@ -162,3 +162,32 @@ def test_both_arms_are_explained_the_users_first_and_an_unexplainable_one_is_501
     with pytest.raises(NotExplainable, match="model_b's model is not a tree ensemble"):
         asyncio.run(scoring.explain(txn, "true", router.explain))
     assert router.explained == [["model_a"], ["model_a", "model_b"]]
+
+
+def test_a_bulks_undecided_rows_count_as_attempted_in_the_error_rate(ledger: Ledger) -> None:
+    """Issue 21: 10 bulks of 100 rows, one row of one bulk failing. The other 99 rows of that
+    bulk are not decided but were attempted: the error rate is 1/1000, not 1/901."""
+
+    class OneBadRow(Router):
+        async def score(self, rows: np.ndarray) -> np.ndarray:
+            out = rows[:, 1] / 1000.0
+            out[rows[:, 1] == 999.0] = np.nan
+            return out
+
+    scoring, counts = scoring_of(ledger, OneBadRow())
+    users = [u for u in (f"user-{i}" for i in range(2000))
+             if scoring.experiment.route(u) == "model_b"][:100]
+    for b in range(10):
+        batch = [Transaction(**{**EXAMPLE_TRANSACTION, "user_id": u,
+                                "amount": 999.0 if (b, i) == (0, 7) else 100.0 + i})
+                 for i, u in enumerate(users)]
+        if b == 0:
+            with pytest.raises(ScoringFailed, match="failed to score 1 of 100 rows"):
+                asyncio.run(scoring.predict_batch(batch))
+        else:
+            asyncio.run(scoring.predict_batch(batch))
+    assert counts.errors == ["model_b"] and len(counts.decisions) == 900
+    ledger.flush()
+    body, _, _ = scoring.experiment.report()
+    assert body["model_b"]["errors"] == 1 and body["model_b"]["total_predictions"] == 900
+    assert body["model_b"]["error_rate"]["value"] == pytest.approx(1 / 1000)
