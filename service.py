@@ -49,7 +49,7 @@ from fraud.serving.telemetry import Metrics, RouterMetrics, count_rejection
 from fraud.store.writer import Ledger
 
 log = logging.getLogger("fraudserve")
-AB = load_ab_config()
+AB = process.or_exit(load_ab_config, ValueError)  # a bad value: one line naming its field
 ARM_MODELS = process.or_exit(lambda: resolve_arms(AB), ModelsMissing, ModelMismatch)
 SECURITY = process.or_exit(lambda: security_settings(AB, os.environ), KeyConfigError, ValueError)
 LEDGER = process.or_exit(process.checked_ledger_store, RuntimeError)  # REQUIRE_SHARED_LEDGER

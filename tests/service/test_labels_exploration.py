@@ -32,7 +32,7 @@ from client import (
     user_ids,
     wait_for,
 )
-from helpers import PYTHON, ROOT, Server, Store, serve
+from helpers import BIN, PYTHON, ROOT, Server, Store, free_port, serve
 
 from fraud.experiment.exploration import draw
 from fraud.experiment.promotion import promotion_refusal
@@ -218,3 +218,19 @@ def test_label_bias_refuses_the_promotion(trained_store: Store, gate_report: Pat
             capture_output=True, text=True, timeout=300)
         assert promote.returncode == 1, promote.stdout + promote.stderr
         assert "promote refused: label_bias" in promote.stderr, promote.stderr
+
+
+@pytest.mark.parametrize(("field", "value"), [("rate", 0.5), ("daily_budget", -1)])
+def test_a_bad_exploration_value_refuses_the_start_naming_the_field(
+        trained_store: Store, tmp_path: Path, field: str, value: float) -> None:
+    path = config(tmp_path, exploration={"enabled": True, "rate": 0.1, "max_amount": 10,
+                                         "daily_budget": 10, field: value})
+    out = subprocess.run(
+        [str(BIN / "bentoml"), "serve", "service:FraudDetection", "--host", "127.0.0.1",
+         "--port", str(free_port())], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env=trained_store.env(FRAUDSERVE_AB_CONFIG=str(path)))
+    text = out.stdout + out.stderr
+    assert out.returncode != 0, text[-2000:]
+    assert "Traceback" not in text, text[-3000:]
+    assert "fraudserve: 1 validation error for ABConfig" in text, text[-2000:]
+    assert f"exploration.{field}" in text, text[-2000:]
