@@ -4,11 +4,11 @@ leased atomically by several processes, and the LabelUsers rows against hand-com
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from lease_support import _leaser
 from ledger_support import EXP, dec, err, raw, run_workers
 
+from fraud.stats.cluster import user_codes
 from fraud.stats.labels import LABEL_FIELDS
 from fraud.store.exploration import grant
 from fraud.store.records import Decision, ScoringError
@@ -104,8 +104,10 @@ def test_exploration_today_and_the_experiments_explored_totals(ledger) -> None:
                     "fraud_amount": 20.0}}
 
 
-def _sums(u) -> dict[str, list[float]]:
-    order = np.argsort(u.ids)
+def _sums(u, users: list[str]) -> dict[str, list[float]]:
+    """Each field's per-user sums, in the order of `users`."""
+    at = {code: i for i, code in enumerate(u.ids)}
+    order = [at[code] for code in user_codes(users)]
     return {f: getattr(u, f)[order].tolist() for f in LABEL_FIELDS}
 
 
@@ -133,13 +135,15 @@ def test_label_rows_against_hand_computed_sums(ledger) -> None:
     rows = ledger.label_users(EXP, NOW - 50.0)
     assert set(rows) == {"model_a", "model_b"}
     a, b = rows["model_a"], rows["model_b"]
-    assert sorted(a.ids) == ["ann", "bob"] and list(b.ids) == ["ann"]
+    ann, bob = user_codes(["ann", "bob"])  # the rows carry the users' 64-bit codes
+    assert sorted(a.ids) == sorted([ann, bob]) and list(b.ids) == [ann]
     #            n  flag expl lab_d lab_a fr_app fr_exw exp_w fr_dl o_fl o_fra o_frw o_flw
     ann_a = [5.0, 3.0, 1.0, 2.0, 2.0, 1.0, 4.0, 4.0, 1.0, 0.0, 0.0, 0.0, 0.0]
     bob_a = [2.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0]
     ann_b = [3.0, 2.0, 1.0, 0.0, 2.0, 1.0, 5.0, 5.0, 0.0, 2.0, 1.0, 5.0, 5.0]
-    assert _sums(a) == {f: [ann_a[i], bob_a[i]] for i, f in enumerate(LABEL_FIELDS)}
-    assert _sums(b) == {f: [ann_b[i]] for i, f in enumerate(LABEL_FIELDS)}
+    assert _sums(a, ["ann", "bob"]) == {f: [ann_a[i], bob_a[i]] for i, f in
+                                        enumerate(LABEL_FIELDS)}
+    assert _sums(b, ["ann"]) == {f: [ann_b[i]] for i, f in enumerate(LABEL_FIELDS)}
     assert ledger.label_users(EXP, OLD - 1.0) == {}  # nothing mature yet
 
 
@@ -151,4 +155,5 @@ def test_user_periods_are_the_per_user_rows(ledger) -> None:
     got = sorted(zip(up.period.tolist(), up.arm.tolist(), up.user.tolist(),
                      up.decisions.tolist(), up.flagged.tolist(), up.errors.tolist(),
                      strict=True))
-    assert got == [(0, "model_a", "ann", 2.0, 1.0, 0.0), (1, "model_b", "bob", 1.0, 0.0, 1.0)]
+    ann, bob = (int(c) for c in user_codes(["ann", "bob"]))
+    assert got == [(0, "model_a", ann, 2.0, 1.0, 0.0), (1, "model_b", bob, 1.0, 0.0, 1.0)]
