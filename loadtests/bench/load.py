@@ -12,7 +12,7 @@ import asyncio
 import json
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,12 +49,13 @@ class LoadResult:
     elapsed: float = 0.0
 
 
-async def _post(session: Any, url: str, body: bytes) -> str | None:
+async def _post(session: Any, url: str, body: bytes,
+                headers: Mapping[str, str] = JSON_HEADERS) -> str | None:
     """POST; None on a 2xx answer, else a short failure label."""
     import aiohttp
 
     try:
-        async with session.post(url, data=body, headers=JSON_HEADERS) as resp:
+        async with session.post(url, data=body, headers=dict(headers)) as resp:
             await resp.read()
             return None if 200 <= resp.status < 300 else f"HTTP {resp.status}"
     except (aiohttp.ClientError, TimeoutError) as exc:
@@ -96,7 +97,8 @@ async def closed_loop(url: str, bodies: Sequence[bytes], clients: int,
 
 
 async def open_loop(url: str, bodies: Sequence[bytes], rate: float, duration: float,
-                    max_connections: int = 512) -> LoadResult:
+                    max_connections: int = 512,
+                    headers: Mapping[str, str] = JSON_HEADERS) -> LoadResult:
     """Fire requests on a fixed schedule regardless of answers; latency from scheduled time."""
     raw = LoadResult()
     loop = asyncio.get_running_loop()
@@ -107,7 +109,7 @@ async def open_loop(url: str, bodies: Sequence[bytes], rate: float, duration: fl
 
         async def fire(i: int, due: float) -> None:
             raw.lags.append(loop.time() - due)
-            failure = await _post(session, url, bodies[i % len(bodies)])
+            failure = await _post(session, url, bodies[i % len(bodies)], headers)
             if failure:
                 raw.failures[failure] += 1
             else:  # from the scheduled time: includes any client-side queueing
