@@ -10,6 +10,7 @@ dev: the `postgres` Secret (POSTGRES_USER/PASSWORD/DB, a random password) and
      Read the keys with
        kubectl get secret fraudserve-secrets -n fraudserve-dev \
          -o jsonpath='{.data.api-keys}' | base64 -d
+both: `fraudserve-salt` (the A/B assignment salt: random, created once, never rotated).
 prod: `fraudserve-db-api` (the API role's database password, random, created once) and
      `fraudserve-secrets` with api-keys from the environment variable FRAUDSERVE_API_KEYS
      (the GitHub environment secret) and, for a managed database instead of CloudNativePG,
@@ -85,7 +86,18 @@ def write(kubectl: Kubectl, manifest: dict[str, Any], verb: str) -> None:
           f"{manifest['metadata']['name']}")
 
 
+def salt(kubectl: Kubectl, namespace: str) -> None:
+    """`fraudserve-salt`: the A/B assignment salt, random and created once, never rotated (a new
+    salt reshuffles every user and starts a new experiment); the service refuses the committed
+    placeholder under FRAUDSERVE_REQUIRE_KEYS=1."""
+    if existing(kubectl, "fraudserve-salt", namespace) is None:
+        write(kubectl, secret("fraudserve-salt", namespace, {"salt": token()}), "create")
+    else:
+        print(f"secrets: {namespace}/fraudserve-salt exists, kept")
+
+
 def dev(kubectl: Kubectl, namespace: str) -> None:
+    salt(kubectl, namespace)
     db = existing(kubectl, "postgres", namespace)
     if db is None:
         db = {"POSTGRES_USER": DEV_DB["user"], "POSTGRES_PASSWORD": token(),
@@ -103,6 +115,7 @@ def dev(kubectl: Kubectl, namespace: str) -> None:
 
 
 def prod(kubectl: Kubectl, namespace: str, environ: dict[str, str]) -> None:
+    salt(kubectl, namespace)
     if existing(kubectl, "fraudserve-db-api", namespace) is None:
         write(kubectl, secret("fraudserve-db-api", namespace,
                               {"username": API_ROLE, "password": token()},

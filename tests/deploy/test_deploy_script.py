@@ -80,7 +80,7 @@ def test_secrets_then_migration_then_the_digest(tmp_path: Path) -> None:
     pre, workloads = (calls[i]["files"][0] for i in applies)
     # The random Secrets exist before anything reads them.
     made = [json.loads(calls[i]["stdin"])["metadata"]["name"] for i in creates]
-    assert made == ["postgres", "fraudserve-secrets"]
+    assert made == ["fraudserve-salt", "postgres", "fraudserve-secrets"]
     assert max(creates) < delete < applies[0] < wait < applies[1], verbs
     # First everything but the workloads, the migration Job among it ...
     assert "Job" in kinds(pre) and "Deployment" not in kinds(pre)

@@ -270,10 +270,18 @@ def test_render_sets_the_image_by_digest_and_refuses_a_tag() -> None:
 
 
 def test_no_secret_or_placeholder_is_committed() -> None:
+    """No key, password or salt is committed. The one placeholder allowed is the salt in the
+    ConfigMap's copy of configs/ab.yaml, because every pod overrides it with FRAUDSERVE_SALT
+    from the fraudserve-salt Secret (made at deploy time: deploy/secrets.py), and the service
+    refuses the placeholder under FRAUDSERVE_REQUIRE_KEYS=1."""
     for path in OVERLAY_PATHS:
-        text = yaml.safe_dump_all(render(path))
+        objects = render(path)
+        text = yaml.safe_dump_all(objects).replace("salt: REPLACE-ME-with-a-random-salt", "")
         for word in ("REPLACE", "changeme", "dev-only-not-a-secret"):
             assert word not in text, (name_of(path), word)
+        env = {e["name"]: e for e in container(one(objects, "Deployment", "fraudserve"))["env"]}
+        assert env["FRAUDSERVE_SALT"]["valueFrom"]["secretKeyRef"] == {
+            "name": "fraudserve-salt", "key": "salt"}, name_of(path)
 
 
 # -- the databases -------------------------------------------------------------------------

@@ -152,6 +152,8 @@ def test_dev_secrets_are_random_consistent_and_made_once(cluster: tuple[str, Pat
     assert len(set(keys)) == 3 and all(len(k) >= 32 for k in keys)
     for word in ("REPLACE", "changeme", "example"):
         assert word.lower() not in app["api-keys"].lower()
+    salt = first["fraudserve-dev/fraudserve-salt"]["stringData"]["salt"]
+    assert len(salt) >= 32 and "replace" not in salt.lower()  # never the committed placeholder
     # A second deploy keeps both: the database was initialised with that password.
     assert secrets.main(["dev", "--namespace", "fraudserve-dev", "--kubectl", kubectl]) == 0
     assert stored(store) == first
