@@ -195,20 +195,27 @@ CREATE TABLE IF NOT EXISTS arm_moments (
 ){{norowid}};
 """
 
-ON_USER_ADDED = f"""
-    INSERT INTO arm_moments ({_KEY}, {MOMENT_NAMES})
+def _moment_triggers(moments: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+    """The bodies of the `user_stats` triggers that keep `arm_moments` equal to the sums of
+    `moments` over users: (on insert, on update)."""
+    names = ", ".join(name for name, _ in moments)
+    added = f"""
+    INSERT INTO arm_moments ({_KEY}, {names})
     VALUES (NEW.experiment_id, NEW.period, NEW.arm,
-            {", ".join(expr.format(r="NEW") for _, expr in MOMENTS)})
+            {", ".join(expr.format(r="NEW") for _, expr in moments)})
     ON CONFLICT ({_KEY}) DO UPDATE SET
-        {", ".join(f"{name} = arm_moments.{name} + excluded.{name}" for name, _ in MOMENTS)};
+        {", ".join(f"{name} = arm_moments.{name} + excluded.{name}" for name, _ in moments)};
 """
-
-ON_USER_CHANGED = f"""
+    changed = f"""
     UPDATE arm_moments SET
         {", ".join(f"{name} = {name} + ({expr.format(r='NEW')}) - ({expr.format(r='OLD')})"
-                   for name, expr in MOMENTS[1:])}
+                   for name, expr in moments[1:])}
     WHERE experiment_id = NEW.experiment_id AND period = NEW.period AND arm = NEW.arm;
 """
+    return added, changed
+
+
+ON_USER_ADDED, ON_USER_CHANGED = _moment_triggers(MOMENTS)
 
 # (name, table, event, condition, body), their latest definitions: version 1 created them
 # (`decisions_count` without its condition), version 3 gave `decisions_count` its condition.
@@ -250,19 +257,7 @@ _V5 = {"users_attempted": f"CAST({ATTEMPTED} > 0 AS INTEGER)",
 MOMENTS_V5: tuple[tuple[str, str], ...] = (
     *((name, _V5.get(name, expr)) for name, expr in MOMENTS), ("undecided", "{r}.undecided"))
 MOMENT_NAMES_V5 = ", ".join(name for name, _ in MOMENTS_V5)
-ON_USER_ADDED_V5 = f"""
-    INSERT INTO arm_moments ({_KEY}, {MOMENT_NAMES_V5})
-    VALUES (NEW.experiment_id, NEW.period, NEW.arm,
-            {", ".join(expr.format(r="NEW") for _, expr in MOMENTS_V5)})
-    ON CONFLICT ({_KEY}) DO UPDATE SET
-        {", ".join(f"{name} = arm_moments.{name} + excluded.{name}" for name, _ in MOMENTS_V5)};
-"""
-ON_USER_CHANGED_V5 = f"""
-    UPDATE arm_moments SET
-        {", ".join(f"{name} = {name} + ({expr.format(r='NEW')}) - ({expr.format(r='OLD')})"
-                   for name, expr in MOMENTS_V5[1:])}
-    WHERE experiment_id = NEW.experiment_id AND period = NEW.period AND arm = NEW.arm;
-"""
+ON_USER_ADDED_V5, ON_USER_CHANGED_V5 = _moment_triggers(MOMENTS_V5)
 TRIGGERS_V5: tuple[tuple[str, str, str, str, str], ...] = (
     ("user_stats_added", "user_stats", "INSERT", "", ON_USER_ADDED_V5),
     ("user_stats_changed", "user_stats", "UPDATE", "", ON_USER_CHANGED_V5),
