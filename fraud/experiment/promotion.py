@@ -20,7 +20,12 @@ transactions). A route stands when ALL of these hold, and every refusal says whi
    its current estimate is not below -equivalence_margin;
 6. the challenger's legit-decline rate is shown non-inferior: the CS of its ratio to the
    champion's lies below statistics.legit_decline_margin, so recall cannot be won by
-   flagging more (vacuous only when the data hold no mature legit decision at all).
+   flagging more (vacuous only when the data hold no mature legit decision at all);
+7. the paired route only: the label check has run (the block's `labels` has per-arm label
+   rates, i.e. `labels.maturity_days` is set and some decisions are mature). The paired test
+   judges both models on labels the deciding model's decisions selected; without the check
+   an A/A pair under decision-dependent labels is called better (docs/selective-labels.md).
+   The split route does not need it: a selection both arms share keeps the sign.
 
 Keys read (all built by fraud.stats.split.primary and fraud.stats.paired.paired):
 experiment.{rolled_back, rollback_reason}; primary.{verdict, p_value, alpha,
@@ -76,9 +81,24 @@ def _legit_decline(block: dict[str, Any]) -> str | None:
             f"{ld.get('ci_high')}): it may win recall by flagging more")
 
 
+def _label_check(block: dict[str, Any]) -> str | None:
+    """Why the paired block's label check has not run, or None if it has."""
+    labels = block.get("labels")
+    if labels is None:
+        return ("paired: the label check has not run (labels.maturity_days is not set), so "
+                "a verdict on labels the champion's decisions selected cannot be told from "
+                "label bias; set labels.maturity_days to your chargeback window")
+    if not labels.get("per_arm"):
+        return ("paired: the label check has not run yet: no decision is older than "
+                "labels.maturity_days, so label rates by decision are not measured")
+    return None
+
+
 def _route(report: dict[str, Any], name: str, other: str | None) -> str | None:
     """Why route `name` (split | paired) cannot promote, or None if it can."""
     block = report["primary"] if name == "split" else report["paired"]
+    if name == "paired" and (why := _label_check(block)) is not None:
+        return why
     alpha = float(report["primary"].get("alpha") or 0.05) / (2 if other else 1)
     if block.get("verdict") != BETTER:
         return f"{name} verdict {block.get('verdict')!r}"

@@ -12,6 +12,10 @@ NI = {"non_inferior": True, "model_a": 0.01, "model_b": 0.011, "ratio": 1.1, "ci
       "margin": 1.25}
 NOT_NI = {**NI, "non_inferior": False, "ratio": 1.6, "ci_high": 2.1}
 NO_LEGIT = {**NI, "non_inferior": None, "model_a": None, "model_b": None, "ratio": None}
+# The label check ran: label rates by decision per arm, no bias (fraud.stats.labels.report).
+CHECKED = {"label_bias": False, "per_arm": {"model_a": {"declined": {"value": 0.95},
+                                                        "approved": {"value": 1.0}}}}
+NOT_MATURE = {"label_bias": False, "per_arm": {}}
 
 
 def split(verdict: str = "challenger_better", now: str | None = None, p_now: float = 0.001,
@@ -28,9 +32,9 @@ def split(verdict: str = "challenger_better", now: str | None = None, p_now: flo
 
 def pair(verdict: str = "challenger_better", now: str | None = None, p_now: float = 0.001,
          est: float = 0.05, ld: dict[str, Any] | None = NI, bias: bool = False,
-         higher: bool = True) -> dict[str, Any]:
+         higher: bool = True, labels: dict[str, Any] | None = CHECKED) -> dict[str, Any]:
     out: dict[str, Any] = {"verdict": verdict, "label_bias": bias, "higher_is_better": higher,
-                           "test": {"p_value": 0.001, "this_look": {
+                           "labels": labels, "test": {"p_value": 0.001, "this_look": {
                                "estimate": est, "p_value": p_now, "verdict": now or verdict}}}
     if ld is not None:
         out["legit_decline"] = ld
@@ -79,11 +83,22 @@ def test_promotable(r: dict[str, Any], basis: str) -> None:
     (report(split("label_bias")), "label_bias"),
     (report(split(), pair("label_bias", bias=True)), "label_bias: the paired verdict"),
     (report(split(), rolled_back=True), "rolled back (flag rate)"),
+    # the paired route needs the label check (issue 21: an A/A pair is called better on
+    # labels the champion's decisions selected); the split route stands without it
+    (report(split("collecting"), pair(labels=None)),
+     "paired: the label check has not run (labels.maturity_days is not set)"),
+    (report(split("collecting"), pair(labels=NOT_MATURE)),
+     "paired: the label check has not run yet: no decision is older than"),
 ])
 def test_refused_with_its_reason(r: dict[str, Any], reason: str) -> None:
     refusal = promotion_refusal(r)
     assert refusal is not None and reason in refusal, refusal
     assert evidence(r) == "none"
+
+
+def test_the_split_route_stands_while_the_paired_label_check_has_not_run() -> None:
+    r = report(split(), pair("collecting", est=0.01, labels=None))
+    assert promotion_refusal(r) is None and evidence(r) == "split"
 
 
 def test_label_bias_names_the_rates() -> None:
