@@ -71,6 +71,12 @@ def labels_block(cfg: ABConfig, inputs: LookInputs,
         out.update(per_arm={}, label_bias=None, reason="labels.maturity_days is not set: no "
                    "decision is mature, so label rates by decision are not measured")
         return out
+    if not inputs.labels.arms():
+        out.update(per_arm={}, label_bias=None, mature_before=_iso(inputs.mature_before),
+                   reason=f"no decision is older than labels.maturity_days "
+                   f"({cfg.labels.maturity_days:g}) yet, so label rates by decision are not "
+                   "measured yet (the paired route cannot promote until they are)")
+        return out
     report = lab.report(inputs.labels, s.label_bias_margin, s.confidence)
     for rates in report["per_arm"].values():
         rates["by_decision"] = {"flagged": rates["declined"],

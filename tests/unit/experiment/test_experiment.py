@@ -296,4 +296,7 @@ def test_an_explored_decision_is_answered_approved_and_stored_as_the_models(ledg
     assert body["exploration"]["today"]["explored"] == len(explored)
     assert body["exploration"]["per_arm"]["model_a"]["explored"] == len(explored)
     assert body["labels"]["maturity_days"] == 1 and body["labels"]["per_arm"] == {}
+    # nothing is a day old: the label check has not run, and the block says so (not "no bias")
+    assert body["labels"]["label_bias"] is None
+    assert "no decision is older than labels.maturity_days (1) yet" in body["labels"]["reason"]
     assert len(out) == 80
