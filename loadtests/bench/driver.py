@@ -1,6 +1,6 @@
 """`make bench`: fraudserve's performance, every figure beside a baseline measured in the same run.
 
-    python -m loadtests.bench                 # ~8 min: four services, 15 s phases
+    python -m loadtests.bench                 # ~12 min: five services, 15 s phases
     python -m loadtests.bench --quick         # ~2 min smoke with 4 s phases
     python -m loadtests.bench --out docs/bench/2026-11-27-2core.json   # also commit the results
     python -m loadtests.bench --url http://127.0.0.1:3000   # a running service, as it is
@@ -14,13 +14,20 @@ What runs, against `bentoml serve service:FraudDetection` on a free 127.0.0.1 po
      /predict open loop at each offered load (requests fired on a fixed schedule whatever
      the answers; latency counted from the scheduled send time: no coordinated omission),
      the same two for /noop (the framework's floor: same validation, no scoring), and
-     /predict_batch closed loop (rows/s) (loadtests/bench/load.py);
+     /predict_batch closed loop (rows/s) (loadtests/bench/load.py), then with 16 bulk
+     clients, then bulk and 40 single /predict clients at once (the mixed phase; 0 failed
+     is the target), then 2 more rounds of load, the serve tree's RSS after each of the 3
+     (loadtests/bench/rounds.py: does memory level off?);
   3. the same service with FRAUDSERVE_COALESCE=0 (the design before coalescing: every
      /predict its own router call): /predict closed and open loop again, against 2;
   4. the same service with FRAUDSERVE_BATCHING=0 (coalesced batches go to the router's
      non-batched method: does its adaptive batching still earn its place?): the same;
   5. the same service with FRAUDSERVE_SHADOW=1 (both models score every row; the other's
-     score is stored beside the decision): /predict closed and open loop, against 2.
+     score is stored beside the decision): /predict closed and open loop, against 2;
+  6. "postgres": the service of 2 with its ledger on a PostgreSQL server the bench starts
+     (and stops) in the report directory (loadtests/bench/pg.py): /predict closed and open
+     loop, /predict_batch with 8 and 16 clients and the mixed phase, against the SQLite
+     ledger of 2 (--no-postgres skips it).
 Per phase it reads the rows per router call, the CPU the server tree (by role), this client
 and everything else on the machine used, and the tree's peak RSS (loadtests/bench/phase.py);
 per service its time to ready and its memory by role right after ready and at the end
@@ -40,7 +47,9 @@ from pathlib import Path
 
 from loadtests.bench.baseline import raw_model_baseline
 from loadtests.bench.load import batch_bodies
+from loadtests.bench.pg import PostgresFailed
 from loadtests.bench.phase import Phase, ServiceRun, Settings
+from loadtests.bench.plan import plan
 from loadtests.bench.report import (
     DETAIL_COLUMNS,
     DETAIL_NOTE,
@@ -107,36 +116,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ready-timeout", type=float, default=180)
     p.add_argument("--no-shadow", action="store_true",
                    help="skip the shadow-scoring service (FRAUDSERVE_SHADOW=1)")
+    p.add_argument("--no-postgres", action="store_true",
+                   help="skip the 'postgres' service (the default with its ledger on a "
+                        "PostgreSQL server the bench starts and stops)")
+    p.add_argument("--batch-clients-many", type=int, default=16,
+                   help="/predict_batch clients of the heavy bulk phase (default 16), run on "
+                        "the default and the postgres service")
+    p.add_argument("--mixed-clients", type=int, default=40,
+                   help="/predict clients of the mixed phase, beside --batch-clients bulk "
+                        "clients (default 40)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="rounds of load on the default service, RSS read after each (default "
+                        "3: its phases, then twice /predict closed, /predict at 200 req/s and "
+                        "/predict_batch closed; 1: no extra rounds)")
     args = p.parse_args(argv)
     if args.duration is None:
         args.duration = 4.0 if args.quick else 15.0
-    if args.duration <= 0 or args.clients < 1 or args.batch_clients < 1:
-        p.error("--duration, --clients and --batch-clients must be positive")
+    if args.duration <= 0 or min(args.clients, args.batch_clients, args.batch_clients_many,
+                                  args.mixed_clients, args.rounds) < 1:
+        p.error("--duration, --clients, --batch-clients, --batch-clients-many, "
+                "--mixed-clients and --rounds must be positive")
     if args.url_off and not args.url:
         p.error("--url-off needs --url")
     return args
-
-
-def plan(args: argparse.Namespace, guard_env: dict[str, str]
-         ) -> tuple[dict[str, str | None], list[tuple[str, str | None, dict[str, str], bool]]]:
-    """The configs (on/off/shadow names) and the services to bench: (config, url, env, full)."""
-    if args.url:
-        configs: dict[str, str | None] = {"on": "as running", "off": None, "shadow": None}
-        steps = [("as running", args.url, {}, True)]
-        if args.url_off:
-            configs["off"] = "batching off"
-            steps.append(("batching off", args.url_off, {}, False))
-        return configs, steps
-    configs = {"on": "batching on", "before": "coalescing off", "off": "batching off",
-               "shadow": None if args.no_shadow else "shadow on"}
-    steps = [("batching on", None, {"FRAUDSERVE_BATCHING": "1", **guard_env}, True),
-             ("coalescing off", None, {"FRAUDSERVE_BATCHING": "1", "FRAUDSERVE_COALESCE": "0",
-                                       **guard_env}, False),
-             ("batching off", None, {"FRAUDSERVE_BATCHING": "0", **guard_env}, False)]
-    if not args.no_shadow:
-        steps.append(("shadow on", None, {"FRAUDSERVE_BATCHING": "1", "FRAUDSERVE_SHADOW": "1",
-                                          **guard_env}, False))
-    return configs, steps
 
 
 def render(results: Results, out: Path) -> tuple[str, str]:
@@ -163,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     s = Settings(loads=args.loads, seconds=args.duration, clients=args.clients,
                  batch_rows=args.batch_rows, batch_clients=args.batch_clients,
-                 warmup=1.0 if args.quick else 3.0)
+                 warmup=1.0 if args.quick else 3.0,
+                 batch_clients_many=args.batch_clients_many, mixed_clients=args.mixed_clients,
+                 rounds=args.rounds)
     notes: list[str] = ["the client runs on the same machine as the server: it and any other "
                         "load share the CPUs (see 'client CPU %' and 'others CPU %')",
                         "RSS sums count shared pages once per process (an upper bound); PSS "
@@ -186,8 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     phases: list[Phase] = []
     services: list[ServiceRun] = []
     try:
-        for config, url, env, full in steps:
-            got, run = bench_one(config, url, env, full, args, s, out, log, notes)
+        for step in steps:
+            try:
+                got, run = bench_one(step, args, s, out, log, notes)
+            except PostgresFailed as exc:  # the rest of the run still compares
+                log(f"bench: {step.config}: skipped: {exc}")
+                notes.append(f"{step.config}: not benched: {exc}")
+                continue
             phases += got
             services.append(run)
     except ServiceFailed as exc:
@@ -200,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
 
     off = configs["off"]
     summary = summary_rows(phases, raw, s, configs["on"] or "", off, configs["shadow"],
-                           services, before=configs.get("before"))
+                           services, before=configs.get("before"),
+                           postgres=configs.get("postgres"))
     results = Results(settings=s, configs=configs, phases=phases, raw_model=raw,
                       services=services, summary=summary, notes=notes, command=command,
                       git=git_commit(args.service_dir), machine=machine(), started=began)

@@ -70,6 +70,26 @@ def _session(limit: int) -> Any:
         timeout=aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S))
 
 
+async def _clients(session: Any, url: str, bodies: Sequence[bytes], clients: int,
+                   end: float, raw: LoadResult) -> None:
+    """`clients` loops on `url` until `end` (loop time), each sending when its last answered."""
+    loop = asyncio.get_running_loop()
+
+    async def client(index: int) -> None:
+        i = index
+        while loop.time() < end:
+            sent = loop.time()
+            failure = await _post(session, url, bodies[i % len(bodies)])
+            if failure:
+                raw.failures[failure] += 1
+            else:
+                raw.latencies.append(loop.time() - sent)
+                raw.ok += 1
+            i += clients
+
+    await asyncio.gather(*(client(i) for i in range(clients)))
+
+
 async def closed_loop(url: str, bodies: Sequence[bytes], clients: int,
                       duration: float) -> LoadResult:
     """`clients` loops that each send the next request as soon as the last one answered."""
@@ -77,23 +97,27 @@ async def closed_loop(url: str, bodies: Sequence[bytes], clients: int,
     loop = asyncio.get_running_loop()
     async with _session(clients) as session:
         start = loop.time()
-        end = start + duration
-
-        async def client(index: int) -> None:
-            i = index
-            while loop.time() < end:
-                sent = loop.time()
-                failure = await _post(session, url, bodies[i % len(bodies)])
-                if failure:
-                    raw.failures[failure] += 1
-                else:
-                    raw.latencies.append(loop.time() - sent)
-                    raw.ok += 1
-                i += clients
-
-        await asyncio.gather(*(client(i) for i in range(clients)))
+        await _clients(session, url, bodies, clients, start + duration, raw)
         raw.elapsed = loop.time() - start
     return raw
+
+
+async def mixed_loop(bulk: tuple[str, Sequence[bytes], int],
+                     single: tuple[str, Sequence[bytes], int],
+                     duration: float) -> tuple[LoadResult, LoadResult]:
+    """Two closed loops at once, each (url, bodies, clients): bulk and single requests
+    against the same service for the same `duration`; each side's outcomes apart."""
+    raws = LoadResult(), LoadResult()
+    loop = asyncio.get_running_loop()
+    async with _session(bulk[2] + single[2]) as session:
+        start = loop.time()
+        end = start + duration
+        await asyncio.gather(*(_clients(session, url, bodies, clients, end, raw)
+                               for (url, bodies, clients), raw in zip((bulk, single), raws,
+                                                                      strict=True)))
+        for raw in raws:
+            raw.elapsed = loop.time() - start
+    return raws
 
 
 async def open_loop(url: str, bodies: Sequence[bytes], rate: float, duration: float,

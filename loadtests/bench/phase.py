@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from loadtests.bench.load import closed_loop, open_loop, percentile
+from loadtests.bench.load import LoadResult, closed_loop, mixed_loop, open_loop, percentile
 from loadtests.bench.proc import RssSampler, TreeMemory, server_pid, tree_cpu
 from loadtests.run import Service
 
@@ -34,6 +34,9 @@ class Settings:
     batch_rows: int
     batch_clients: int
     warmup: float
+    batch_clients_many: int = 16  # the heavy bulk phase's /predict_batch clients
+    mixed_clients: int = 40       # /predict clients beside batch_clients bulk ones (mixed)
+    rounds: int = 1               # rounds of load for the RSS-after-rounds figure
 
 
 @dataclass
@@ -42,7 +45,7 @@ class Phase:
 
     config: str              # "batching on" / "batching off" / "shadow on"
     endpoint: str            # /predict, /noop, /predict_batch
-    mode: str                # closed / open
+    mode: str                # closed / open / mixed (bulk and single clients at once)
     offered: float | None    # open loop: requests/s fired
     clients: int | None      # closed loop: concurrent clients
     rows_per_request: int
@@ -138,6 +141,16 @@ def accounting(service: Service, phase: Phase) -> Iterator[None]:
         phase.rss_peak_mb = rss.peak / 2**20
 
 
+def _fill(phase: Phase, raw: LoadResult) -> None:
+    """The phase's outcomes, rate and latency percentiles from what the load collected."""
+    phase.ok, phase.failed = raw.ok, sum(raw.failures.values())
+    phase.failures = dict(raw.failures)
+    phase.throughput = raw.ok / raw.elapsed if raw.elapsed else 0.0
+    ms = [x * 1000 for x in raw.latencies]
+    phase.p50, phase.p95, phase.p99 = (percentile(ms, q) for q in (50, 95, 99))
+    phase.send_lag_p99 = percentile([x * 1000 for x in raw.lags], 99)
+
+
 def run_phase(service: Service, phase: Phase, bodies: Sequence[bytes]) -> Phase:
     """Run the phase's load against `service` and fill in what it measured."""
     url = f"{service.url}{phase.endpoint}"
@@ -147,12 +160,30 @@ def run_phase(service: Service, phase: Phase, bodies: Sequence[bytes]) -> Phase:
         else:
             raw = asyncio.run(open_loop(url, bodies, phase.offered or 1, phase.seconds))
         phase.ok, phase.failed = raw.ok, sum(raw.failures.values())
-    phase.failures = dict(raw.failures)
-    phase.throughput = raw.ok / raw.elapsed if raw.elapsed else 0.0
-    ms = [x * 1000 for x in raw.latencies]
-    phase.p50, phase.p95, phase.p99 = (percentile(ms, q) for q in (50, 95, 99))
-    phase.send_lag_p99 = percentile([x * 1000 for x in raw.lags], 99)
+    _fill(phase, raw)
     return phase
+
+
+def run_mixed(service: Service, bulk: Phase, single: Phase, bulk_bodies: Sequence[bytes],
+              single_bodies: Sequence[bytes]) -> tuple[Phase, Phase]:
+    """Bulk and single closed loops at once (mode "mixed"): each phase its own outcomes and
+    latencies; the machine's figures (rows per router call, client and others CPU, peak RSS)
+    are the pair's, copied to both. Server CPU per request is left out: the two kinds of
+    request share it and one figure per kind cannot be told apart."""
+    both = Phase(bulk.config, f"{bulk.endpoint}+{single.endpoint}", "mixed", None,
+                 (bulk.clients or 1) + (single.clients or 1), 1, bulk.seconds)
+    with accounting(service, both):
+        raws = asyncio.run(mixed_loop(
+            (f"{service.url}{bulk.endpoint}", bulk_bodies, bulk.clients or 1),
+            (f"{service.url}{single.endpoint}", single_bodies, single.clients or 1),
+            bulk.seconds))
+        both.ok = sum(r.ok for r in raws)
+        both.failed = sum(sum(r.failures.values()) for r in raws)
+    for phase, raw in zip((bulk, single), raws, strict=True):
+        _fill(phase, raw)
+        phase.batch_mean, phase.client_cpu_pct = both.batch_mean, both.client_cpu_pct
+        phase.others_cpu_pct, phase.rss_peak_mb = both.others_cpu_pct, both.rss_peak_mb
+    return bulk, single
 
 
 @dataclass
@@ -165,3 +196,6 @@ class ServiceRun:
     ready_s: float | None         # spawn to /readyz 200
     memory_ready: TreeMemory | None = None
     memory_end: TreeMemory | None = None
+    # after each round of load (the service's phases, then the same load again): round,
+    # rss_mb, pss_mb, ok, failed; empty where the run did not repeat its load
+    rounds: list[dict[str, float | None]] = field(default_factory=list)

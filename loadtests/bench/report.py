@@ -11,72 +11,27 @@ from collections.abc import Sequence
 
 from loadtests.bench.baseline import RawModel
 from loadtests.bench.phase import BATCH_METRIC, Phase, ServiceRun, Settings
+from loadtests.bench.report_ledger import bulk_rows, postgres_rows, round_rows
+from loadtests.bench.rows import P99_LOADS, TARGETS, Rows, find, ratio
+from loadtests.bench.rows import cpu as _cpu
+from loadtests.bench.rows import latencies as _latencies
+from loadtests.bench.rows import num as _num
+from loadtests.bench.rows import times as _x
 
-TARGETS: dict[str, float] = {
-    "peak_vs_noop": 0.85,  # /predict peak >= 0.85x /noop peak (closed loop, same run)
-    "cpu_vs_noop": 1.2,    # server CPU per /predict request <= 1.2x /noop's, at peak
-    "p99_ms": 50.0,        # p99 at each of P99_LOADS req/s offered (open loop)
-    "batch_vs_raw": 0.8,   # /predict_batch rows/s >= 0.8x raw in-process predict_proba
-    "failed": 0,           # failed requests, in every phase
-}
-P99_LOADS = (100.0, 200.0)
+__all__ = ["DETAIL_COLUMNS", "DETAIL_NOTE", "P99_LOADS", "SERVICE_COLUMNS", "SUMMARY_COLUMNS",
+           "TARGETS", "detail_rows", "find", "format_table", "markdown_table", "ratio",
+           "service_rows", "summary_rows"]
+
 SUMMARY_COLUMNS = ("figure", "measured", "baseline", "ratio", "target")
 DETAIL_COLUMNS = ("phase", "ok", "failed", "req/s", "rows/s", "p50", "p95", "p99",
                   "send lag p99", "rows/call", "srv CPU ms/req", "api / router", "client CPU %",
                   "others CPU %", "RSS MB")
 SERVICE_COLUMNS = ("service", "ready s", "RSS MB ready", "RSS MB end", "PSS MB ready",
-                   "PSS MB end", "RSS MB by role, ready", "RSS MB by role, end")
+                   "PSS MB end", "RSS MB by role, ready", "RSS MB by role, end",
+                   "RSS MB after rounds")
 
 
-def ratio(value: float | None, baseline: float | None) -> float | None:
-    if value is None or baseline is None or baseline == 0:
-        return None
-    return value / baseline
-
-
-def _num(v: float | None, digits: int = 1) -> str:
-    return "-" if v is None else f"{v:,.{digits}f}"
-
-
-def _x(v: float | None) -> str:
-    return "-" if v is None else f"{v:.2f}x"
-
-
-def _latencies(p: Phase) -> str:
-    """p50 / p95 / p99 of the successful requests, and how many failed (if any)."""
-    text = f"{_num(p.p50)} / {_num(p.p95)} / {_num(p.p99)}"
-    return text + (f" ({p.failed} failed)" if p.failed else "")
-
-
-def _cpu(p: Phase) -> str:
-    return (f"{_num(p.server_cpu_ms_per_req, 2)} ({_num(p.api_cpu_ms_per_req, 2)} + "
-            f"{_num(p.router_cpu_ms_per_req, 2)})")
-
-
-def find(phases: Sequence[Phase], config: str | None, endpoint: str, mode: str,
-         offered: float | None = None) -> Phase | None:
-    for p in phases:
-        if (p.config, p.endpoint, p.mode) == (config, endpoint, mode) and (
-                mode == "closed" or p.offered == offered):
-            return p
-    return None
-
-
-class _Rows:
-    """Summary rows being built: figure | measured | baseline | ratio | target."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict[str, str]] = []
-
-    def add(self, figure: str, value: str, baseline: str = "", r: float | None = None,
-            target: str = "", met: bool | None = None) -> None:
-        self.rows.append({"figure": figure, "measured": value, "baseline": baseline,
-                          "ratio": _x(r),
-                          "target": target + ("" if met is None else
-                                              (" ok" if met else " MISSED"))})
-
-
-def _peak_rows(t: _Rows, phases: Sequence[Phase], s: Settings, on: str,
+def _peak_rows(t: Rows, phases: Sequence[Phase], s: Settings, on: str,
                variants: Sequence[str], shadow: str | None) -> None:
     peak = find(phases, on, "/predict", "closed")
     noop = find(phases, on, "/noop", "closed")
@@ -116,7 +71,7 @@ def _peak_rows(t: _Rows, phases: Sequence[Phase], s: Settings, on: str,
               f"<= {cpu_t}x /noop: {_x(vs_noop)}", None if vs_noop is None else vs_noop <= cpu_t)
 
 
-def _latency_rows(t: _Rows, phases: Sequence[Phase], s: Settings, on: str,
+def _latency_rows(t: Rows, phases: Sequence[Phase], s: Settings, on: str,
                   variants: Sequence[str], shadow: str | None) -> None:
     limit = TARGETS["p99_ms"]
 
@@ -144,7 +99,7 @@ def _latency_rows(t: _Rows, phases: Sequence[Phase], s: Settings, on: str,
                   f"shadow off p99 {_num(p.p99)}", ratio(h.p99, p.p99), *target(h, load))
 
 
-def _service_rows(t: _Rows, phases: Sequence[Phase], services: Sequence[ServiceRun]) -> None:
+def _service_rows(t: Rows, phases: Sequence[Phase], services: Sequence[ServiceRun]) -> None:
     ready = [f"{v.config} {v.ready_s:.1f}" for v in services if v.ready_s is not None]
     if ready:
         t.add("time to ready s (spawn to /readyz 200)", "; ".join(ready))
@@ -161,15 +116,16 @@ def _service_rows(t: _Rows, phases: Sequence[Phase], services: Sequence[ServiceR
 
 def summary_rows(phases: Sequence[Phase], raw: RawModel | None, s: Settings, on: str,
                  off: str | None, shadow: str | None = None,
-                 services: Sequence[ServiceRun] = (), before: str | None = None
-                 ) -> list[dict[str, str]]:
+                 services: Sequence[ServiceRun] = (), before: str | None = None,
+                 postgres: str | None = None) -> list[dict[str, str]]:
     """The one table: figure | measured | baseline (same run) | ratio | target. `before`
-    and `off` are variants compared with `on` (coalescing off, batching off)."""
-    t = _Rows()
+    and `off` are variants compared with `on` (coalescing off, batching off); `postgres` is
+    the default with its ledger on PostgreSQL (loadtests/bench/report_ledger.py)."""
+    t = Rows()
     variants = [v for v in (before, off) if v]
     _peak_rows(t, phases, s, on, variants, shadow)
     _latency_rows(t, phases, s, on, variants, shadow)
-    bulk = find(phases, on, "/predict_batch", "closed")
+    bulk = find(phases, on, "/predict_batch", "closed", clients=s.batch_clients)
     if bulk:
         r = ratio(bulk.rows_per_s, raw.rows_per_s if raw else None)
         t.add(f"/predict_batch rows/s ({s.batch_rows} rows, {s.batch_clients} clients)",
@@ -182,17 +138,23 @@ def summary_rows(phases: Sequence[Phase], raw: RawModel | None, s: Settings, on:
               "committed in process, SQLite)", _num(bulk.rows_per_s, 0),
               f"ledger {_num(raw.ledger_rows_per_s, 0)}",
               ratio(bulk.rows_per_s, raw.ledger_rows_per_s))
+    bulk_rows(t, phases, s, on)
+    postgres_rows(t, phases, s, on, postgres)
+    bulk_rows(t, phases, s, postgres)
     if raw:
         t.add("raw predict_proba, 1 row (ms): " + " / ".join(raw.one_row_ms),
               " / ".join(f"{v:.2f}" for v in raw.one_row_ms.values()), "in process")
-    formed = [p for p in phases if p.endpoint == "/predict" and p.config == on]
+    formed = [p for p in phases if p.endpoint == "/predict" and p.config == on
+              and p.mode != "mixed"]
     if formed:
         t.add(f"rows per router call, /predict {on} (peak; loads)",
               "; ".join(_num(p.batch_mean) for p in formed),
               ", ".join(f"{v} " + "; ".join(_num(p.batch_mean) for p in phases
-                                           if p.endpoint == "/predict" and p.config == v)
+                                           if p.endpoint == "/predict" and p.config == v
+                                           and p.mode != "mixed")
                         for v in variants))
     _service_rows(t, phases, services)
+    round_rows(t, services)
     noise = []
     for config in dict.fromkeys(p.config for p in phases):
         others = [p.others_cpu_pct for p in phases
@@ -235,7 +197,9 @@ def service_rows(services: Sequence[ServiceRun]) -> list[dict[str, str]]:
             "RSS MB ready": _num(a and a.rss_mb, 0), "RSS MB end": _num(b and b.rss_mb, 0),
             "PSS MB ready": _num(a and a.pss_mb, 0), "PSS MB end": _num(b and b.pss_mb, 0),
             "RSS MB by role, ready": a.role_text() if a else "-",
-            "RSS MB by role, end": b.role_text() if b else "-"})
+            "RSS MB by role, end": b.role_text() if b else "-",
+            "RSS MB after rounds": " / ".join(_num(r.get("rss_mb"), 0) for r in v.rounds)
+            or "-"})
     return out
 
 

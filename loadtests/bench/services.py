@@ -1,8 +1,10 @@
 """Running the bench against services: start one (or attach to one), its phases in order.
 
-Each service started here gets a fresh ledger in the report directory, POST /noop
-(FRAUDSERVE_NOOP=1) and, unless --keep-guardrails, a copy of the A/B config with guardrail
-rollbacks off; its time to ready and its memory after ready and at the end are recorded.
+Each service started here gets a fresh ledger (a SQLite file in the report directory or, for
+the "postgres" step, a PostgreSQL server started and stopped here: loadtests/bench/pg.py),
+POST /noop (FRAUDSERVE_NOOP=1) and, unless --keep-guardrails, a copy of the A/B config with
+guardrail rollbacks off; its time to ready and its memory after ready and at the end (and
+after each round of load: loadtests/bench/rounds.py) are recorded.
 """
 
 from __future__ import annotations
@@ -10,14 +12,19 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import requests
 
 from loadtests.bench.load import JSON_HEADERS, batch_bodies, predict_bodies
-from loadtests.bench.phase import Phase, ServiceRun, Settings, run_phase
+from loadtests.bench.pg import PostgresFailed, postgres_ledger
+from loadtests.bench.phase import Phase, ServiceRun, Settings, run_mixed, run_phase
+from loadtests.bench.plan import Step
 from loadtests.bench.proc import server_pid, started, tree_memory
+from loadtests.bench.rounds import more_rounds
 from loadtests.run import Service, serving
 
 Log = Callable[[str], None]
@@ -58,11 +65,21 @@ def rolled_back(url: str) -> bool | None:
         return None
 
 
-def bench_service(service: Service, config: str, s: Settings, full: bool, log: Log,
+def bench_service(service: Service, step: Step, s: Settings, log: Log,
                   notes: list[str]) -> list[Phase]:
-    """All phases against one running service; `full` adds /noop and /predict_batch."""
+    """All phases of `step` against one running service, in order."""
+    config = step.config
     bodies = predict_bodies()
     phases: list[Phase] = []
+
+    def show(phase: Phase) -> None:
+        rows = phase.rows_per_request
+        p50 = "-" if phase.p50 is None else f"{phase.p50:.1f} ms"
+        p99 = "-" if phase.p99 is None else f"{phase.p99:.1f} ms"
+        batch = "-" if phase.batch_mean is None else f"{phase.batch_mean:.1f}"
+        log(f"  {phase.key:<44} {phase.throughput * rows:>9.1f} "
+            f"{'rows' if rows > 1 else 'req'}/s  p50 {p50}  p99 {p99}  batch {batch}"
+            f"  failed {phase.failed}")
 
     def run(endpoint: str, mode: str, *, offered: float | None = None,
             clients: int | None = None, body_set: Sequence[bytes] = bodies,
@@ -71,12 +88,7 @@ def bench_service(service: Service, config: str, s: Settings, full: bool, log: L
         run_phase(service, phase, body_set)
         if keep:
             phases.append(phase)
-            p50 = "-" if phase.p50 is None else f"{phase.p50:.1f} ms"
-            p99 = "-" if phase.p99 is None else f"{phase.p99:.1f} ms"
-            batch = "-" if phase.batch_mean is None else f"{phase.batch_mean:.1f}"
-            log(f"  {phase.key:<44} {phase.throughput * rows:>9.1f} "
-                f"{'rows' if rows > 1 else 'req'}/s  p50 {p50}  p99 {p99}  batch {batch}"
-                f"  failed {phase.failed}")
+            show(phase)
         time.sleep(0.5)
         return phase
 
@@ -84,7 +96,7 @@ def bench_service(service: Service, config: str, s: Settings, full: bool, log: L
     run("/predict", "closed", clients=s.clients)
     for load in s.loads:
         run("/predict", "open", offered=load)
-    if full:
+    if step.noop:
         if has_noop(service.url, bodies[0]):
             run("/noop", "closed", clients=s.clients, seconds=s.warmup, keep=False)
             run("/noop", "closed", clients=s.clients)
@@ -93,36 +105,76 @@ def bench_service(service: Service, config: str, s: Settings, full: bool, log: L
         else:
             notes.append("the service has no /noop endpoint: the framework floor is missing "
                          "(start it with FRAUDSERVE_NOOP=1, which turns POST /noop on)")
-        rows = batch_bodies(s.batch_rows)
+    rows = batch_bodies(s.batch_rows)
+    if step.bulk:
         run("/predict_batch", "closed", clients=s.batch_clients, body_set=rows,
             rows=s.batch_rows)
+    if step.heavy:
+        run("/predict_batch", "closed", clients=s.batch_clients_many, body_set=rows,
+            rows=s.batch_rows)
+        pair = run_mixed(service,
+                         Phase(config, "/predict_batch", "mixed", None, s.batch_clients,
+                               s.batch_rows, s.seconds),
+                         Phase(config, "/predict", "mixed", None, s.mixed_clients, 1,
+                               s.seconds), rows, bodies)
+        for phase in pair:
+            phases.append(phase)
+            show(phase)
     if rolled_back(service.url):
         notes.append(f"{config}: a guardrail rolled the challenger back during the run: "
                      "later phases scored every row with model_a")
     return phases
 
 
-def bench_one(config: str, url: str | None, env: dict[str, str], full: bool,
-              args: argparse.Namespace, s: Settings, out: Path, log: Log,
+def _bench(service: Service, pid: int | None, run: ServiceRun, step: Step, s: Settings,
+           log: Log, notes: list[str]) -> list[Phase]:
+    """The step's phases, then its further rounds of load (RSS after each), then memory."""
+    phases = bench_service(service, step, s, log, notes)
+    if step.rounds > 1:
+        bodies = {"/predict": predict_bodies(), "/predict_batch": batch_bodies(s.batch_rows)}
+        run.rounds = more_rounds(service, pid, step.config, replace(s, rounds=step.rounds),
+                                 phases, bodies, log)
+    run.memory_end = tree_memory(pid)
+    return phases
+
+
+@contextmanager
+def ledger(step: Step, out: Path, log: Log) -> Iterator[str]:
+    """The step's fresh ledger: a SQLite file in `out`, or a PostgreSQL server started (and
+    stopped) here with the ledger's schema applied, as a deploy's migrator would."""
+    tag = step.config.replace(" ", "-")
+    if step.ledger != "postgres":
+        yield str(out / f"ledger-{tag}.sqlite")
+        return
+    from fraud.store.migrate import migrate
+
+    with postgres_ledger(out / f"pg-{tag}") as url:
+        try:
+            done = migrate(url).summary()
+        except Exception as exc:  # the schema could not be applied: no service to bench
+            raise PostgresFailed(f"migrating {url}: {type(exc).__name__}: {exc}") from exc
+        log(f"  PostgreSQL up ({url}): {done}")
+        yield url
+
+
+def bench_one(step: Step, args: argparse.Namespace, s: Settings, out: Path, log: Log,
               notes: list[str]) -> tuple[list[Phase], ServiceRun]:
     """Start (or attach to) one service, record its start-up and memory, run its phases."""
+    config, url = step.config, step.url
     tag = config.replace(" ", "-")
     log(f"bench: {config}: {'starting the service' if url is None else url} ...")
     if url is not None:
         with serving(out / f"service-{tag}.log", url=url, ready_timeout=args.ready_timeout) as sv:
             pid = server_pid(sv.url)
             run = ServiceRun(config, sv.url, False, None, tree_memory(pid))
-            phases = bench_service(sv, config, s, full, log, notes)
-            run.memory_end = tree_memory(pid)
-            return phases, run
-    # FRAUDSERVE_NOOP=1: the service has POST /noop (off, i.e. absent, otherwise)
-    env = {**env, "FRAUDSERVE_LEDGER": str(out / f"ledger-{tag}.sqlite"), "FRAUDSERVE_NOOP": "1"}
-    with started(out / f"service-{tag}.log", env, cwd=args.service_dir,
-                 ready_timeout=args.ready_timeout) as (sv, ready_s):
-        run = ServiceRun(config, sv.url, True, ready_s, tree_memory(sv.pid))
-        mem = run.memory_ready
-        log(f"  ready in {ready_s:.1f} s; RSS {mem.rss_mb:,.0f} MB ({mem.role_text()})"
-            if mem else f"  ready in {ready_s:.1f} s")
-        phases = bench_service(sv, config, s, full, log, notes)
-        run.memory_end = tree_memory(sv.pid)
-        return phases, run
+            return _bench(sv, pid, run, step, s, log, notes), run
+    with ledger(step, out, log) as store:
+        # FRAUDSERVE_NOOP=1: the service has POST /noop (off, i.e. absent, otherwise)
+        env = {**step.env, "FRAUDSERVE_LEDGER": store, "FRAUDSERVE_NOOP": "1"}
+        with started(out / f"service-{tag}.log", env, cwd=args.service_dir,
+                     ready_timeout=args.ready_timeout) as (sv, ready_s):
+            run = ServiceRun(config, sv.url, True, ready_s, tree_memory(sv.pid))
+            mem = run.memory_ready
+            log(f"  ready in {ready_s:.1f} s; RSS {mem.rss_mb:,.0f} MB ({mem.role_text()})"
+                if mem else f"  ready in {ready_s:.1f} s")
+            return _bench(sv, sv.pid, run, step, s, log, notes), run

@@ -32,7 +32,7 @@ def rebuild(results: Results) -> list[dict[str, str]]:
     c = results.configs
     return summary_rows(results.phases, results.raw_model, results.settings, c["on"] or "",
                         c.get("off"), c.get("shadow"), results.services,
-                        before=c.get("before"))
+                        before=c.get("before"), postgres=c.get("postgres"))
 
 
 def header(results: Results) -> str:
