@@ -1,7 +1,8 @@
 """A throwaway PostgreSQL server for the bench's "postgres" service, started and stopped here.
 
-Debian's `postgresql` package (`make sysdeps`): `initdb` into `<report dir>/pg/data`, then
-`pg_ctl start` listening on 127.0.0.1 on a free port, its unix socket in `<report dir>/pg`.
+Debian's `postgresql` package (`make sysdeps`): `initdb` into `<report dir>/pg-postgres/data`,
+then `pg_ctl start` listening on 127.0.0.1 on a free port, its unix socket in
+`<report dir>/pg-postgres` (or a temp directory when that path is too long for a socket).
 The server refuses to run as root, so under root every tool runs as the `postgres` OS user
 (`runuser -u postgres --`), as tests/postgres.py does. Host connections from 127.0.0.1 are
 trusted (a bench on one machine, nothing to protect); the ledger's schema is applied with
@@ -9,7 +10,8 @@ trusted (a bench on one machine, nothing to protect); the ledger's schema is app
 
 `postgres_ledger(root)` is a context manager: the server is stopped in `finally` (pg_ctl stop
 -m fast, then SIGQUIT to the postmaster's PID from postmaster.pid if that did not work), so a
-failed phase or Ctrl-C does not leave it running.
+failed phase or Ctrl-C does not leave it running; then its data directory is removed (the
+server's log, `<report dir>/pg-postgres/postgres.log`, stays).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -91,8 +94,9 @@ def _stop(prefix: list[str], bins: Path, data: Path) -> None:
 
 
 @contextmanager
-def postgres_ledger(root: Path) -> Iterator[str]:
-    """A PostgreSQL server with its data in `root`/data; yields its ledger URL (no schema)."""
+def postgres_ledger(root: Path, keep_data: bool = False) -> Iterator[str]:
+    """A PostgreSQL server with its data in `root`/data; yields its ledger URL (no schema).
+    Once stopped, its data directory is removed unless `keep_data`; its log stays."""
     bins = bindir()
     if bins is None:
         raise PostgresFailed("PostgreSQL is not installed: `make sysdeps` (or apt-get install "
@@ -120,3 +124,5 @@ def postgres_ledger(root: Path) -> Iterator[str]:
         yield ledger_url(port)
     finally:
         _stop(prefix, bins, data)
+        if not keep_data and postmaster_pid(data) is None:  # stopped: its files go (~150 MB)
+            shutil.rmtree(data, ignore_errors=True)
