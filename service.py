@@ -1,8 +1,8 @@
 """BentoML wiring only: every decision lives in `fraud/` and is tested without a server.
 
 FraudDetection (API: keys and limits, validation, A/B assignment, responses, stats)
-  └── ABRouter (dependency with a batchable API: scores each row with its arm's model; holds
-      the explainers and each arm's drift window, which see every API worker's traffic)
+  └── ABRouter (dependency, a direct and a batchable API: scores each row with its arm's
+      model; holds the explainers and each arm's drift window, seeing every worker's traffic)
 """
 
 from __future__ import annotations
@@ -83,12 +83,12 @@ class ABRouter:
 
     @bentoml.api(batchable=True, batch_dim=0, max_batch_size=256, max_latency_ms=30_000)
     def score(self, rows: np.ndarray) -> np.ndarray:
-        """Adaptive-batched scoring of coalesced batches from the API workers."""
+        """Adaptive-batched scoring of coalesced batches (FRAUDSERVE_BATCHING=1)."""
         return self.arms.score(rows)
 
     @bentoml.api
     def score_bulk(self, rows: np.ndarray) -> np.ndarray:
-        """One call for a lone row or a bulk request (no batching wait)."""
+        """One call, no batching wait: the default for every call."""
         return self.arms.score(rows)
 
     @bentoml.api

@@ -80,8 +80,10 @@ def checked_ledger_store() -> str:
 
 
 def batching_enabled() -> bool:
-    """FRAUDSERVE_BATCHING=0 sends single predictions to the router unbatched (benchmarks)."""
-    return os.environ.get("FRAUDSERVE_BATCHING", "1") != "0"
+    """FRAUDSERVE_BATCHING=1 sends coalesced batches through the router's adaptive batching
+    (`score`); the default sends them to `score_bulk`, measured faster on 1, 2 and 4 API
+    workers (docs/performance.md, "When adaptive batching pays")."""
+    return os.environ.get("FRAUDSERVE_BATCHING", "0") == "1"
 
 
 def coalescing_enabled() -> bool:

@@ -1,10 +1,13 @@
 """An API worker's calls to the router: which of its two APIs a call takes, a connection that is
 never recycled, and the router's answers' media type stated once.
 
-The router's adaptive batching (`score`) only pays once calls queue up: a lone row goes
-straight in (`score_bulk`, no batching wait); a coalesced batch (this worker is under load)
-joins the router's adaptive batches, which merge both workers' calls. Without coalescing, the
-same rule counts this worker's calls under way.
+By default every call goes to `score_bulk`: each API worker already coalesces its requests,
+and BentoML's adaptive batching on top (`score`: a dispatcher polling every millisecond, one
+batch scored at a time) cost more CPU than merging the workers' calls saved, with 1, 2 and 4
+API workers (docs/performance.md, "When adaptive batching pays"). With `batching` on
+(FRAUDSERVE_BATCHING=1) a coalesced batch (this worker is under load) joins the router's
+adaptive batches and a lone row still goes straight in; without coalescing, the same rule
+counts this worker's calls under way.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ class RouterCalls:
     for /predict's rows, `bulk` for /predict_batch's.
     """
 
-    def __init__(self, score: RouterCall, score_bulk: RouterCall, *, batching: bool = True,
+    def __init__(self, score: RouterCall, score_bulk: RouterCall, *, batching: bool = False,
                  coalesce: bool = True, batch_when_inflight: int = BATCH_WHEN_INFLIGHT) -> None:
         self.score, self.score_bulk = score, score_bulk
         self.batching, self.coalesce = batching, coalesce

@@ -62,8 +62,10 @@ def test_the_environments_switches(monkeypatch: pytest.MonkeyPatch) -> None:
                  "FRAUDSERVE_NOOP"):
         monkeypatch.delenv(name, raising=False)
     assert process.ledger_store() == str(PROJECT_ROOT / "data" / "ledger.sqlite")
-    assert process.batching_enabled() and process.coalescing_enabled()
+    assert not process.batching_enabled() and process.coalescing_enabled()
     assert not process.noop_enabled()
+    monkeypatch.setenv("FRAUDSERVE_BATCHING", "1")
+    assert process.batching_enabled()
     monkeypatch.setenv("FRAUDSERVE_LEDGER", "postgresql://db/ledger")
     monkeypatch.setenv("FRAUDSERVE_BATCHING", "0")
     monkeypatch.setenv("FRAUDSERVE_COALESCE", "0")

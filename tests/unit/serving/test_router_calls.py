@@ -50,18 +50,18 @@ def calls_for(router: Router, **kw: Any) -> RouterCalls:
     return RouterCalls(router.score, router.score_bulk, **kw)
 
 
-def test_coalescing_a_lone_row_goes_straight_in_and_a_batch_joins_the_batches() -> None:
+def test_with_batching_a_lone_row_goes_straight_in_and_a_batch_joins_the_batches() -> None:
     router = Router()
-    calls = calls_for(router)
+    calls = calls_for(router, batching=True)
     asyncio.run(calls.single(rows(1)))
     asyncio.run(calls.single(rows(5)))
     assert router.calls == ["score_bulk", "score"]
     assert calls.inflight == 0
 
 
-def test_without_batching_every_call_goes_straight_in() -> None:
+def test_by_default_every_call_goes_straight_in() -> None:
     router = Router()
-    calls = calls_for(router, batching=False)
+    calls = calls_for(router)
     for n in (1, 5, 300):
         asyncio.run(calls.single(rows(n)))
     asyncio.run(calls.bulk(rows(300)))
@@ -70,7 +70,7 @@ def test_without_batching_every_call_goes_straight_in() -> None:
 
 def test_without_coalescing_calls_join_the_batches_once_more_than_two_are_under_way() -> None:
     router = Router()
-    calls = calls_for(router, coalesce=False)
+    calls = calls_for(router, batching=True, coalesce=False)
 
     async def burst() -> None:
         router.gate = asyncio.Event()
