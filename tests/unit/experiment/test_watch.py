@@ -69,6 +69,19 @@ def test_guardrails_are_checked_at_once_then_every_check_interval(ledger: Ledger
     assert gauges.ledger == [(True, 0)] * 6  # every round, checked or not
 
 
+def test_a_slow_look_spaces_the_next_ones_out_to_keep_looks_under_their_share(
+        ledger: Ledger) -> None:
+    experiment = Experiment(ABConfig(guardrails={"check_interval_s": CHECK_S}), ARMS, ledger)
+    gauges = Gauges()
+    spent = iter([0.0, 0.4, 10.0, 10.01, 20.0, 20.01])  # looks of 0.4 s, then of 0.01 s
+    watch = Watch(experiment, gauges, wall=Clock(), timer=lambda: next(spent), look_share=0.05)
+    for now in (100.0, 102.0, 104.0, 107.9, 108.0, 110.0):
+        watch.tick(now)
+    # 0.4 s / 5% = 8 s: the look at 100 delays the next to 108; that one took 0.01 s, so 110
+    assert len(gauges.reports) == 3
+    assert watch.check_gap() == CHECK_S
+
+
 def test_a_look_another_worker_stored_just_now_is_not_stored_again(ledger: Ledger) -> None:
     wall = Clock()
     one, _ = watch_of(ledger, wall)
