@@ -7,7 +7,7 @@ from sklearn.linear_model import LogisticRegression
 
 from fraud.config import GeneratorConfig
 from fraud.schema import FEATURE_NAMES, LABEL
-from fraud.serving.fastpredict import compile_boosting, compile_forest, scorer
+from fraud.serving.fastpredict import compile_boosting, compile_forest, forest_direct, scorer
 from training.data import generate
 
 
@@ -55,3 +55,12 @@ def test_scorer_falls_back_for_big_batches_and_other_models(data):
     score = scorer(rf)
     for n in (1, 128, 129, 1000):
         np.testing.assert_allclose(score(X[:n]), rf.predict_proba(X[:n])[:, 1], atol=1e-12)
+
+
+def test_a_forests_large_batches_give_exactly_its_predict_proba(data):
+    X, y = data
+    rf = RandomForestClassifier(n_estimators=25, random_state=0).fit(X, y)
+    direct = forest_direct(rf)
+    for n in (1, 129, 2000):  # the same sums in the same order: equal, not merely close
+        assert np.array_equal(direct(X[:n]), rf.predict_proba(X[:n])[:, 1])
+    assert np.array_equal(scorer(rf)(X[:1000]), rf.predict_proba(X[:1000])[:, 1])
