@@ -9,7 +9,8 @@ What runs, against `bentoml serve service:FraudDetection` on a free 127.0.0.1 po
   1. in process: both arms' models from the BentoML store, raw predict_proba rows/s on the
      same rows /predict_batch gets (the ceiling for bulk scoring) and 1-row latency
      (loadtests/bench/baseline.py);
-  2. service with adaptive batching ON (the shipped configuration):
+  2. "default": the service as shipped (each API worker coalesces its requests and sends
+     each batch to the router's score_bulk):
      /predict closed loop (N clients, each sends when its last answer came: peak req/s),
      /predict open loop at each offered load (requests fired on a fixed schedule whatever
      the answers; latency counted from the scheduled send time: no coordinated omission),
@@ -20,8 +21,9 @@ What runs, against `bentoml serve service:FraudDetection` on a free 127.0.0.1 po
      (loadtests/bench/rounds.py: does memory level off?);
   3. the same service with FRAUDSERVE_COALESCE=0 (the design before coalescing: every
      /predict its own router call): /predict closed and open loop again, against 2;
-  4. the same service with FRAUDSERVE_BATCHING=0 (coalesced batches go to the router's
-     non-batched method: does its adaptive batching still earn its place?): the same;
+  4. "adaptive batching": the same service with FRAUDSERVE_BATCHING=1 (coalesced batches go
+     through the router's batchable `score`, merged across workers by BentoML's adaptive
+     batching: would it earn its place?): the same;
   5. the same service with FRAUDSERVE_SHADOW=1 (both models score every row; the other's
      score is stored beside the decision): /predict closed and open loop, against 2;
   6. "postgres": the service of 2 with its ledger on a PostgreSQL server the bench starts
@@ -81,8 +83,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m loadtests.bench",
         description="The performance benchmark: /predict peak and open-loop latency with "
-                    "adaptive batching on and off and shadow scoring on, a no-op endpoint as "
-                    "the framework's floor, /predict_batch rows/s against in-process "
+                    "the shipped default and adaptive batching, shadow scoring on, a no-op "
+                    "endpoint as the framework's floor, /predict_batch rows/s against "
+                    "in-process "
                     "predict_proba, start-up time and memory. Prints one table and writes it "
                     "to reports/bench/<timestamp>/bench.{json,md} (and --out).")
     p.add_argument("--quick", action="store_true",

@@ -3,7 +3,7 @@
     python -m loadtests.bench.memory                 # 3 rounds of ~25 s, then 20 s idle
     python -m loadtests.bench.memory --rounds 5 --seconds 10
 
-Starts the service as the bench does (batching on, fresh ledger, guardrail rollbacks off),
+Starts the service as the bench does (the shipped default, fresh ledger, guardrail rollbacks off),
 then runs the same load several times over: /predict closed loop, /predict at 200 req/s
 offered, /predict_batch closed loop. After ready, after each round and after an idle pause it
 reads every process's /proc/<pid>/smaps_rollup (RSS split into anonymous, file-backed and
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = ROOT / "reports" / "bench-memory" / timestamp()
     out.mkdir(parents=True, exist_ok=True)
-    env = {"FRAUDSERVE_BATCHING": "1", "FRAUDSERVE_NOOP": "1",
+    env = {"FRAUDSERVE_BATCHING": "0", "FRAUDSERVE_NOOP": "1",
            "FRAUDSERVE_AB_CONFIG": str(bench_ab_config(out)),
            "FRAUDSERVE_LEDGER": str(out / "ledger.sqlite")}
     predict, bulk = predict_bodies(), batch_bodies(500)

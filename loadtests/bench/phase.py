@@ -43,7 +43,7 @@ class Settings:
 class Phase:
     """What one phase measured (times in ms, rates per second)."""
 
-    config: str              # "batching on" / "batching off" / "shadow on"
+    config: str              # "default" / "adaptive batching" / "shadow on" / "postgres"
     endpoint: str            # /predict, /noop, /predict_batch
     mode: str                # closed / open / mixed (bulk and single clients at once)
     offered: float | None    # open loop: requests/s fired

@@ -14,6 +14,8 @@ import argparse
 from dataclasses import dataclass, field
 
 POSTGRES = "postgres"  # the config name of the service whose ledger is on PostgreSQL
+DEFAULT = "default"  # the shipped configuration
+ADAPTIVE = "adaptive batching"  # FRAUDSERVE_BATCHING=1: coalesced batches through `score`
 
 
 @dataclass(frozen=True)
@@ -42,21 +44,24 @@ def plan(args: argparse.Namespace, guard_env: dict[str, str]
         configs: dict[str, str | None] = {"on": "as running", "off": None, "shadow": None}
         steps = [Step("as running", args.url, noop=True, bulk=True, heavy=True, rounds=rounds)]
         if args.url_off:
-            configs["off"] = "batching off"
-            steps.append(Step("batching off", args.url_off))
+            configs["off"] = ADAPTIVE
+            steps.append(Step(ADAPTIVE, args.url_off))
         return configs, steps
-    configs = {"on": "batching on", "before": "coalescing off", "off": "batching off",
+    # "on" is the shipped default (coalesced batches to the router's score_bulk); "off" the
+    # other design, adaptive batching (FRAUDSERVE_BATCHING=1); "before" the design before
+    # coalescing (every request its own call, merged only by adaptive batching).
+    configs = {"on": DEFAULT, "before": "coalescing off", "off": ADAPTIVE,
                "shadow": None if args.no_shadow else "shadow on"}
-    steps = [Step("batching on", env={"FRAUDSERVE_BATCHING": "1", **guard_env}, noop=True,
+    steps = [Step(DEFAULT, env={"FRAUDSERVE_BATCHING": "0", **guard_env}, noop=True,
                   bulk=True, heavy=True, rounds=rounds),
              Step("coalescing off", env={"FRAUDSERVE_BATCHING": "1", "FRAUDSERVE_COALESCE": "0",
                                          **guard_env}),
-             Step("batching off", env={"FRAUDSERVE_BATCHING": "0", **guard_env})]
+             Step(ADAPTIVE, env={"FRAUDSERVE_BATCHING": "1", **guard_env})]
     if not args.no_shadow:
-        steps.append(Step("shadow on", env={"FRAUDSERVE_BATCHING": "1",
+        steps.append(Step("shadow on", env={"FRAUDSERVE_BATCHING": "0",
                                             "FRAUDSERVE_SHADOW": "1", **guard_env}))
     if not args.no_postgres:  # the shipped default with its ledger on a PostgreSQL server
         configs["postgres"] = POSTGRES
-        steps.append(Step(POSTGRES, env={"FRAUDSERVE_BATCHING": "1", **guard_env}, bulk=True,
+        steps.append(Step(POSTGRES, env={"FRAUDSERVE_BATCHING": "0", **guard_env}, bulk=True,
                           heavy=True, ledger="postgres"))
     return configs, steps

@@ -119,7 +119,7 @@ def summary_rows(phases: Sequence[Phase], raw: RawModel | None, s: Settings, on:
                  services: Sequence[ServiceRun] = (), before: str | None = None,
                  postgres: str | None = None) -> list[dict[str, str]]:
     """The one table: figure | measured | baseline (same run) | ratio | target. `before`
-    and `off` are variants compared with `on` (coalescing off, batching off); `postgres` is
+    and `off` are variants compared with `on` (coalescing off, adaptive batching); `postgres` is
     the default with its ledger on PostgreSQL (loadtests/bench/report_ledger.py)."""
     t = Rows()
     variants = [v for v in (before, off) if v]

@@ -22,25 +22,26 @@ from loadtests.bench.report import SERVICE_COLUMNS, service_rows, summary_rows
 from loadtests.bench.results import Results
 from loadtests.bench.rounds import round_phases, round_record
 
-ON = "batching on"
+ON = "default"
 
 
 def test_plan_adds_postgres_heavy_bulk_and_rounds() -> None:
     configs, steps = plan(bench.parse_args(["--quick"]), {"FRAUDSERVE_AB_CONFIG": "x.yaml"})
     by = {s.config: s for s in steps}
-    assert [s.config for s in steps] == [ON, "coalescing off", "batching off", "shadow on",
-                                         POSTGRES]
+    assert [s.config for s in steps] == [ON, "coalescing off", "adaptive batching",
+                                         "shadow on", POSTGRES]
     assert configs["postgres"] == POSTGRES
     on, pgs = by[ON], by[POSTGRES]
     assert (on.noop, on.bulk, on.heavy, on.ledger, on.rounds) == (True, True, True, "sqlite", 3)
     assert (pgs.noop, pgs.bulk, pgs.heavy, pgs.ledger, pgs.rounds) == (
         False, True, True, "postgres", 1)
-    assert pgs.env == {"FRAUDSERVE_BATCHING": "1", "FRAUDSERVE_AB_CONFIG": "x.yaml"}
-    assert not by["batching off"].full and not by["coalescing off"].heavy
+    assert pgs.env == on.env == {"FRAUDSERVE_BATCHING": "0", "FRAUDSERVE_AB_CONFIG": "x.yaml"}
+    assert by["adaptive batching"].env["FRAUDSERVE_BATCHING"] == "1"
+    assert not by["adaptive batching"].full and not by["coalescing off"].heavy
 
     configs, steps = plan(bench.parse_args(["--no-postgres", "--no-shadow", "--rounds", "1"]),
                           {})
-    assert [s.config for s in steps] == [ON, "coalescing off", "batching off"]
+    assert [s.config for s in steps] == [ON, "coalescing off", "adaptive batching"]
     assert "postgres" not in configs and steps[0].rounds == 1
     configs, steps = plan(bench.parse_args(["--url", "http://127.0.0.1:3000"]), {})
     assert [s.config for s in steps] == ["as running"] and steps[0].heavy
@@ -179,7 +180,7 @@ def test_summary_rows_for_postgres_heavy_bulk_and_rounds() -> None:
                                                  postgres=POSTGRES)}
     peak = rows["/predict peak req/s, postgres (the ledger on PostgreSQL)"]
     assert (peak["measured"], peak["baseline"], peak["ratio"]) == (
-        "300.0", "SQLite (batching on) 400.0", "0.75x")
+        "300.0", "SQLite (default) 400.0", "0.75x")
     p200 = rows["/predict p50/p95/p99 ms at 200 req/s, postgres"]
     assert (p200["baseline"], p200["ratio"], p200["target"]) == (
         "SQLite p99 40.0", "1.50x", "p99 <= 50 ms MISSED")
@@ -188,7 +189,7 @@ def test_summary_rows_for_postgres_heavy_bulk_and_rounds() -> None:
     assert rows["server CPU ms per request at peak, postgres"]["ratio"] == "1.50x"
     pg_bulk = rows["/predict_batch rows/s (500 rows, 8 clients), postgres"]
     assert (pg_bulk["measured"], pg_bulk["ratio"]) == ("5,000", "0.50x")
-    heavy = rows["/predict_batch rows/s (500 rows, 16 clients), batching on"]
+    heavy = rows["/predict_batch rows/s (500 rows, 16 clients), default"]
     assert (heavy["measured"], heavy["baseline"], heavy["target"]) == (
         "5,000", "8 clients 10,000", "0 failed ok")
     pg_heavy = rows["/predict_batch rows/s (500 rows, 16 clients), postgres"]
@@ -197,13 +198,13 @@ def test_summary_rows_for_postgres_heavy_bulk_and_rounds() -> None:
                  "(40 clients) at once"]
     assert mixed["measured"] == "2,500 + 50.0 (3 failed)" and "MISSED" in mixed["target"]
     assert mixed["baseline"] == "p99 ms: bulk 900.0, single 300.0"
-    assert rows["mixed, batching on: /predict_batch rows/s (8 x 500 rows) + /predict req/s "
+    assert rows["mixed, default: /predict_batch rows/s (8 x 500 rows) + /predict req/s "
                 "(40 clients) at once"]["target"] == "0 failed ok"
-    rss = rows["serve tree RSS MB after each of 3 rounds of load, batching on"]
+    rss = rows["serve tree RSS MB after each of 3 rounds of load, default"]
     assert (rss["measured"], rss["baseline"], rss["ratio"]) == (
         "1,000 / 1,030 / 1,040", "ready 900; between rounds +30, +10", "1.04x")
     assert rss["target"] == "0 failed in rounds 2-3 (1 failed) MISSED"
-    formed = rows["rows per router call, /predict batching on (peak; loads)"]
+    formed = rows["rows per router call, /predict default (peak; loads)"]
     assert formed["measured"].count(";") == 2  # the mixed /predict phase is not a load
     assert rows["failed requests, postgres"]["measured"].startswith("6 (")
     bulk = rows["/predict_batch rows/s (500 rows, 8 clients)"]  # the 8-client phase
