@@ -87,12 +87,13 @@ class Results:
     machine: dict[str, Any]
     started: str = ""
     finished: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    targets: dict[str, float] = field(default_factory=lambda: dict(TARGETS))
 
     def to_json(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA, "command": self.command, "git": self.git, "machine": self.machine,
             "started": self.started, "finished": self.finished, "settings": asdict(self.settings),
-            "configs": self.configs, "targets": TARGETS, "summary": self.summary,
+            "configs": self.configs, "targets": self.targets, "summary": self.summary,
             "services": [asdict(v) for v in self.services],
             "phases": [{**asdict(p), "key": p.key, "rows_per_s": p.rows_per_s}
                        for p in self.phases],
@@ -131,4 +132,4 @@ def load(path: Path) -> Results:
         summary=data.get("summary", []), notes=data.get("notes", []),
         command=data.get("command", ""), git=data.get("git", {}),
         machine=data.get("machine", {}), started=data.get("started", ""),
-        finished=data.get("finished", ""))
+        finished=data.get("finished", ""), targets={**TARGETS, **data.get("targets", {})})

@@ -10,11 +10,13 @@ from collections.abc import Sequence
 
 from loadtests.bench.phase import Phase
 
+# Issue 25's targets. A results file stores the targets of its run, and its table is rebuilt
+# with those (loadtests/bench/table.py), so an older run keeps issue 14's (0.85x, 1.2x, 0.8x).
 TARGETS: dict[str, float] = {
-    "peak_vs_noop": 0.85,  # /predict peak >= 0.85x /noop peak (closed loop, same run)
-    "cpu_vs_noop": 1.2,    # server CPU per /predict request <= 1.2x /noop's, at peak
+    "peak_vs_noop": 0.9,   # /predict peak >= 0.9x /noop peak (closed loop, same run)
+    "cpu_vs_noop": 1.15,   # server CPU per /predict request <= 1.15x /noop's, at peak
     "p99_ms": 50.0,        # p99 at each of P99_LOADS req/s offered (open loop)
-    "batch_vs_raw": 0.8,   # /predict_batch rows/s >= 0.8x raw in-process predict_proba
+    "batch_vs_raw": 0.6,   # /predict_batch rows/s >= 0.6x raw in-process predict_proba
     "failed": 0,           # failed requests, in every phase
 }
 P99_LOADS = (100.0, 200.0)
