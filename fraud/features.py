@@ -23,7 +23,8 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,7 +52,8 @@ def features_path() -> Path:
 
 @dataclass(frozen=True)
 class Feature:
-    """One model input: its name, type, valid range or values, and how it reads."""
+    """One model input: its name, type, valid range or values, and how it reads. The derived
+    values below are computed once (every served row's fields are checked against them)."""
 
     name: str
     description: str
@@ -64,25 +66,25 @@ class Feature:
     example: Any = None
     reason: str | Mapping[Any, str] | None = field(default=None, compare=False)
 
-    @property
+    @cached_property
     def integer(self) -> bool:
         return self.kind == "integer"
 
-    @property
+    @cached_property
     def categorical(self) -> bool:
         return self.kind == "category"
 
-    @property
+    @cached_property
     def n_codes(self) -> int:
         """How many codes a category can take (its values, and 'other' when allowed)."""
         return len(self.values) + (self.unseen == "other")
 
-    @property
+    @cached_property
     def min_value(self) -> float:
         """The lowest value served: `low`, else -LIMIT (a number or integer)."""
         return self.low if self.low is not None else -LIMIT
 
-    @property
+    @cached_property
     def max_value(self) -> float:
         """The highest value served: `high`, else LIMIT (a number or integer)."""
         return self.high if self.high is not None else LIMIT
@@ -195,7 +197,7 @@ class _FeatureEntry(BaseModel):
         problem = feature.check(example)
         if problem:
             raise ValueError(f"{self.name}: example {example!r} {problem}")
-        return Feature(**{**feature.__dict__, "example": example})
+        return replace(feature, example=example)
 
 
 def _default_example(f: Feature) -> Any:
