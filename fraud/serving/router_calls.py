@@ -3,8 +3,8 @@ never recycled, and the router's answers' media type stated once.
 
 By default every call goes to `score_bulk`: each API worker already coalesces its requests,
 and BentoML's adaptive batching on top (`score`: a dispatcher polling every millisecond, one
-batch scored at a time) cost more CPU than merging the workers' calls saved, with 1, 2 and 4
-API workers (docs/performance.md, "When adaptive batching pays"). With `batching` on
+batch scored at a time) saved nothing measurable with 1 and 2 API workers and cost a quarter
+of the peak with 4 (docs/performance.md, "When adaptive batching pays"). With `batching` on
 (FRAUDSERVE_BATCHING=1) a coalesced batch (this worker is under load) joins the router's
 adaptive batches and a lone row still goes straight in; without coalescing, the same rule
 counts this worker's calls under way.
