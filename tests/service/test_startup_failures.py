@@ -19,21 +19,27 @@ pytestmark = [pytest.mark.service]
 AB = load_ab_config()
 
 
-def test_no_trained_models_exits_with_one_line_saying_how_to_train(tmp_path: Path) -> None:
-    empty = Store(home=tmp_path / "empty-bentoml", mlflow_uri=f"sqlite:///{tmp_path / 'm.db'}")
-    empty.home.mkdir()
-    started = time.monotonic()
+def refused_start(env: dict[str, str], timeout: float, what: str) -> tuple[list[str], str]:
+    """`bentoml serve` that must exit on its own without a traceback: its `fraudserve:` lines
+    and its whole output."""
     try:
         out = subprocess.run(
             [str(BIN / "bentoml"), "serve", "service:FraudDetection", "--host", "127.0.0.1",
              "--port", str(free_port())],
-            cwd=ROOT, env=empty.env(), capture_output=True, text=True, timeout=60)
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"bentoml serve without models still runs after 60 s: {exc.stdout!r}")
+        pytest.fail(f"{what} within {timeout:g} s: {exc.stdout!r}")
     text = out.stdout + out.stderr
     assert out.returncode != 0, text[-2000:]
     assert "Traceback" not in text, text[-3000:]
-    lines = [line for line in text.splitlines() if line.startswith("fraudserve:")]
+    return [line for line in text.splitlines() if line.startswith("fraudserve:")], text
+
+
+def test_no_trained_models_exits_with_one_line_saying_how_to_train(tmp_path: Path) -> None:
+    empty = Store(home=tmp_path / "empty-bentoml", mlflow_uri=f"sqlite:///{tmp_path / 'm.db'}")
+    empty.home.mkdir()
+    started = time.monotonic()
+    lines, text = refused_start(empty.env(), 60, "bentoml serve without models did not exit")
     assert len(lines) == 1, text[-2000:]
     assert "make train" in lines[0]
     assert str(empty.home) in lines[0]
@@ -108,17 +114,7 @@ def test_a_sqlite_ledger_is_refused_when_a_shared_one_is_required(trained_store:
     default: `bentoml serve` exits at once with one line saying why and what to set."""
     env = trained_store.env(FRAUDSERVE_REQUIRE_SHARED_LEDGER="1",
                             FRAUDSERVE_LEDGER=str(tmp_path / "ledger.sqlite"))
-    try:
-        out = subprocess.run(
-            [str(BIN / "bentoml"), "serve", "service:FraudDetection", "--host", "127.0.0.1",
-             "--port", str(free_port())],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"a SQLite ledger was not refused within 120 s: {exc.stdout!r}")
-    text = out.stdout + out.stderr
-    assert out.returncode != 0, text[-2000:]
-    assert "Traceback" not in text, text[-3000:]
-    lines = [line for line in text.splitlines() if line.startswith("fraudserve:")]
+    lines, text = refused_start(env, 120, "a SQLite ledger was not refused")
     assert len(lines) == 1 and "FRAUDSERVE_REQUIRE_SHARED_LEDGER" in lines[0], text[-2000:]
     assert "postgresql://" in lines[0]
     assert not (tmp_path / "ledger.sqlite").exists()  # refused before anything was written
