@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,7 +52,7 @@ from loadtests.bench.baseline import raw_model_baseline
 from loadtests.bench.load import batch_bodies
 from loadtests.bench.pg import PostgresFailed
 from loadtests.bench.phase import Phase, ServiceRun, Settings
-from loadtests.bench.plan import plan
+from loadtests.bench.plan import Step, plan
 from loadtests.bench.report import (
     DETAIL_COLUMNS,
     DETAIL_NOTE,
@@ -160,6 +161,33 @@ def render(results: Results, out: Path) -> tuple[str, str]:
     return text, md
 
 
+def run_steps(steps: Sequence[Step], default: str | None,
+              bench: Callable[[Step], tuple[list[Phase], ServiceRun]],
+              log: Callable[[str], None], notes: list[str]
+              ) -> tuple[list[Phase], list[ServiceRun]]:
+    """Every step's phases and service. A service that does not start (or a PostgreSQL that
+    does not) is skipped with a note, so the rest of the run still compares; the default
+    service not starting raises ServiceFailed: there is nothing to compare with."""
+    phases: list[Phase] = []
+    services: list[ServiceRun] = []
+    for step in steps:
+        try:
+            got, run = bench(step)
+        except ServiceFailed as exc:
+            if step.config == default:
+                raise
+            log(f"bench: {step.config}: skipped, it did not start: {exc}")
+            notes.append(f"{step.config}: not benched, it did not start: {exc}")
+            continue
+        except PostgresFailed as exc:
+            log(f"bench: {step.config}: skipped: {exc}")
+            notes.append(f"{step.config}: not benched: {exc}")
+            continue
+        phases += got
+        services.append(run)
+    return phases, services
+
+
 def main(argv: list[str] | None = None) -> int:
     command = "python -m loadtests.bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
@@ -190,18 +218,10 @@ def main(argv: list[str] | None = None) -> int:
         notes.append("guardrail rollbacks were off (reports/bench/<ts>/ab-bench.yaml): both "
                      "arms scored in every phase; --keep-guardrails to keep them")
     configs, steps = plan(args, guard_env)
-    phases: list[Phase] = []
-    services: list[ServiceRun] = []
     try:
-        for step in steps:
-            try:
-                got, run = bench_one(step, args, s, out, log, notes)
-            except PostgresFailed as exc:  # the rest of the run still compares
-                log(f"bench: {step.config}: skipped: {exc}")
-                notes.append(f"{step.config}: not benched: {exc}")
-                continue
-            phases += got
-            services.append(run)
+        phases, services = run_steps(
+            steps, configs["on"], lambda step: bench_one(step, args, s, out, log, notes),
+            log, notes)
     except ServiceFailed as exc:
         print(f"bench: the service did not start: {exc}", file=sys.stderr)
         return 2

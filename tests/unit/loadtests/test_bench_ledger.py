@@ -238,3 +238,27 @@ def test_results_with_the_new_parts_round_trip(tmp_path: Path) -> None:
     assert "RSS MB after rounds" in SERVICE_COLUMNS
     assert row["RSS MB after rounds"] == "1,000 / 1,030 / 1,040"
     assert service_rows(loaded.services)[1]["RSS MB after rounds"] == "-"
+
+
+def test_a_service_that_does_not_start_is_skipped_unless_it_is_the_default() -> None:
+    from loadtests.bench.driver import run_steps
+    from loadtests.bench.pg import PostgresFailed
+    from loadtests.bench.plan import Step
+    from loadtests.run import ServiceFailed
+
+    def bench(step: Step):
+        if step.config == "shadow on":
+            raise ServiceFailed("exited with 1 before ready")
+        if step.config == "postgres":
+            raise PostgresFailed("PostgreSQL is not installed")
+        return [step.config], step.config
+
+    logged: list[str] = []
+    notes: list[str] = []
+    steps = [Step(c) for c in ("default", "shadow on", "coalescing off", "postgres")]
+    phases, services = run_steps(steps, "default", bench, logged.append, notes)
+    assert phases == services == ["default", "coalescing off"]
+    assert notes == ["shadow on: not benched, it did not start: exited with 1 before ready",
+                     "postgres: not benched: PostgreSQL is not installed"]
+    with pytest.raises(ServiceFailed):
+        run_steps([Step("shadow on")], "shadow on", bench, logged.append, [])
