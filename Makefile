@@ -55,7 +55,7 @@ lint: install  ## ruff, and the layers (lint-imports: contracts in pyproject.tom
 	$(BIN)/lint-imports
 
 test: install sysdeps lint  ## the whole suite: unit, service, browser, alerts, container, then the gate
-	$(BIN)/pytest -p no:cacheprovider
+	$(BIN)/pytest -p no:cacheprovider --durations=30
 	$(MAKE) gate
 
 test-fast: install  ## unit tests only (no server, no system packages)
