@@ -11,7 +11,10 @@ trusted (a bench on one machine, nothing to protect); the ledger's schema is app
 `postgres_ledger(root)` is a context manager: the server is stopped in `finally` (pg_ctl stop
 -m fast, then SIGQUIT to the postmaster's PID from postmaster.pid if that did not work), so a
 failed phase or Ctrl-C does not leave it running; then its data directory is removed (the
-server's log, `<report dir>/pg-postgres/postgres.log`, stays).
+server's log, `<report dir>/pg-postgres/postgres.log`, stays). `pg_ctl` detaches the server,
+so a bench killed outright (SIGKILL: no `finally`) would leave it behind: a guard process
+(`guard_cmd`, a shell loop in its own session) polls the bench's PID every second and stops
+the server (immediate mode) once the bench is gone.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import subprocess
@@ -69,6 +73,14 @@ def stop_cmd(bins: Path, data: Path, mode: str = "fast") -> list[str]:
     return [str(bins / "pg_ctl"), "-D", str(data), "-m", mode, "-w", "-t", "30", "stop"]
 
 
+def guard_cmd(prefix: list[str], bins: Path, data: Path, owner: int) -> list[str]:
+    """A shell loop that outlives `owner` (the bench's PID) by at most a second, then stops the
+    server. Ended by the bench itself (SIGTERM) when it stops the server on its own."""
+    stop = " ".join(shlex.quote(a) for a in [*prefix, *stop_cmd(bins, data, "immediate")])
+    return ["sh", "-c", f"while kill -0 {owner} 2>/dev/null; do sleep 1; done; "
+            f"{stop} >/dev/null 2>&1"]
+
+
 def ledger_url(port: int, database: str = "postgres") -> str:
     return f"postgresql://{USER}@127.0.0.1:{port}/{database}"
 
@@ -111,6 +123,7 @@ def postgres_ledger(root: Path, keep_data: bool = False) -> Iterator[str]:
         for path in {root, sockets}:
             os.chown(path, pw.pw_uid, pw.pw_gid)
     port = free_port()
+    guard: subprocess.Popen[bytes] | None = None
     try:
         try:
             subprocess.run([*prefix, *initdb_cmd(bins, data)], capture_output=True,
@@ -121,8 +134,14 @@ def postgres_ledger(root: Path, keep_data: bool = False) -> Iterator[str]:
             tail = (exc.stderr or b"").decode(errors="replace")[-400:]
             raise PostgresFailed(f"PostgreSQL did not start ({exc.cmd[len(prefix)]}): {tail}; "
                                f"see {log}") from exc
+        guard = subprocess.Popen(guard_cmd(prefix, bins, data, os.getpid()),
+                                 start_new_session=True, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         yield ledger_url(port)
     finally:
+        if guard is not None:
+            guard.terminate()
+            guard.wait(timeout=10)
         _stop(prefix, bins, data)
         if not keep_data and postmaster_pid(data) is None:  # stopped: its files go (~150 MB)
             shutil.rmtree(data, ignore_errors=True)
