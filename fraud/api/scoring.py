@@ -50,7 +50,9 @@ class Scoring:
         experiment.on_explored = metrics.count_explored
         self.path = ScoringPath(experiment, calls.single, calls.bulk, coalesce=calls.coalesce,
                                 max_rows=cfg.coalesce.max_rows,
-                                max_waiting=cfg.coalesce.max_waiting, on_errors=self._errors,
+                                max_waiting=cfg.coalesce.max_waiting,
+                                linger=(cfg.coalesce.linger_ms / 1000, cfg.coalesce.linger_after,
+                                        cfg.coalesce.linger_fill), on_errors=self._errors,
                                 on_undecided=self._undecided)
 
     async def predict(self, fields: Mapping[str, Any]) -> Prediction:

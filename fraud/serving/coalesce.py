@@ -25,6 +25,7 @@ Not thread-safe: one Coalescer per event loop (an API worker has one). No BentoM
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -59,9 +60,15 @@ class Coalescer(Generic[T, R]):
 
     def __init__(self, process: Process[T, R], *, max_rows: int = 256,
                  max_waiting: int = 10_000, max_inflight: int = 1,
-                 split_on: Callable[[BaseException], bool] = lambda exc: True) -> None:
+                 split_on: Callable[[BaseException], bool] = lambda exc: True,
+                 linger_s: float = 0.0, linger_after: int = 4, linger_fill: int = 32) -> None:
         if max_rows < 1 or max_waiting < 1 or max_inflight < 1:
             raise ValueError("max_rows, max_waiting and max_inflight must be positive")
+        if linger_s < 0 or linger_after < 2 or linger_fill < 2:
+            raise ValueError("linger_s must be >= 0, linger_after and linger_fill >= 2")
+        self.linger_s, self.linger_after = linger_s, linger_after
+        self.linger_fill = min(linger_fill, max_rows)
+        self._filled = asyncio.Event()
         self.process = process
         self.max_rows = max_rows
         self.max_waiting = max_waiting
@@ -80,6 +87,8 @@ class Coalescer(Generic[T, R]):
         job: Job[T, R] = Job(item, rows, asyncio.get_running_loop().create_future())
         self._queue.append(job)
         self.waiting_rows += rows
+        if self.waiting_rows >= self.linger_fill:
+            self._filled.set()
         if self.inflight < self.max_inflight:
             self.inflight += 1
             task = asyncio.create_task(self._dispatch())
@@ -111,8 +120,19 @@ class Coalescer(Generic[T, R]):
         try:
             while batch := self.take():
                 await self._run(batch)
+                if self.linger_s and len(batch) >= self.linger_after:
+                    await self._linger()
         finally:
             self.inflight -= 1
+
+    async def _linger(self) -> None:
+        """Under load (the last batch held several jobs), wait up to `linger_s` for
+        `linger_fill` rows before the next call: fewer, larger calls."""
+        if self.waiting_rows >= self.linger_fill or not self._queue:
+            return
+        self._filled.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._filled.wait(), self.linger_s)
 
     async def _run(self, batch: list[Job[T, R]]) -> None:
         try:

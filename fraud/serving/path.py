@@ -72,6 +72,7 @@ class ScoringPath:
 
     def __init__(self, experiment: Experiment, single: RouterCall, bulk: RouterCall, *,
                  coalesce: bool = True, max_rows: int = 256, max_waiting: int = 10_000,
+                 linger: tuple[float, int, int] = (0.0, 4, 32),
                  on_errors: RowSink | None = None, on_undecided: RowSink | None = None) -> None:
         self.experiment = experiment
         self.single = single
@@ -81,7 +82,8 @@ class ScoringPath:
         # Off: every request its own router call, at once (the design before coalescing).
         self.coalescer: Coalescer[Request, Outcome] = Coalescer(
             self._process, max_rows=max_rows if coalesce else 1, max_waiting=max_waiting,
-            max_inflight=1 if coalesce else 1_000_000, split_on=_not_unreachable)
+            max_inflight=1 if coalesce else 1_000_000, split_on=_not_unreachable,
+            linger_s=linger[0], linger_after=linger[1], linger_fill=linger[2])
 
     async def score(self, user_ids: list[str], features: np.ndarray,
                     bulk: bool) -> list[Prediction]:

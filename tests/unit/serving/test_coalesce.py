@@ -159,3 +159,91 @@ def test_a_failure_that_is_no_jobs_fault_fails_the_batch_at_once():
 def test_bounds_must_be_positive():
     with pytest.raises(ValueError):
         Coalescer(Router(), max_rows=0)
+
+
+def test_linger_bounds_are_checked():
+    with pytest.raises(ValueError):
+        Coalescer(Router(), linger_s=-0.001)
+    with pytest.raises(ValueError):
+        Coalescer(Router(), linger_s=0.001, linger_fill=1)
+
+
+def test_after_a_large_batch_the_next_call_waits_for_more_rows_up_to_the_linger():
+    async def main():
+        router = Router()
+        router.gate.clear()
+        c = Coalescer(router, linger_s=0.2, linger_after=4, linger_fill=6)
+        first, later = await queue_behind(c, "a", "bcde")
+        router.gate.set()
+        await asyncio.gather(first, *later)  # b..e: a batch of 4, load: the next call lingers
+        router.gate.clear()
+        head, tail = await queue_behind(c, "f", "gh")  # f alone (nothing was waiting)
+        router.gate.set()
+        await head
+        loop = asyncio.get_running_loop()
+        waited_from = loop.time()
+        assert await asyncio.gather(*tail) == ["scored g", "scored h"]
+        # g, h were 2 rows after a 1-row call: no linger (the last batch was not large)
+        assert loop.time() - waited_from < 0.15
+        assert router.batches == [["a"], ["b", "c", "d", "e"], ["f"], ["g", "h"]]
+    run(main())
+
+
+class Stepped:
+    """A process function whose every call waits for its own release."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.releases: list[asyncio.Event] = []
+
+    async def __call__(self, jobs):
+        self.batches.append([j.item for j in jobs])
+        release = asyncio.Event()
+        self.releases.append(release)
+        await release.wait()
+        return [f"scored {j.item}" for j in jobs]
+
+
+def test_a_linger_ends_early_once_enough_rows_wait_and_at_its_time_otherwise():
+    async def main():
+        router = Stepped()
+        c = Coalescer(router, linger_s=0.3, linger_after=3, linger_fill=4)
+        loop = asyncio.get_running_loop()
+        tasks = [asyncio.create_task(c.submit(x)) for x in "abcd"]
+        await asyncio.sleep(0.01)
+        assert router.batches == [["a", "b", "c", "d"]]
+        tasks.append(asyncio.create_task(c.submit("e")))  # queues behind a..d's call
+        await asyncio.sleep(0.01)
+        router.releases[0].set()  # a batch of 4 returns: the next call lingers
+        await asyncio.sleep(0.05)
+        assert len(router.batches) == 1  # e still waits
+        started = loop.time()
+        tasks += [asyncio.create_task(c.submit(x)) for x in "fgh"]  # 4 rows wait: go now
+        await asyncio.sleep(0.01)
+        assert router.batches[-1] == ["e", "f", "g", "h"]
+        assert loop.time() - started < 0.2
+        tasks.append(asyncio.create_task(c.submit("i")))
+        await asyncio.sleep(0.01)
+        started = loop.time()
+        router.releases[1].set()  # e..h returns with i waiting alone: the whole linger
+        while len(router.batches) < 3:
+            await asyncio.sleep(0.01)
+        assert 0.25 <= loop.time() - started < 1.0
+        assert router.batches[-1] == ["i"]
+        router.releases[2].set()
+        assert await asyncio.gather(*tasks) == [f"scored {x}" for x in "abcdefghi"]
+    run(main())
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("linger_ms", -1), ("linger_ms", 51), ("linger_after", 1), ("linger_fill", 300)])
+def test_a_bad_linger_setting_refuses_the_config_naming_the_field(field, value):
+    from pydantic import ValidationError
+
+    from fraud.config import ABConfig
+
+    with pytest.raises(ValidationError) as caught:
+        ABConfig.model_validate({"coalesce": {field: value}})
+    assert f"coalesce.{field}" in str(caught.value)
+    shipped = ABConfig().coalesce
+    assert (shipped.linger_ms, shipped.linger_after, shipped.linger_fill) == (8.0, 4, 64)
