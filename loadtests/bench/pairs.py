@@ -1,0 +1,129 @@
+"""What a coalescer setting does at peak, read as /predict against /noop measured in pairs.
+
+    python -m loadtests.bench.pairs                            # linger 0 and 8 ms; 3 rounds
+    python -m loadtests.bench.pairs --linger 0,3,8 --pairs 4 --out docs/bench/X-pairs.json
+
+On a shared VM the machine's speed drifts by +-20% within minutes, so a /predict peak and a
+/noop peak measured minutes apart make a noisy ratio. Here each fresh service (its own
+ledger; guardrail rollbacks off, as the bench) runs /predict and /noop closed loops (50
+clients) back to back, `--pairs` times, and every pair gives a ratio of two figures taken
+seconds apart: req/s (/predict over /noop) and server CPU per request. Settings alternate
+within a round. The table gives, per setting, the median and range of the pairs' ratios, and
+the median rows per router call. Each setting is the coalescer's `linger_ms` (configs/ab.yaml
+`coalesce:`, the rest of it as shipped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from loadtests.bench.driver import parse_loads
+from loadtests.bench.load import predict_bodies
+from loadtests.bench.phase import Phase, run_phase
+from loadtests.bench.proc import started
+from loadtests.bench.services import bench_ab_config
+from loadtests.run import ROOT, timestamp
+
+
+def linger_config(out: Path, linger_ms: float) -> Path:
+    """The bench's config (guardrail rollbacks off) with `coalesce.linger_ms` set."""
+    data = yaml.safe_load(bench_ab_config(out).read_text()) or {}
+    data.setdefault("coalesce", {})["linger_ms"] = linger_ms
+    path = out / f"ab-linger-{linger_ms:g}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def measure(linger_ms: float, pairs: int, seconds: float, out: Path,
+            tag: str) -> list[dict[str, Any]]:
+    """One fresh service: a warm-up, then `pairs` (/predict, /noop) closed loops."""
+    env = {**os.environ, "FRAUDSERVE_NOOP": "1",
+           "FRAUDSERVE_LEDGER": str(out / f"ledger-{tag}.sqlite"),
+           "FRAUDSERVE_AB_CONFIG": str(linger_config(out, linger_ms))}
+    bodies = predict_bodies()
+    rows: list[dict[str, Any]] = []
+    with started(out / f"service-{tag}.log", env, cwd=ROOT, ready_timeout=180) as (sv, _):
+        run_phase(sv, Phase("warm-up", "/predict", "closed", None, 50, 1, 3.0), bodies)
+        for n in range(pairs):
+            got = {}
+            for endpoint in ("/predict", "/noop"):
+                phase = Phase(tag, endpoint, "closed", None, 50, 1, seconds)
+                run_phase(sv, phase, bodies)
+                got[endpoint] = phase
+            p, q = got["/predict"], got["/noop"]
+            rows.append({"linger_ms": linger_ms, "pair": n, "predict_req_s": p.throughput,
+                         "noop_req_s": q.throughput, "predict_cpu_ms": p.server_cpu_ms_per_req,
+                         "noop_cpu_ms": q.server_cpu_ms_per_req,
+                         "rows_per_call": p.batch_mean, "failed": p.failed + q.failed,
+                         "others_cpu_pct": max(p.others_cpu_pct or 0, q.others_cpu_pct or 0)})
+    return rows
+
+
+def _ratios(rows: list[dict[str, Any]], top: str, bottom: str) -> list[float]:
+    return [r[top] / r[bottom] for r in rows if r[top] and r[bottom]]
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: per setting, the pairs' req/s and CPU ratios (median, min-max)."""
+    lines = ["| linger_ms | pairs | /predict / /noop req/s: median (min-max) | "
+             "CPU per request / /noop's: median (min-max) | /predict req/s median | "
+             "rows per router call median | failed |", "|---|---|---|---|---|---|---|"]
+    for ms in sorted({r["linger_ms"] for r in rows}):
+        group = [r for r in rows if r["linger_ms"] == ms]
+        speed = _ratios(group, "predict_req_s", "noop_req_s")
+        cpu = _ratios(group, "predict_cpu_ms", "noop_cpu_ms")
+        calls = [r["rows_per_call"] for r in group if r["rows_per_call"]]
+
+        def spread(xs: list[float]) -> str:
+            if not xs:
+                return "-"
+            return f"{statistics.median(xs):.2f}x ({min(xs):.2f}-{max(xs):.2f})"
+        lines.append(f"| {ms:g} | {len(group)} | {spread(speed)} | {spread(cpu)} | "
+                     f"{statistics.median(r['predict_req_s'] for r in group):,.1f} | "
+                     f"{statistics.median(calls) if calls else 0:.1f} | "
+                     f"{sum(r['failed'] for r in group)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loadtests.bench.pairs", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--linger", type=parse_loads, default=[0.0, 8.0],
+                   help="coalesce.linger_ms settings to compare (default 0,8)")
+    p.add_argument("--pairs", type=int, default=4, help="(/predict, /noop) pairs per service")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per closed loop")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    if args.pairs < 1 or args.rounds < 1 or args.duration <= 0:
+        p.error("--pairs, --rounds and --duration must be positive")
+    out = ROOT / "reports" / "bench" / f"pairs-{timestamp()}"
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for r in range(args.rounds):
+        for ms in args.linger:
+            got = measure(ms, args.pairs, args.duration, out, f"linger{ms:g}-{r}")
+            for row in got:
+                row["round"] = r
+                print(json.dumps(row), flush=True)
+            rows += got
+    text = table(rows)
+    print("\n" + text)
+    payload = json.dumps({"command": "python -m loadtests.bench.pairs "
+                          + " ".join(sys.argv[1:] if argv is None else argv),
+                          "rows": rows, "table": text}, indent=1)
+    for path in [out / "pairs.json", *([args.out] if args.out else [])]:
+        path.write_text(payload)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
