@@ -5,6 +5,11 @@ requests queue; when it returns, everything queued (up to `max_rows`) leaves as 
 Under load the batches grow by themselves, and the per-call costs (an HTTP hop, serialisation,
 a ledger transaction) are paid once per batch instead of once per request.
 
+- **Linger under load** (`linger_s` > 0): when a call of `linger_after` jobs or more has just
+  returned and fewer than `linger_fill` rows wait, the next call waits up to `linger_s` for
+  them (at once when they are there). At light load calls hold one job and nobody waits;
+  at peak the calls grow, and with them what each call's fixed cost is spread over.
+
 - **Bounded**: a batch carries at most `max_rows` rows (a single larger job goes alone), and
   at most `max_waiting` rows wait; beyond that `submit` refuses at once (`Overloaded`)
   rather than queueing without end.
