@@ -172,7 +172,7 @@ def test_after_a_large_batch_the_next_call_waits_for_more_rows_up_to_the_linger(
     async def main():
         router = Router()
         router.gate.clear()
-        c = Coalescer(router, linger_s=0.2, linger_after=4, linger_fill=6)
+        c = Coalescer(router, linger_s=1.0, linger_after=4, linger_fill=6)
         first, later = await queue_behind(c, "a", "bcde")
         router.gate.set()
         await asyncio.gather(first, *later)  # b..e: a batch of 4, load: the next call lingers
@@ -184,7 +184,7 @@ def test_after_a_large_batch_the_next_call_waits_for_more_rows_up_to_the_linger(
         waited_from = loop.time()
         assert await asyncio.gather(*tail) == ["scored g", "scored h"]
         # g, h were 2 rows after a 1-row call: no linger (the last batch was not large)
-        assert loop.time() - waited_from < 0.15
+        assert loop.time() - waited_from < 0.5
         assert router.batches == [["a"], ["b", "c", "d", "e"], ["f"], ["g", "h"]]
     run(main())
 
@@ -204,31 +204,38 @@ class Stepped:
         return [f"scored {j.item}" for j in jobs]
 
 
+async def until(condition, timeout: float = 5.0) -> None:
+    """Let the loop run until `condition()` (a slow machine gets no fixed sleep to miss)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.001)
+
+
 def test_a_linger_ends_early_once_enough_rows_wait_and_at_its_time_otherwise():
     async def main():
         router = Stepped()
-        c = Coalescer(router, linger_s=0.3, linger_after=3, linger_fill=4)
+        c = Coalescer(router, linger_s=1.0, linger_after=3, linger_fill=4)
         loop = asyncio.get_running_loop()
         tasks = [asyncio.create_task(c.submit(x)) for x in "abcd"]
-        await asyncio.sleep(0.01)
+        await until(lambda: len(router.releases) == 1)
         assert router.batches == [["a", "b", "c", "d"]]
         tasks.append(asyncio.create_task(c.submit("e")))  # queues behind a..d's call
-        await asyncio.sleep(0.01)
+        await until(lambda: c.waiting_rows == 1)
         router.releases[0].set()  # a batch of 4 returns: the next call lingers
         await asyncio.sleep(0.05)
         assert len(router.batches) == 1  # e still waits
         started = loop.time()
         tasks += [asyncio.create_task(c.submit(x)) for x in "fgh"]  # 4 rows wait: go now
-        await asyncio.sleep(0.01)
+        await until(lambda: len(router.releases) == 2)
         assert router.batches[-1] == ["e", "f", "g", "h"]
-        assert loop.time() - started < 0.2
+        assert loop.time() - started < 0.5
         tasks.append(asyncio.create_task(c.submit("i")))
-        await asyncio.sleep(0.01)
+        await until(lambda: c.waiting_rows == 1)
         started = loop.time()
         router.releases[1].set()  # e..h returns with i waiting alone: the whole linger
-        while len(router.batches) < 3:
-            await asyncio.sleep(0.01)
-        assert 0.25 <= loop.time() - started < 1.0
+        await until(lambda: len(router.releases) == 3)
+        assert loop.time() - started >= 0.9
         assert router.batches[-1] == ["i"]
         router.releases[2].set()
         assert await asyncio.gather(*tasks) == [f"scored {x}" for x in "abcdefghi"]
