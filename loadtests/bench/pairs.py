@@ -16,7 +16,6 @@ the median rows per router call. Each setting is the coalescer's `linger_ms` (co
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -25,12 +24,13 @@ from typing import Any
 
 import yaml
 
+from loadtests.bench.alternating import alternate
 from loadtests.bench.driver import parse_loads
 from loadtests.bench.load import predict_bodies
 from loadtests.bench.phase import Phase, run_phase
 from loadtests.bench.proc import started
 from loadtests.bench.services import bench_ab_config
-from loadtests.run import ROOT, timestamp
+from loadtests.run import ROOT
 
 
 def linger_config(out: Path, linger_ms: float) -> Path:
@@ -105,23 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.pairs < 1 or args.rounds < 1 or args.duration <= 0:
         p.error("--pairs, --rounds and --duration must be positive")
-    out = ROOT / "reports" / "bench" / f"pairs-{timestamp()}"
-    out.mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, Any]] = []
-    for r in range(args.rounds):
-        for ms in args.linger:
-            got = measure(ms, args.pairs, args.duration, out, f"linger{ms:g}-{r}")
-            for row in got:
-                row["round"] = r
-                print(json.dumps(row), flush=True)
-            rows += got
-    text = table(rows)
-    print("\n" + text)
-    payload = json.dumps({"command": "python -m loadtests.bench.pairs "
-                          + " ".join(sys.argv[1:] if argv is None else argv),
-                          "rows": rows, "table": text}, indent=1)
-    for path in [out / "pairs.json", *([args.out] if args.out else [])]:
-        path.write_text(payload)
+    alternate("pairs", argv, args.rounds, args.linger,
+              lambda ms, out, r: measure(ms, args.pairs, args.duration, out, f"linger{ms:g}-{r}"),
+              table, args.out)
     return 0
 
 

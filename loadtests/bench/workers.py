@@ -16,19 +16,19 @@ each figure's median over rounds and the adaptive/default ratio.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
+from loadtests.bench.alternating import alternate
 from loadtests.bench.driver import parse_loads
 from loadtests.bench.load import predict_bodies
 from loadtests.bench.phase import Phase, run_phase
 from loadtests.bench.proc import started
 from loadtests.bench.services import bench_ab_config
-from loadtests.run import ROOT, timestamp
+from loadtests.run import ROOT
 
 DESIGNS = {"default": {}, "adaptive": {"FRAUDSERVE_BATCHING": "1"}}
 
@@ -101,25 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=12.0)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
-    out = ROOT / "reports" / "bench" / f"workers-{timestamp()}"
-    out.mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, Any]] = []
-    for r in range(args.rounds):
-        for workers in (int(w) for w in args.workers):
-            for design in DESIGNS:
-                got = measure(workers, design, args.loads, args.duration, out,
-                              f"{workers}w-{design}-{r}")
-                for row in got:
-                    row["round"] = r
-                    print(json.dumps(row), flush=True)
-                rows += got
-    text = table(rows)
-    print("\n" + text)
-    payload = json.dumps({"command": "python -m loadtests.bench.workers "
-                          + " ".join(sys.argv[1:] if argv is None else argv),
-                          "rows": rows, "table": text}, indent=1)
-    for path in [out / "workers.json", *([args.out] if args.out else [])]:
-        path.write_text(payload)
+    settings = [(int(w), design) for w in args.workers for design in DESIGNS]
+    alternate("workers", argv, args.rounds, settings,
+              lambda wd, out, r: measure(wd[0], wd[1], args.loads, args.duration, out,
+                                         f"{wd[0]}w-{wd[1]}-{r}"),
+              table, args.out)
     return 0
 
 

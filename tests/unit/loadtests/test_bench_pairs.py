@@ -30,3 +30,24 @@ def test_the_config_is_the_shipped_one_with_the_linger_set(tmp_path: Path) -> No
     cfg = ABConfig.model_validate(data)
     assert cfg.coalesce.linger_ms == 3.0 and cfg.coalesce.linger_fill == 64
     assert cfg.guardrails.enabled is False
+
+
+def test_settings_alternate_within_each_round_and_the_rows_are_written(tmp_path: Path) -> None:
+    import json
+
+    from loadtests.bench.alternating import alternate
+
+    seen: list[tuple[str, int]] = []
+
+    def measure(setting: str, out: Path, r: int) -> list[dict[str, Any]]:
+        seen.append((setting, r))
+        assert out.is_dir()
+        return [{"setting": setting}]
+
+    rows = alternate("pairs", ["--rounds", "2"], 2, ["a", "b"], measure,
+                     lambda rs: f"{len(rs)} rows", tmp_path / "x.json")
+    assert seen == [("a", 0), ("b", 0), ("a", 1), ("b", 1)]
+    assert [r["round"] for r in rows] == [0, 0, 1, 1]
+    written = json.loads((tmp_path / "x.json").read_text())
+    assert written["command"] == "python -m loadtests.bench.pairs --rounds 2"
+    assert written["table"] == "4 rows" and written["rows"] == rows
