@@ -17,18 +17,18 @@ S = TypeVar("S")
 Rows = list[dict[str, Any]]
 
 
-def report_dir(name: str) -> Path:
-    out = ROOT / "reports" / "bench" / f"{name}-{timestamp()}"
+def report_dir(name: str, reports: Path | None = None) -> Path:
+    out = (reports or ROOT / "reports" / "bench") / f"{name}-{timestamp()}"
     out.mkdir(parents=True, exist_ok=True)
     return out
 
 
 def alternate(name: str, argv: Sequence[str] | None, rounds: int, settings: Iterable[S],
               measure: Callable[[S, Path, int], Rows], table: Callable[[Rows], str],
-              also: Path | None = None) -> Rows:
+              also: Path | None = None, reports: Path | None = None) -> Rows:
     """`measure(setting, report dir, round)` for every round and setting; the table printed and
     written with the rows and the command line."""
-    out = report_dir(name)
+    out = report_dir(name, reports)
     order = list(settings)
     rows: Rows = []
     for r in range(rounds):

@@ -45,7 +45,7 @@ def test_settings_alternate_within_each_round_and_the_rows_are_written(tmp_path:
         return [{"setting": setting}]
 
     rows = alternate("pairs", ["--rounds", "2"], 2, ["a", "b"], measure,
-                     lambda rs: f"{len(rs)} rows", tmp_path / "x.json")
+                     lambda rs: f"{len(rs)} rows", tmp_path / "x.json", reports=tmp_path)
     assert seen == [("a", 0), ("b", 0), ("a", 1), ("b", 1)]
     assert [r["round"] for r in rows] == [0, 0, 1, 1]
     written = json.loads((tmp_path / "x.json").read_text())
