@@ -2,6 +2,7 @@
 
     python -m loadtests.bench.pairs                            # linger 0 and 8 ms; 3 rounds
     python -m loadtests.bench.pairs --linger 0,3,8 --pairs 4 --out docs/bench/X-pairs.json
+    python -m loadtests.bench.pairs --open 200                 # and p99 at 200 req/s per pair
 
 On a shared VM the machine's speed drifts by +-20% within minutes, so a /predict peak and a
 /noop peak measured minutes apart make a noisy ratio. Here each fresh service (its own
@@ -9,7 +10,8 @@ ledger; guardrail rollbacks off, as the bench) runs /predict and /noop closed lo
 clients) back to back, `--pairs` times, and every pair gives a ratio of two figures taken
 seconds apart: req/s (/predict over /noop) and server CPU per request. Settings alternate
 within a round. The table gives, per setting, the median and range of the pairs' ratios, and
-the median rows per router call. Each setting is the coalescer's `linger_ms` (configs/ab.yaml
+the median rows per router call; with `--open R`, each pair is followed by a /predict open
+loop at R req/s and the table adds its p99's median and range. Each setting is the coalescer's `linger_ms` (configs/ab.yaml
 `coalesce:`, the rest of it as shipped).
 """
 
@@ -42,9 +44,10 @@ def linger_config(out: Path, linger_ms: float) -> Path:
     return path
 
 
-def measure(linger_ms: float, pairs: int, seconds: float, out: Path,
-            tag: str) -> list[dict[str, Any]]:
-    """One fresh service: a warm-up, then `pairs` (/predict, /noop) closed loops."""
+def measure(linger_ms: float, pairs: int, seconds: float, out: Path, tag: str,
+            open_load: float | None = None) -> list[dict[str, Any]]:
+    """One fresh service: a warm-up, then `pairs` (/predict, /noop) closed loops, each pair
+    followed by a /predict open loop at `open_load` req/s when given (its p99)."""
     env = {**os.environ, "FRAUDSERVE_NOOP": "1",
            "FRAUDSERVE_LEDGER": str(out / f"ledger-{tag}.sqlite"),
            "FRAUDSERVE_AB_CONFIG": str(linger_config(out, linger_ms))}
@@ -59,10 +62,16 @@ def measure(linger_ms: float, pairs: int, seconds: float, out: Path,
                 run_phase(sv, phase, bodies)
                 got[endpoint] = phase
             p, q = got["/predict"], got["/noop"]
-            rows.append({"linger_ms": linger_ms, "pair": n, "predict_req_s": p.throughput,
+            p99, failed_open = None, 0
+            if open_load:
+                light = Phase(tag, "/predict", "open", open_load, None, 1, seconds)
+                run_phase(sv, light, bodies)
+                p99, failed_open = light.p99, light.failed
+            rows.append({"open_load": open_load, "open_p99_ms": p99, "linger_ms": linger_ms,
+                         "pair": n, "predict_req_s": p.throughput,
                          "noop_req_s": q.throughput, "predict_cpu_ms": p.server_cpu_ms_per_req,
                          "noop_cpu_ms": q.server_cpu_ms_per_req,
-                         "rows_per_call": p.batch_mean, "failed": p.failed + q.failed,
+                         "rows_per_call": p.batch_mean, "failed": p.failed + q.failed + failed_open,
                          "others_cpu_pct": max(p.others_cpu_pct or 0, q.others_cpu_pct or 0)})
     return rows
 
@@ -75,12 +84,16 @@ def table(rows: list[dict[str, Any]]) -> str:
     """Markdown: per setting, the pairs' req/s and CPU ratios (median, min-max)."""
     lines = ["| linger_ms | pairs | /predict / /noop req/s: median (min-max) | "
              "CPU per request / /noop's: median (min-max) | /predict req/s median | "
-             "rows per router call median | failed |", "|---|---|---|---|---|---|---|"]
+             "rows per router call median | open-loop p99 ms median (min-max) | failed |",
+             "|---|---|---|---|---|---|---|---|"]
     for ms in sorted({r["linger_ms"] for r in rows}):
         group = [r for r in rows if r["linger_ms"] == ms]
         speed = _ratios(group, "predict_req_s", "noop_req_s")
         cpu = _ratios(group, "predict_cpu_ms", "noop_cpu_ms")
         calls = [r["rows_per_call"] for r in group if r["rows_per_call"]]
+        tails = [r["open_p99_ms"] for r in group if r.get("open_p99_ms")]
+        tail = "-" if not tails else (f"{statistics.median(tails):.1f} ({min(tails):.1f}-"
+                                      f"{max(tails):.1f}) at {group[0]['open_load']:g}/s")
 
         def spread(xs: list[float]) -> str:
             if not xs:
@@ -88,7 +101,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             return f"{statistics.median(xs):.2f}x ({min(xs):.2f}-{max(xs):.2f})"
         lines.append(f"| {ms:g} | {len(group)} | {spread(speed)} | {spread(cpu)} | "
                      f"{statistics.median(r['predict_req_s'] for r in group):,.1f} | "
-                     f"{statistics.median(calls) if calls else 0:.1f} | "
+                     f"{statistics.median(calls) if calls else 0:.1f} | {tail} | "
                      f"{sum(r['failed'] for r in group)} |")
     return "\n".join(lines)
 
@@ -100,13 +113,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="coalesce.linger_ms settings to compare (default 0,8)")
     p.add_argument("--pairs", type=int, default=4, help="(/predict, /noop) pairs per service")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--duration", type=float, default=10.0, help="seconds per closed loop")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per loop")
+    p.add_argument("--open", type=float, default=None, dest="open_load",
+                   help="also a /predict open loop at this many req/s after each pair (p99)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
-    if args.pairs < 1 or args.rounds < 1 or args.duration <= 0:
-        p.error("--pairs, --rounds and --duration must be positive")
+    if args.pairs < 1 or args.rounds < 1 or args.duration <= 0 or (args.open_load or 1) <= 0:
+        p.error("--pairs, --rounds, --duration and --open must be positive")
     alternate("pairs", argv, args.rounds, args.linger,
-              lambda ms, out, r: measure(ms, args.pairs, args.duration, out, f"linger{ms:g}-{r}"),
+              lambda ms, out, r: measure(ms, args.pairs, args.duration, out, f"linger{ms:g}-{r}",
+                                         args.open_load),
               table, args.out)
     return 0
 

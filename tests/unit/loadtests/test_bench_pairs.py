@@ -12,7 +12,8 @@ from loadtests.bench.pairs import linger_config, table
 
 
 def pair(ms: float, predict: float, noop: float, cpu: float, failed: int = 0) -> dict[str, Any]:
-    return {"linger_ms": ms, "pair": 0, "predict_req_s": predict, "noop_req_s": noop,
+    return {"open_load": None, "open_p99_ms": None, "linger_ms": ms, "pair": 0,
+            "predict_req_s": predict, "noop_req_s": noop,
             "predict_cpu_ms": cpu, "noop_cpu_ms": 2.0, "rows_per_call": 10.0,
             "failed": failed, "others_cpu_pct": 0.0}
 
@@ -21,8 +22,10 @@ def test_the_table_gives_each_settings_median_and_range_of_pair_ratios() -> None
     rows = [pair(0, 800, 1000, 2.4), pair(0, 900, 1000, 2.2), pair(0, 450, 900, 3.0, 2)]
     rows += [pair(8, 900, 1000, 2.0)]
     lines = table(rows).splitlines()
-    assert lines[2] == ("| 0 | 3 | 0.80x (0.50-0.90) | 1.20x (1.10-1.50) | 800.0 | 10.0 | 2 |")
-    assert lines[3] == "| 8 | 1 | 0.90x (0.90-0.90) | 1.00x (1.00-1.00) | 900.0 | 10.0 | 0 |"
+    assert lines[2] == ("| 0 | 3 | 0.80x (0.50-0.90) | 1.20x (1.10-1.50) | 800.0 | 10.0 | - | 2 |")
+    assert lines[3] == "| 8 | 1 | 0.90x (0.90-0.90) | 1.00x (1.00-1.00) | 900.0 | 10.0 | - | 0 |"
+    rows[3].update(open_load=200.0, open_p99_ms=31.0)
+    assert table(rows).splitlines()[3].endswith("| 31.0 (31.0-31.0) at 200/s | 0 |")
 
 
 def test_the_config_is_the_shipped_one_with_the_linger_set(tmp_path: Path) -> None:
