@@ -11,8 +11,8 @@ clients) back to back, `--pairs` times, and every pair gives a ratio of two figu
 seconds apart: req/s (/predict over /noop) and server CPU per request. Settings alternate
 within a round. The table gives, per setting, the median and range of the pairs' ratios, and
 the median rows per router call; with `--open R`, each pair is followed by a /predict open
-loop at R req/s and the table adds its p99's median and range. Each setting is the coalescer's `linger_ms` (configs/ab.yaml
-`coalesce:`, the rest of it as shipped).
+loop at R req/s and the table adds its p99's median and range. Each setting is the
+coalescer's `linger_ms` (configs/ab.yaml `coalesce:`, the rest of it as shipped).
 """
 
 from __future__ import annotations
