@@ -167,7 +167,9 @@ def bento(
     return Bento(tag, env)
 
 
-@pytest.fixture()
+# One image and one container for the module's tests (they only read from it): each
+# `bentoml containerize` took ~80 s of CI.
+@pytest.fixture(scope="module")
 def image(base_image: str, bento: Bento) -> Iterator[str]:
     tag = f"localhost/fraudserve-test:{uuid.uuid4().hex[:10]}"
     cmd = [*_bentoml(), "containerize", bento.tag, "--backend", BACKEND, "-t", tag]
@@ -183,7 +185,7 @@ def image(base_image: str, bento: Bento) -> Iterator[str]:
         _run(["podman", "rmi", "-f", tag], check=False)
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def server(image: str) -> Iterator[str]:
     port = _free_loopback_port()
     name = f"fraudserve-test-{uuid.uuid4().hex[:10]}"
