@@ -139,9 +139,10 @@ def postgres_ledger(root: Path, keep_data: bool = False) -> Iterator[str]:
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         yield ledger_url(port)
     finally:
-        if guard is not None:
+        if guard is not None:  # a guard that does not exit must not keep the server up
             guard.terminate()
-            guard.wait(timeout=10)
+            with suppress(subprocess.TimeoutExpired):
+                guard.wait(timeout=10)
         _stop(prefix, bins, data)
         if not keep_data and postmaster_pid(data) is None:  # stopped: its files go (~150 MB)
             shutil.rmtree(data, ignore_errors=True)
