@@ -5,12 +5,10 @@ requests queue; when it returns, everything queued (up to `max_rows`) leaves as 
 Under load the batches grow by themselves, and the per-call costs (an HTTP hop, serialisation,
 a ledger transaction) are paid once per batch instead of once per request.
 
-- **Linger under sustained load** (`linger_s` > 0): when the last `LINGER_STREAK` (2) calls
-  each held `linger_after` jobs or more and fewer than `linger_fill` rows wait, the next call
-  waits up to `linger_s` for them (at once when they are there). At light load calls hold one
-  job and nobody waits; one burst (a stall's backlog, sent as one large call) is not load and
-  does not make the next request wait; at peak every call is large, and the linger makes
-  them larger, spreading each call's fixed cost over more rows.
+- **Linger under load** (`linger_s` > 0): when a call of `linger_after` jobs or more has just
+  returned and fewer than `linger_fill` rows wait, the next call waits up to `linger_s` for
+  them (at once when they are there). At light load calls hold one job and nobody waits;
+  at peak the calls grow, and with them what each call's fixed cost is spread over.
 
 - **Bounded**: a batch carries at most `max_rows` rows (a single larger job goes alone), and
   at most `max_waiting` rows wait; beyond that `submit` refuses at once (`Overloaded`)
@@ -40,9 +38,6 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-LINGER_STREAK = 2  # large calls in a row that mean sustained load (one is a burst)
 
 
 class Overloaded(RuntimeError):
@@ -79,7 +74,6 @@ class Coalescer(Generic[T, R]):
         self.linger_s, self.linger_after = linger_s, linger_after
         self.linger_fill = min(linger_fill, max_rows)
         self._filled = asyncio.Event()
-        self._large_in_a_row = 0  # consecutive calls of linger_after jobs or more
         self.process = process
         self.max_rows = max_rows
         self.max_waiting = max_waiting
@@ -131,16 +125,14 @@ class Coalescer(Generic[T, R]):
         try:
             while batch := self.take():
                 await self._run(batch)
-                large = len(batch) >= self.linger_after
-                self._large_in_a_row = self._large_in_a_row + 1 if large else 0
-                if self.linger_s and self._large_in_a_row >= LINGER_STREAK:
+                if self.linger_s and len(batch) >= self.linger_after:
                     await self._linger()
         finally:
             self.inflight -= 1
 
     async def _linger(self) -> None:
-        """Under sustained load (the last calls each held several jobs), wait up to
-        `linger_s` for `linger_fill` rows before the next call: fewer, larger calls."""
+        """Under load (the last batch held several jobs), wait up to `linger_s` for
+        `linger_fill` rows before the next call: fewer, larger calls."""
         if self.waiting_rows >= self.linger_fill or not self._queue:
             return
         self._filled.clear()

@@ -168,14 +168,14 @@ def test_linger_bounds_are_checked():
         Coalescer(Router(), linger_s=0.001, linger_fill=1)
 
 
-def test_after_a_one_row_call_the_next_call_does_not_linger():
+def test_after_a_large_batch_the_next_call_waits_for_more_rows_up_to_the_linger():
     async def main():
         router = Router()
         router.gate.clear()
         c = Coalescer(router, linger_s=1.0, linger_after=4, linger_fill=6)
         first, later = await queue_behind(c, "a", "bcde")
         router.gate.set()
-        await asyncio.gather(first, *later)  # b..e: a batch of 4
+        await asyncio.gather(first, *later)  # b..e: a batch of 4, load: the next call lingers
         router.gate.clear()
         head, tail = await queue_behind(c, "f", "gh")  # f alone (nothing was waiting)
         router.gate.set()
@@ -183,7 +183,7 @@ def test_after_a_one_row_call_the_next_call_does_not_linger():
         loop = asyncio.get_running_loop()
         waited_from = loop.time()
         assert await asyncio.gather(*tail) == ["scored g", "scored h"]
-        # g, h were 2 rows after a 1-row call: no linger (the last call was not large)
+        # g, h were 2 rows after a 1-row call: no linger (the last batch was not large)
         assert loop.time() - waited_from < 0.5
         assert router.batches == [["a"], ["b", "c", "d", "e"], ["f"], ["g", "h"]]
     run(main())
@@ -212,7 +212,7 @@ async def until(condition, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.001)
 
 
-def test_one_large_call_is_a_burst_two_in_a_row_are_load_and_the_next_call_lingers():
+def test_a_linger_ends_early_once_enough_rows_wait_and_at_its_time_otherwise():
     async def main():
         router = Stepped()
         c = Coalescer(router, linger_s=1.0, linger_after=3, linger_fill=4)
@@ -220,32 +220,25 @@ def test_one_large_call_is_a_burst_two_in_a_row_are_load_and_the_next_call_linge
         tasks = [asyncio.create_task(c.submit(x)) for x in "abcd"]
         await until(lambda: len(router.releases) == 1)
         assert router.batches == [["a", "b", "c", "d"]]
-        tasks += [asyncio.create_task(c.submit(x)) for x in "efg"]  # behind a..d's call
-        await until(lambda: c.waiting_rows == 3)
-        started = loop.time()
-        router.releases[0].set()  # one large call returns (a burst): e..g leave at once
-        await until(lambda: len(router.releases) == 2)
-        assert router.batches[-1] == ["e", "f", "g"]
-        assert loop.time() - started < 0.5
-        tasks.append(asyncio.create_task(c.submit("h")))
+        tasks.append(asyncio.create_task(c.submit("e")))  # queues behind a..d's call
         await until(lambda: c.waiting_rows == 1)
-        router.releases[1].set()  # the second large call in a row returns: the next lingers
+        router.releases[0].set()  # a batch of 4 returns: the next call lingers
         await asyncio.sleep(0.05)
-        assert len(router.batches) == 2  # h still waits
+        assert len(router.batches) == 1  # e still waits
         started = loop.time()
-        tasks += [asyncio.create_task(c.submit(x)) for x in "ijk"]  # 4 rows wait: go now
-        await until(lambda: len(router.releases) == 3)
-        assert router.batches[-1] == ["h", "i", "j", "k"]
+        tasks += [asyncio.create_task(c.submit(x)) for x in "fgh"]  # 4 rows wait: go now
+        await until(lambda: len(router.releases) == 2)
+        assert router.batches[-1] == ["e", "f", "g", "h"]
         assert loop.time() - started < 0.5
-        tasks.append(asyncio.create_task(c.submit("l")))
+        tasks.append(asyncio.create_task(c.submit("i")))
         await until(lambda: c.waiting_rows == 1)
         started = loop.time()
-        router.releases[2].set()  # h..k returns with l waiting alone: the whole linger
-        await until(lambda: len(router.releases) == 4)
+        router.releases[1].set()  # e..h returns with i waiting alone: the whole linger
+        await until(lambda: len(router.releases) == 3)
         assert loop.time() - started >= 0.9
-        assert router.batches[-1] == ["l"]
-        router.releases[3].set()
-        assert await asyncio.gather(*tasks) == [f"scored {x}" for x in "abcdefghijkl"]
+        assert router.batches[-1] == ["i"]
+        router.releases[2].set()
+        assert await asyncio.gather(*tasks) == [f"scored {x}" for x in "abcdefghi"]
     run(main())
 
 
