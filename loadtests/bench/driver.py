@@ -1,6 +1,6 @@
 """`make bench`: fraudserve's performance, every figure beside a baseline measured in the same run.
 
-    python -m loadtests.bench                 # ~12 min: five services, 15 s phases
+    python -m loadtests.bench                 # ~14 min: five services, 15 s phases
     python -m loadtests.bench --quick         # ~2 min smoke with 4 s phases
     python -m loadtests.bench --out docs/bench/2026-11-27-2core.json   # also commit the results
     python -m loadtests.bench --url http://127.0.0.1:3000   # a running service, as it is
@@ -14,7 +14,9 @@ What runs, against `bentoml serve service:FraudDetection` on a free 127.0.0.1 po
      /predict closed loop (N clients, each sends when its last answer came: peak req/s),
      /predict open loop at each offered load (requests fired on a fixed schedule whatever
      the answers; latency counted from the scheduled send time: no coordinated omission),
-     the same two for /noop (the framework's floor: same validation, no scoring), and
+     the same two for /noop (the framework's floor: same validation, no scoring), --pairs
+     (3) alternating (/predict, /noop) closed loops, 8 s each, whose median ratios the /noop
+     targets read (this VM drifts +-20% within minutes: loadtests/bench/report_pairs.py),
      /predict_batch closed loop (rows/s) (loadtests/bench/load.py), then with 16 bulk
      clients, then bulk and 40 single /predict clients at once (the mixed phase; 0 failed
      is the target), then 2 more rounds of load, the serve tree's RSS after each of the 3
@@ -23,9 +25,11 @@ What runs, against `bentoml serve service:FraudDetection` on a free 127.0.0.1 po
      /predict its own router call): /predict closed and open loop again, against 2;
   4. "adaptive batching": the same service with FRAUDSERVE_BATCHING=1 (coalesced batches go
      through the router's batchable `score`, merged across workers by BentoML's adaptive
-     batching: would it earn its place?): the same;
+     batching: would it earn its place?): the same, and its own pairs (compared with 2
+     through them);
   5. the same service with FRAUDSERVE_SHADOW=1 (both models score every row; the other's
-     score is stored beside the decision): /predict closed and open loop, against 2;
+     score is stored beside the decision): /predict closed and open loop and its own pairs,
+     against 2;
   6. "postgres": the service of 2 with its ledger on a PostgreSQL server the bench starts
      (and stops) in the report directory (loadtests/bench/pg.py): /predict closed and open
      loop, /predict_batch with 8 and 16 clients and the mixed phase, against the SQLite
@@ -133,7 +137,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="rounds of load on the default service, RSS read after each (default "
                         "3: its phases, then twice /predict closed, /predict at 200 req/s and "
                         "/predict_batch closed; 1: no extra rounds)")
+    p.add_argument("--pairs", type=int, default=3,
+                   help="alternating (/predict, /noop) closed-loop pairs on the default, "
+                        "adaptive batching and shadow services (default 3; 0: none): the "
+                        "targets on /noop are read on their median (this VM drifts +-20%% "
+                        "within minutes; loadtests/bench/report_pairs.py)")
+    p.add_argument("--pair-seconds", type=float, default=None,
+                   help="seconds per loop of a pair (default 8, --quick 3)")
     args = p.parse_args(argv)
+    if args.pair_seconds is None:
+        args.pair_seconds = 3.0 if args.quick else 8.0
+    if args.pairs < 0 or args.pair_seconds <= 0:
+        p.error("--pairs must be >= 0 and --pair-seconds positive")
     if args.duration is None:
         args.duration = 4.0 if args.quick else 15.0
     if args.duration <= 0 or min(args.clients, args.batch_clients, args.batch_clients_many,
@@ -198,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                  batch_rows=args.batch_rows, batch_clients=args.batch_clients,
                  warmup=1.0 if args.quick else 3.0,
                  batch_clients_many=args.batch_clients_many, mixed_clients=args.mixed_clients,
-                 rounds=args.rounds)
+                 rounds=args.rounds, pairs=args.pairs, pair_seconds=args.pair_seconds)
     notes: list[str] = ["the client runs on the same machine as the server: it and any other "
                         "load share the CPUs (see 'client CPU %' and 'others CPU %')",
                         "RSS sums count shared pages once per process (an upper bound); PSS "

@@ -37,6 +37,11 @@ class Settings:
     batch_clients_many: int = 16  # the heavy bulk phase's /predict_batch clients
     mixed_clients: int = 40       # /predict clients beside batch_clients bulk ones (mixed)
     rounds: int = 1               # rounds of load for the RSS-after-rounds figure
+    pairs: int = 0                # alternating (/predict, /noop) closed-loop pairs per service
+    pair_seconds: float = 8.0     # each loop of a pair (loadtests/bench/report_pairs.py)
+
+
+PAIRED = "paired"  # a closed loop of an alternating pair (loadtests/bench/report_pairs.py)
 
 
 @dataclass
@@ -45,7 +50,8 @@ class Phase:
 
     config: str              # "default" / "adaptive batching" / "shadow on" / "postgres"
     endpoint: str            # /predict, /noop, /predict_batch
-    mode: str                # closed / open / mixed (bulk and single clients at once)
+    mode: str                # closed / open / mixed (bulk and single clients at once) /
+                             # paired (a closed loop of an alternating pair)
     offered: float | None    # open loop: requests/s fired
     clients: int | None      # closed loop: concurrent clients
     rows_per_request: int
@@ -155,7 +161,7 @@ def run_phase(service: Service, phase: Phase, bodies: Sequence[bytes]) -> Phase:
     """Run the phase's load against `service` and fill in what it measured."""
     url = f"{service.url}{phase.endpoint}"
     with accounting(service, phase):
-        if phase.mode == "closed":
+        if phase.mode in ("closed", PAIRED):
             raw = asyncio.run(closed_loop(url, bodies, phase.clients or 1, phase.seconds))
         else:
             raw = asyncio.run(open_loop(url, bodies, phase.offered or 1, phase.seconds))

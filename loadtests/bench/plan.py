@@ -30,6 +30,7 @@ class Step:
     heavy: bool = False                # /predict_batch with --batch-clients-many; mixed phase
     ledger: str = "sqlite"             # "sqlite" (a fresh file) or "postgres" (a fresh server)
     rounds: int = 1                    # rounds of load; RSS recorded after each when > 1
+    paired: bool = False               # alternating (/predict, /noop) pairs (report_pairs.py)
 
     @property
     def full(self) -> bool:
@@ -42,10 +43,11 @@ def plan(args: argparse.Namespace, guard_env: dict[str, str]
     rounds = max(1, args.rounds)
     if args.url:
         configs: dict[str, str | None] = {"on": "as running", "off": None, "shadow": None}
-        steps = [Step("as running", args.url, noop=True, bulk=True, heavy=True, rounds=rounds)]
+        steps = [Step("as running", args.url, noop=True, bulk=True, heavy=True, rounds=rounds,
+                      paired=True)]
         if args.url_off:
             configs["off"] = ADAPTIVE
-            steps.append(Step(ADAPTIVE, args.url_off))
+            steps.append(Step(ADAPTIVE, args.url_off, paired=True))
         return configs, steps
     # "on" is the shipped default (coalesced batches to the router's score_bulk); "off" the
     # other design, adaptive batching (FRAUDSERVE_BATCHING=1); "before" the design before
@@ -53,13 +55,14 @@ def plan(args: argparse.Namespace, guard_env: dict[str, str]
     configs = {"on": DEFAULT, "before": "coalescing off", "off": ADAPTIVE,
                "shadow": None if args.no_shadow else "shadow on"}
     steps = [Step(DEFAULT, env={"FRAUDSERVE_BATCHING": "0", **guard_env}, noop=True,
-                  bulk=True, heavy=True, rounds=rounds),
+                  bulk=True, heavy=True, rounds=rounds, paired=True),
              Step("coalescing off", env={"FRAUDSERVE_BATCHING": "1", "FRAUDSERVE_COALESCE": "0",
                                          **guard_env}),
-             Step(ADAPTIVE, env={"FRAUDSERVE_BATCHING": "1", **guard_env})]
+             Step(ADAPTIVE, env={"FRAUDSERVE_BATCHING": "1", **guard_env}, paired=True)]
     if not args.no_shadow:
         steps.append(Step("shadow on", env={"FRAUDSERVE_BATCHING": "0",
-                                            "FRAUDSERVE_SHADOW": "1", **guard_env}))
+                                            "FRAUDSERVE_SHADOW": "1", **guard_env},
+                          paired=True))
     if not args.no_postgres:  # the shipped default with its ledger on a PostgreSQL server
         configs["postgres"] = POSTGRES
         steps.append(Step(POSTGRES, env={"FRAUDSERVE_BATCHING": "0", **guard_env}, bulk=True,

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from loadtests.bench.baseline import RawModel
-from loadtests.bench.phase import BATCH_METRIC, Phase, ServiceRun, Settings
+from loadtests.bench.phase import BATCH_METRIC, PAIRED, Phase, ServiceRun, Settings
 from loadtests.bench.report_ledger import bulk_rows, postgres_rows, round_rows
+from loadtests.bench.report_pairs import pair_rows, pairs_of
 from loadtests.bench.rows import P99_LOADS, TARGETS, Rows, find, ratio
 from loadtests.bench.rows import cpu as _cpu
 from loadtests.bench.rows import latencies as _latencies
@@ -32,7 +33,14 @@ SERVICE_COLUMNS = ("service", "ready s", "RSS MB ready", "RSS MB end", "PSS MB r
 
 
 def _peak_rows(t: Rows, phases: Sequence[Phase], s: Settings, on: str,
-               variants: Sequence[str], shadow: str | None) -> None:
+               variants: Sequence[str], shadow: str | None, judge: bool = True) -> None:
+    """The single peak phases. With `judge` off (the run has pairs), their targets are read
+    on the pairs (loadtests/bench/report_pairs.py) and these rows carry no verdict."""
+
+    def verdict(met: bool | None) -> bool | None:
+        return met if judge else None
+
+    later = "" if judge else " (read on the pairs)"
     peak = find(phases, on, "/predict", "closed")
     noop = find(phases, on, "/noop", "closed")
     noop_rps = noop.throughput if noop else None
@@ -42,11 +50,11 @@ def _peak_rows(t: Rows, phases: Sequence[Phase], s: Settings, on: str,
         r = ratio(peak.throughput, noop_rps)
         t.add(f"/predict peak req/s ({s.clients} clients, closed loop), {on}",
               _num(peak.throughput), f"/noop {_num(noop_rps)}", r,
-              f">= {peak_t}x /noop", None if r is None else r >= peak_t)
+              f">= {peak_t}x /noop{later}", verdict(None if r is None else r >= peak_t))
         r = ratio(peak.server_cpu_ms_per_req, noop_cpu)
         t.add(f"server CPU ms per request at peak (API + router), {on}", _cpu(peak),
-              f"/noop {_num(noop_cpu, 2)}", r, f"<= {cpu_t}x /noop",
-              None if r is None else r <= cpu_t)
+              f"/noop {_num(noop_cpu, 2)}", r, f"<= {cpu_t}x /noop{later}",
+              verdict(None if r is None else r <= cpu_t))
     for variant in variants:
         v = find(phases, variant, "/predict", "closed")
         if v and peak:
@@ -62,13 +70,14 @@ def _peak_rows(t: Rows, phases: Sequence[Phase], s: Settings, on: str,
         vs_noop = ratio(h.throughput, noop_rps)
         t.add(f"/predict peak req/s, {shadow} (both models score every row)",
               _num(h.throughput), f"shadow off {_num(peak.throughput)}",
-              ratio(h.throughput, peak.throughput), f">= {peak_t}x /noop: {_x(vs_noop)}",
-              None if vs_noop is None else vs_noop >= peak_t)
+              ratio(h.throughput, peak.throughput), f">= {peak_t}x /noop: {_x(vs_noop)}{later}",
+              verdict(None if vs_noop is None else vs_noop >= peak_t))
         vs_noop = ratio(h.server_cpu_ms_per_req, noop_cpu)
         t.add(f"server CPU ms per request at peak, {shadow}", _cpu(h),
               f"shadow off {_num(peak.server_cpu_ms_per_req, 2)}",
               ratio(h.server_cpu_ms_per_req, peak.server_cpu_ms_per_req),
-              f"<= {cpu_t}x /noop: {_x(vs_noop)}", None if vs_noop is None else vs_noop <= cpu_t)
+              f"<= {cpu_t}x /noop: {_x(vs_noop)}{later}",
+              verdict(None if vs_noop is None else vs_noop <= cpu_t))
 
 
 def _latency_rows(t: Rows, phases: Sequence[Phase], s: Settings, on: str,
@@ -123,7 +132,9 @@ def summary_rows(phases: Sequence[Phase], raw: RawModel | None, s: Settings, on:
     the default with its ledger on PostgreSQL (loadtests/bench/report_ledger.py)."""
     t = Rows()
     variants = [v for v in (before, off) if v]
-    _peak_rows(t, phases, s, on, variants, shadow)
+    paired = pairs_of(phases, on) is not None
+    _peak_rows(t, phases, s, on, variants, shadow, judge=not paired)
+    pair_rows(t, phases, on, variants, shadow)
     _latency_rows(t, phases, s, on, variants, shadow)
     bulk = find(phases, on, "/predict_batch", "closed", clients=s.batch_clients)
     if bulk:
@@ -145,13 +156,13 @@ def summary_rows(phases: Sequence[Phase], raw: RawModel | None, s: Settings, on:
         t.add("raw predict_proba, 1 row (ms): " + " / ".join(raw.one_row_ms),
               " / ".join(f"{v:.2f}" for v in raw.one_row_ms.values()), "in process")
     formed = [p for p in phases if p.endpoint == "/predict" and p.config == on
-              and p.mode != "mixed"]
+              and p.mode not in ("mixed", PAIRED)]
     if formed:
         t.add(f"rows per router call, /predict {on} (peak; loads)",
               "; ".join(_num(p.batch_mean) for p in formed),
               ", ".join(f"{v} " + "; ".join(_num(p.batch_mean) for p in phases
                                            if p.endpoint == "/predict" and p.config == v
-                                           and p.mode != "mixed")
+                                           and p.mode not in ("mixed", PAIRED))
                         for v in variants))
     _service_rows(t, phases, services)
     round_rows(t, services)

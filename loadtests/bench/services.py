@@ -21,7 +21,7 @@ import requests
 
 from loadtests.bench.load import JSON_HEADERS, batch_bodies, predict_bodies
 from loadtests.bench.pg import PostgresFailed, postgres_ledger
-from loadtests.bench.phase import Phase, ServiceRun, Settings, run_mixed, run_phase
+from loadtests.bench.phase import PAIRED, Phase, ServiceRun, Settings, run_mixed, run_phase
 from loadtests.bench.plan import Step
 from loadtests.bench.proc import server_pid, started, tree_memory
 from loadtests.bench.rounds import more_rounds
@@ -105,6 +105,15 @@ def bench_service(service: Service, step: Step, s: Settings, log: Log,
         else:
             notes.append("the service has no /noop endpoint: the framework floor is missing "
                          "(start it with FRAUDSERVE_NOOP=1, which turns POST /noop on)")
+    if step.paired and s.pairs:
+        if has_noop(service.url, bodies[0]):
+            if not step.noop:  # /noop's first requests of this service: not measured
+                run("/noop", "closed", clients=s.clients, seconds=s.warmup, keep=False)
+            for _ in range(s.pairs):  # seconds apart: loadtests/bench/report_pairs.py
+                run("/predict", PAIRED, clients=s.clients, seconds=s.pair_seconds)
+                run("/noop", PAIRED, clients=s.clients, seconds=s.pair_seconds)
+        elif not step.noop:
+            notes.append(f"{config}: no /noop endpoint, so no alternating pairs")
     rows = batch_bodies(s.batch_rows)
     if step.bulk:
         run("/predict_batch", "closed", clients=s.batch_clients, body_set=rows,

@@ -1,0 +1,103 @@
+"""The summary rows read on alternating pairs: /predict against /noop, seconds apart.
+
+This VM's speed drifts by +-20% within minutes (in-process predict_proba on one row took 6.2,
+7.3 and 13.2 ms in three runs of the same code), and a service's single /predict and /noop
+peak phases are a minute apart. So a service with pairs (`--pairs`, default 3) also runs that
+many (/predict closed loop, /noop closed loop) pairs back to back, `--pair-seconds` each, and
+each pair gives two ratios of figures taken seconds apart: req/s (/predict over /noop) and
+server CPU per request. The targets on /noop are read on the pairs' median; a variant (adaptive
+batching, shadow on) is compared with the default through its own pairs (its median ratio over
+the default's), so neither service's drift enters the other's figure. The single phases stay
+in the table beside them, without a verdict.
+
+An older results file has no "paired" phases: its table renders as it printed.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from loadtests.bench.phase import PAIRED, Phase
+from loadtests.bench.rows import TARGETS, Rows, num
+
+__all__ = ["PAIRED", "Pairs", "pair_rows", "pairs_of", "spread"]
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """One service's pairs: per pair the req/s and the CPU-per-request ratios."""
+
+    speed: list[float]       # /predict req/s over /noop req/s
+    cpu: list[float]         # /predict server CPU per request over /noop's
+    predict_rps: list[float]
+    seconds: float
+
+    @property
+    def speed_median(self) -> float:
+        return statistics.median(self.speed)
+
+    @property
+    def cpu_median(self) -> float | None:
+        return statistics.median(self.cpu) if self.cpu else None
+
+
+def pairs_of(phases: Sequence[Phase], config: str | None) -> Pairs | None:
+    """The service's pairs, in run order (a /predict phase, then its /noop phase); None when
+    it ran none (or none had both figures)."""
+    predict = [p for p in phases if (p.config, p.endpoint, p.mode) == (config, "/predict", PAIRED)]
+    noop = [p for p in phases if (p.config, p.endpoint, p.mode) == (config, "/noop", PAIRED)]
+    speed, cpu, rps = [], [], []
+    for p, q in zip(predict, noop, strict=False):
+        if p.throughput and q.throughput:
+            speed.append(p.throughput / q.throughput)
+            rps.append(p.throughput)
+            if p.server_cpu_ms_per_req and q.server_cpu_ms_per_req:
+                cpu.append(p.server_cpu_ms_per_req / q.server_cpu_ms_per_req)
+    if not speed:
+        return None
+    return Pairs(speed, cpu, rps, predict[0].seconds)
+
+
+def spread(values: Sequence[float]) -> str:
+    """'0.93x (0.88-0.97)': the median and the range."""
+    return f"{statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
+
+
+def _described(pairs: Pairs) -> str:
+    return f"median of {len(pairs.speed)} alternating pairs, {pairs.seconds:g} s each"
+
+
+def pair_rows(t: Rows, phases: Sequence[Phase], on: str, variants: Sequence[str],
+              shadow: str | None) -> bool:
+    """The rows read on pairs; False (nothing added) when the default ran none."""
+    base = pairs_of(phases, on)
+    if base is None:
+        return False
+    peak_t, cpu_t = TARGETS["peak_vs_noop"], TARGETS["cpu_vs_noop"]
+    t.add(f"/predict peak / /noop peak, {_described(base)}, {on}", spread(base.speed),
+          f"/predict {num(statistics.median(base.predict_rps))} req/s", base.speed_median,
+          f">= {peak_t}x", base.speed_median >= peak_t)
+    if base.cpu:
+        t.add(f"server CPU per request / /noop's, {_described(base)}, {on}", spread(base.cpu),
+              "", base.cpu_median, f"<= {cpu_t}x", (base.cpu_median or 0) <= cpu_t)
+    for variant in variants:
+        v = pairs_of(phases, variant)
+        if v is None:
+            continue
+        r = v.speed_median / base.speed_median
+        t.add(f"/predict peak / /noop peak, {_described(v)}, {variant}", spread(v.speed),
+              f"{on} {base.speed_median:.2f}x", r,
+              f"{on} >= {variant}: {on}/{variant} {1 / r:.2f}x", r <= 1.0)
+    h = pairs_of(phases, shadow)
+    if h is not None:
+        r = h.speed_median / base.speed_median
+        t.add(f"/predict peak / /noop peak, {_described(h)}, {shadow}", spread(h.speed),
+              f"shadow off {base.speed_median:.2f}x", r, "within 10% of shadow off",
+              r >= 0.9)
+        if h.cpu and base.cpu_median:
+            t.add(f"server CPU per request / /noop's, {_described(h)}, {shadow}",
+                  spread(h.cpu), f"shadow off {base.cpu_median:.2f}x",
+                  (h.cpu_median or 0) / base.cpu_median)
+    return True
