@@ -92,8 +92,9 @@ class ScoringPath:
         started = time.perf_counter()
         state = self.experiment.state  # one snapshot: route and record under one period
         arms = [self.experiment.route(u, state) for u in user_ids]
-        rows = np.column_stack([np.array([ARM_INDEX[a] for a in arms], dtype=np.float64),
-                                features])
+        rows = np.empty((len(arms), features.shape[1] + 1), dtype=np.float64)
+        rows[:, 0] = [ARM_INDEX[a] for a in arms]  # column 0: the arm index (one copy, no
+        rows[:, 1:] = features                     # column_stack: it was 10% of this path)
         request = Request(user_ids, arms, rows, state, "batch" if bulk else "predict", started)
         if bulk:
             outcome = (await self._decide([request], self.bulk))[0]

@@ -65,24 +65,32 @@ class Metrics:
             "fraud_exploration_budget_left", "Money today's exploration budget can still "
             "lease (all workers and replicas); absent while exploration is off.",
             multiprocess_mode="mostrecent")
-        for arm in ARMS:  # export zeros from the start, so absence means a dead service
-            for outcome in ("fraud", "legit"):
-                self.predictions.labels(model_version=arm, prediction=outcome)
+        # Each arm's children, looked up once (labels() takes a lock and builds a key per
+        # call); created now, they also export zeros from the start, so absence means a
+        # dead service.
+        self._counted = {arm: (self.predictions.labels(model_version=arm, prediction="fraud"),
+                               self.predictions.labels(model_version=arm, prediction="legit"))
+                         for arm in ARMS}
+        self._timed = {arm: self.latency.labels(model_version=arm) for arm in ARMS}
+        for arm in ARMS:
             self.errors.labels(model_version=arm)
             self.explored.labels(model_version=arm)
 
     def observe(self, arm: str, flagged: list[bool], seconds: float) -> None:
         """Count decisions of one arm and their latency."""
+        fraud, legit = self._counted[arm]
         n_fraud = sum(flagged)
         if n_fraud:
-            self.predictions.labels(model_version=arm, prediction="fraud").inc(n_fraud)
+            fraud.inc(n_fraud)
         if len(flagged) - n_fraud:
-            self.predictions.labels(model_version=arm, prediction="legit").inc(
-                len(flagged) - n_fraud)
-        self.latency.labels(model_version=arm).observe(seconds)
+            legit.inc(len(flagged) - n_fraud)
+        self._timed[arm].observe(seconds)
 
     def observe_predictions(self, results: Sequence[Prediction], seconds: float) -> None:
         """Count one request's decisions per arm, each arm's with the request's latency."""
+        if len(results) == 1:  # /predict: one decision
+            self.observe(results[0].model_version, [results[0].is_fraud], seconds)
+            return
         for arm in {r.model_version for r in results}:
             self.observe(arm, [r.is_fraud for r in results if r.model_version == arm], seconds)
 
