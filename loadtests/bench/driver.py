@@ -1,6 +1,6 @@
 """`make bench`: fraudserve's performance, every figure beside a baseline measured in the same run.
 
-    python -m loadtests.bench                 # ~14 min: five services, 15 s phases
+    python -m loadtests.bench                 # ~15 min: five services, 15 s phases
     python -m loadtests.bench --quick         # ~2 min smoke with 4 s phases
     python -m loadtests.bench --out docs/bench/2026-11-27-2core.json   # also commit the results
     python -m loadtests.bench --url http://127.0.0.1:3000   # a running service, as it is
@@ -15,7 +15,7 @@ What runs, against `bentoml serve service:FraudDetection` on a free 127.0.0.1 po
      /predict open loop at each offered load (requests fired on a fixed schedule whatever
      the answers; latency counted from the scheduled send time: no coordinated omission),
      the same two for /noop (the framework's floor: same validation, no scoring), --pairs
-     (3) alternating (/predict, /noop) closed loops, 8 s each, whose median ratios the /noop
+     (6) alternating (/predict, /noop) closed loops, 5 s each, whose median ratios the /noop
      targets read (this VM drifts +-20% within minutes: loadtests/bench/report_pairs.py),
      /predict_batch closed loop (rows/s) (loadtests/bench/load.py), then with 16 bulk
      clients, then bulk and 40 single /predict clients at once (the mixed phase; 0 failed
@@ -137,16 +137,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="rounds of load on the default service, RSS read after each (default "
                         "3: its phases, then twice /predict closed, /predict at 200 req/s and "
                         "/predict_batch closed; 1: no extra rounds)")
-    p.add_argument("--pairs", type=int, default=3,
+    p.add_argument("--pairs", type=int, default=6,
                    help="alternating (/predict, /noop) closed-loop pairs on the default, "
-                        "adaptive batching and shadow services (default 3; 0: none): the "
+                        "adaptive batching and shadow services (default 6; 0: none): the "
                         "targets on /noop are read on their median (this VM drifts +-20%% "
                         "within minutes; loadtests/bench/report_pairs.py)")
     p.add_argument("--pair-seconds", type=float, default=None,
-                   help="seconds per loop of a pair (default 8, --quick 3)")
+                   help="seconds per loop of a pair (default 5, --quick 2)")
     args = p.parse_args(argv)
     if args.pair_seconds is None:
-        args.pair_seconds = 3.0 if args.quick else 8.0
+        args.pair_seconds = 2.0 if args.quick else 5.0
     if args.pairs < 0 or args.pair_seconds <= 0:
         p.error("--pairs must be >= 0 and --pair-seconds positive")
     if args.duration is None:

@@ -38,7 +38,7 @@ class Settings:
     mixed_clients: int = 40       # /predict clients beside batch_clients bulk ones (mixed)
     rounds: int = 1               # rounds of load for the RSS-after-rounds figure
     pairs: int = 0                # alternating (/predict, /noop) closed-loop pairs per service
-    pair_seconds: float = 8.0     # each loop of a pair (loadtests/bench/report_pairs.py)
+    pair_seconds: float = 5.0     # each loop of a pair (loadtests/bench/report_pairs.py)
 
 
 PAIRED = "paired"  # a closed loop of an alternating pair (loadtests/bench/report_pairs.py)

@@ -2,8 +2,8 @@
 
 This VM's speed drifts by +-20% within minutes (in-process predict_proba on one row took 6.2,
 7.3 and 13.2 ms in three runs of the same code), and a service's single /predict and /noop
-peak phases are a minute apart. So a service with pairs (`--pairs`, default 3) also runs that
-many (/predict closed loop, /noop closed loop) pairs back to back, `--pair-seconds` each, and
+peak phases are a minute apart. So a service with pairs (`--pairs`, default 6) also runs that
+many (/predict closed loop, /noop closed loop) pairs back to back, `--pair-seconds` each (5), and
 each pair gives two ratios of figures taken seconds apart: req/s (/predict over /noop) and
 server CPU per request. The targets on /noop are read on the pairs' median; a variant (adaptive
 batching, shadow on) is compared with the default through its own pairs (its median ratio over

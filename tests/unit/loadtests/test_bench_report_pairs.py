@@ -106,8 +106,8 @@ def test_variants_are_compared_through_their_own_pairs() -> None:
 
 def test_the_plan_pairs_the_services_compared_with_noop_and_the_flags_bound_them() -> None:
     args = driver.parse_args([])
-    assert (args.pairs, args.pair_seconds) == (3, 8.0)
-    assert driver.parse_args(["--quick"]).pair_seconds == 3.0
+    assert (args.pairs, args.pair_seconds) == (6, 5.0)
+    assert driver.parse_args(["--quick"]).pair_seconds == 2.0
     _, steps = plan(args, {})
     assert {s.config for s in steps if s.paired} == {ON, ADAPTIVE, SHADOW}
     for bad in (["--pairs", "-1"], ["--pair-seconds", "0"]):
