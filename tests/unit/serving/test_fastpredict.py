@@ -53,7 +53,7 @@ def test_scorer_falls_back_for_big_batches_and_other_models(data):
     np.testing.assert_allclose(scorer(lr)(X[:3]), lr.predict_proba(X[:3])[:, 1])
     rf = RandomForestClassifier(n_estimators=5, max_depth=4, random_state=0).fit(X, y)
     score = scorer(rf)
-    for n in (1, 128, 129, 1000):
+    for n in (1, 256, 257, 1000):  # the compiled walk up to FOREST_MAX_ROWS (256)
         np.testing.assert_allclose(score(X[:n]), rf.predict_proba(X[:n])[:, 1], atol=1e-12)
 
 
