@@ -178,11 +178,12 @@ class CoalesceConfig(Strict):
     max_waiting: int = Field(10_000, ge=1, description="rows queued per API worker before "
                              "503 (overloaded)")
     linger_ms: float = Field(8.0, ge=0, le=50, description="under load (the last call held "
-                             "linger_after requests or more) wait up to this long for "
-                             "linger_fill rows before the next call; 0: never wait")
+                             "linger_after requests or more) wait up to this long, before the "
+                             "next call, for as many rows as that call carried (at most "
+                             "linger_fill); 0: never wait")
     linger_after: int = Field(4, ge=2, le=256, description="requests in the last call that "
                               "mean load")
-    linger_fill: int = Field(64, ge=2, le=256, description="rows that end a linger at once")
+    linger_fill: int = Field(64, ge=2, le=256, description="the most rows a linger waits for")
 
 
 class ReportConfig(Strict):

@@ -6,9 +6,10 @@ Under load the batches grow by themselves, and the per-call costs (an HTTP hop, 
 a ledger transaction) are paid once per batch instead of once per request.
 
 - **Linger under load** (`linger_s` > 0): when a call of `linger_after` jobs or more has just
-  returned and fewer than `linger_fill` rows wait, the next call waits up to `linger_s` for
-  them (at once when they are there). At light load calls hold one job and nobody waits;
-  at peak the calls grow, and with them what each call's fixed cost is spread over.
+  returned, the next call waits up to `linger_s` until as many rows wait as that call carried
+  (at most `linger_fill`; at once when they are there). At light load calls hold one job and
+  nobody waits; at peak the calls grow, and with them what each call's fixed cost is spread
+  over.
 
 - **Bounded**: a batch carries at most `max_rows` rows (a single larger job goes alone), and
   at most `max_waiting` rows wait; beyond that `submit` refuses at once (`Overloaded`)
@@ -73,6 +74,7 @@ class Coalescer(Generic[T, R]):
             raise ValueError("linger_s must be >= 0, linger_after and linger_fill >= 2")
         self.linger_s, self.linger_after = linger_s, linger_after
         self.linger_fill = min(linger_fill, max_rows)
+        self._fill = self.linger_fill  # rows that end the current linger
         self._filled = asyncio.Event()
         self.process = process
         self.max_rows = max_rows
@@ -92,7 +94,7 @@ class Coalescer(Generic[T, R]):
         job: Job[T, R] = Job(item, rows, asyncio.get_running_loop().create_future())
         self._queue.append(job)
         self.waiting_rows += rows
-        if self.waiting_rows >= self.linger_fill:
+        if self.waiting_rows >= self._fill:
             self._filled.set()
         if self.inflight < self.max_inflight:
             self.inflight += 1
@@ -126,18 +128,26 @@ class Coalescer(Generic[T, R]):
             while batch := self.take():
                 await self._run(batch)
                 if self.linger_s and len(batch) >= self.linger_after:
-                    await self._linger()
+                    await self._linger(sum(job.rows for job in batch))
         finally:
             self.inflight -= 1
 
-    async def _linger(self) -> None:
-        """Under load (the last batch held several jobs), wait up to `linger_s` for
-        `linger_fill` rows before the next call: fewer, larger calls."""
-        if self.waiting_rows >= self.linger_fill or not self._queue:
-            return
-        self._filled.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._filled.wait(), self.linger_s)
+    async def _linger(self, last_rows: int) -> None:
+        """Under load (the last batch held several jobs), wait up to `linger_s` for as many
+        rows as that batch carried (at most `linger_fill`) before the next call, even when
+        none wait yet: its callers are about to come back (a closed loop) or as many
+        arrive in the time of a call (an open one). Fewer, larger calls; and a lone request
+        right after a large call does not leave alone and split the callers into a small
+        call and a large one, which then alternate."""
+        self._fill = min(self.linger_fill, last_rows)
+        try:
+            if self.waiting_rows >= self._fill:
+                return
+            self._filled.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._filled.wait(), self.linger_s)
+        finally:
+            self._fill = self.linger_fill
 
     async def _run(self, batch: list[Job[T, R]]) -> None:
         try:

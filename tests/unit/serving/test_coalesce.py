@@ -168,24 +168,18 @@ def test_linger_bounds_are_checked():
         Coalescer(Router(), linger_s=0.001, linger_fill=1)
 
 
-def test_after_a_large_batch_the_next_call_waits_for_more_rows_up_to_the_linger():
+def test_after_a_one_row_call_the_next_call_does_not_linger():
     async def main():
         router = Router()
         router.gate.clear()
         c = Coalescer(router, linger_s=1.0, linger_after=4, linger_fill=6)
-        first, later = await queue_behind(c, "a", "bcde")
-        router.gate.set()
-        await asyncio.gather(first, *later)  # b..e: a batch of 4, load: the next call lingers
-        router.gate.clear()
-        head, tail = await queue_behind(c, "f", "gh")  # f alone (nothing was waiting)
-        router.gate.set()
-        await head
         loop = asyncio.get_running_loop()
-        waited_from = loop.time()
-        assert await asyncio.gather(*tail) == ["scored g", "scored h"]
-        # g, h were 2 rows after a 1-row call: no linger (the last batch was not large)
-        assert loop.time() - waited_from < 0.5
-        assert router.batches == [["a"], ["b", "c", "d", "e"], ["f"], ["g", "h"]]
+        first, later = await queue_behind(c, "a", "bcde")
+        started = loop.time()
+        router.gate.set()  # a (one row) returns: b..e leave at once, nobody lingers
+        assert await asyncio.gather(first, *later) == [f"scored {x}" for x in "abcde"]
+        assert loop.time() - started < 0.5
+        assert router.batches == [["a"], ["b", "c", "d", "e"]]
     run(main())
 
 
@@ -239,6 +233,32 @@ def test_a_linger_ends_early_once_enough_rows_wait_and_at_its_time_otherwise():
         assert router.batches[-1] == ["i"]
         router.releases[2].set()
         assert await asyncio.gather(*tasks) == [f"scored {x}" for x in "abcdefghi"]
+    run(main())
+
+
+def test_after_a_large_call_the_next_waits_for_as_many_rows_even_when_none_wait_yet():
+    async def main():
+        router = Stepped()
+        c = Coalescer(router, linger_s=1.0, linger_after=3, linger_fill=64)
+        loop = asyncio.get_running_loop()
+        tasks = [asyncio.create_task(c.submit("a"))]
+        await until(lambda: len(router.releases) == 1)
+        tasks += [asyncio.create_task(c.submit(x)) for x in "bcd"]
+        await until(lambda: c.waiting_rows == 3)
+        router.releases[0].set()  # a returns (one row): b..d leave at once
+        await until(lambda: len(router.releases) == 2)
+        router.releases[1].set()  # b..d (3 rows) return with nobody waiting: a linger
+        await until(lambda: all(t.done() for t in tasks))
+        tasks.append(asyncio.create_task(c.submit("e")))
+        await asyncio.sleep(0.05)
+        assert len(router.batches) == 2  # e waits for as many rows as the last call (3)
+        started = loop.time()
+        tasks += [asyncio.create_task(c.submit(x)) for x in "fg"]  # 3 wait (not 64): go
+        await until(lambda: len(router.releases) == 3)
+        assert router.batches[-1] == ["e", "f", "g"]
+        assert loop.time() - started < 0.5
+        router.releases[2].set()
+        assert await asyncio.gather(*tasks) == [f"scored {x}" for x in "abcdefg"]
     run(main())
 
 
