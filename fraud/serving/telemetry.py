@@ -88,9 +88,6 @@ class Metrics:
 
     def observe_predictions(self, results: Sequence[Prediction], seconds: float) -> None:
         """Count one request's decisions per arm, each arm's with the request's latency."""
-        if len(results) == 1:  # /predict: one decision
-            self.observe(results[0].model_version, [results[0].is_fraud], seconds)
-            return
         for arm in {r.model_version for r in results}:
             self.observe(arm, [r.is_fraud for r in results if r.model_version == arm], seconds)
 

@@ -70,11 +70,11 @@ def _described(pairs: Pairs) -> str:
 
 
 def pair_rows(t: Rows, phases: Sequence[Phase], on: str, variants: Sequence[str],
-              shadow: str | None) -> bool:
-    """The rows read on pairs; False (nothing added) when the default ran none."""
+              shadow: str | None) -> None:
+    """The rows read on pairs; none when the default ran none."""
     base = pairs_of(phases, on)
     if base is None:
-        return False
+        return
     peak_t, cpu_t = TARGETS["peak_vs_noop"], TARGETS["cpu_vs_noop"]
     t.add(f"/predict peak / /noop peak, {_described(base)}, {on}", spread(base.speed),
           f"/predict {num(statistics.median(base.predict_rps))} req/s", base.speed_median,
@@ -100,4 +100,3 @@ def pair_rows(t: Rows, phases: Sequence[Phase], on: str, variants: Sequence[str]
             t.add(f"server CPU per request / /noop's, {_described(h)}, {shadow}",
                   spread(h.cpu), f"shadow off {base.cpu_median:.2f}x",
                   (h.cpu_median or 0) / base.cpu_median)
-    return True
