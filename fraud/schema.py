@@ -8,6 +8,7 @@ repeat the feature order.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -93,8 +94,12 @@ def transaction_model(features: tuple[Feature, ...]) -> type[BaseModel]:
             """The model input in the one feature order."""
             return [f.encode(self.__dict__[f.name]) for f in features]
 
+    accepts = {f.name: f.accepts for f in features}
+
     def check(cls: type, value: object, info: Any) -> object:
         name = info.field_name
+        if accepts[name](value):
+            return value
         feature = by_name[name]
         if feature.kind in ("number", "integer") and (isinstance(value, str | bool)
                                                       or value is None):
@@ -121,11 +126,19 @@ def feature_vector(values: Mapping[str, Any]) -> list[float]:
     return [f.encode(values[f.name]) for f in FEATURES]
 
 
+_VALUES = operator.itemgetter(*FEATURE_NAMES)  # a validated row's values, in feature order
+_CODED = any(f.categorical for f in FEATURES)  # categories need their codes (Feature.encode)
+
+
 def to_matrix(transactions: list[Any]) -> np.ndarray:
-    """Stack transactions into an (n, n_features) float64 array in FEATURE_NAMES order."""
-    return np.array([t.features() for t in transactions], dtype=np.float64).reshape(
-        len(transactions), len(FEATURE_NAMES)
-    )
+    """Stack transactions into an (n, n_features) float64 array in FEATURE_NAMES order (without
+    categories, numbers and booleans are taken as they are: numpy's float64 of a bool is 0/1,
+    as Feature.encode's)."""
+    if _CODED:
+        rows: list[Any] = [t.features() for t in transactions]
+    else:
+        rows = [_VALUES(t.__dict__) for t in transactions]
+    return np.array(rows, dtype=np.float64).reshape(len(transactions), len(FEATURE_NAMES))
 
 
 # Where a label came from (POST /feedback `source`), stored with it.

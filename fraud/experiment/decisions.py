@@ -52,7 +52,15 @@ class Scored:
 
 def new_request_id() -> str:
     """32 hex chars, time-ordered (ms clock + 80 random bits): an append-only ledger index."""
-    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
+    return new_request_ids(1)[0]
+
+
+def new_request_ids(n: int) -> list[str]:
+    """`n` request ids as `new_request_id` makes them, from one read of the system's random
+    source (one read per id was a twentieth of a bulk request's work)."""
+    clock = f"{time.time_ns() // 1_000_000:012x}"
+    random = secrets.token_hex(10 * n)
+    return [clock + random[i:i + 20] for i in range(0, 20 * n, 20)]
 
 
 def decide(probability: float, threshold: float) -> bool:
@@ -74,10 +82,11 @@ def build(r: Scored, arms: Mapping[Arm, ArmModel], experiment_id: int, now: floa
     n = len(r.user_ids)
     shadow = r.shadow if r.shadow is not None and len(r.shadow) == n else None
     latency = round(r.latency_ms, 3)
+    ids = new_request_ids(n)
     for i, (user_id, arm, p) in enumerate(zip(r.user_ids, r.arms, r.probabilities,
                                               strict=True)):
         model = arms[arm]
-        rid = new_request_id()
+        rid = ids[i]
         flagged = decide(float(p), model.threshold)
         other = None if shadow is None else float(shadow[i])
         if other is not None and not math.isfinite(other):

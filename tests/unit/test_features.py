@@ -164,3 +164,30 @@ def test_the_amount_feature_is_named_at_the_top(tmp_path):
         "amount")
     with pytest.raises(FeatureConfigError, match="'channel' is not a number feature"):
         read_file(_write(tmp_path, "amount_feature: channel\n" + SHOP))
+
+
+TRICKY = [0, 1, -1, 0.0, 1.0, 0.5, -0.0, 1e-300, 26, 50, 51, 50.0, 2.5, True, False, None,
+          "1", "", "app", "web", "JP", "FR", [], {}, float("nan"), float("inf"), -float("inf"),
+          2**53 - 1, 2**53, 2**53 + 1, -(2**53), 10**400, 9007199254740993.0, 23, 24, 0.999]
+
+
+def test_the_quick_test_never_passes_what_check_refuses(shop):
+    """Feature.accepts is the happy path in front of check: wherever it says yes, check finds
+    nothing, for every kind of feature (the shop's and the seed's) and every odd value."""
+    features, _ = shop
+    for feature in (*features, *FEATURES):
+        for value in TRICKY:
+            if feature.accepts(value):
+                assert feature.check(value) is None, (feature.name, value)
+
+
+def test_the_quick_test_passes_the_usual_values(shop):
+    features, _ = shop
+    usual = {"amount": [0.01, 9.5, 3], "channel": ["web", "pos"], "country": ["FR", "JP"],
+             "is_3ds": [True, False], "items": [1, 26, 50]}
+    for feature in features:
+        assert all(feature.accepts(v) for v in usual[feature.name]), feature.name
+    refused = {"amount": [0, 0.0, -1.0, float("nan"), "1", True], "channel": ["JP", 1, ""],
+               "country": ["", 1], "is_3ds": [1, "true"], "items": [0, 51, 2.0, True]}
+    for feature in features:  # not all wrong: 2.0 is a valid items, but only check says so
+        assert not any(feature.accepts(v) for v in refused[feature.name]), feature.name

@@ -137,3 +137,12 @@ def test_shares_in_range_are_taken(raw, value):
                                            ).challenger_share == value
     assert ShareChange.model_validate(json.loads(f'{{"challenger_share": {raw}}}')
                                       ).challenger_share == value
+
+
+def test_the_matrix_is_each_rows_encoded_features():
+    rows = [Transaction(**{**EXAMPLE_TRANSACTION, "user_id": f"u{i}", "amount": 0.5 + i,
+                           "hour": i % 24, "is_international": i % 2}) for i in range(5)]
+    matrix = to_matrix(rows)
+    assert matrix.dtype == np.float64
+    assert matrix.tolist() == [t.features() for t in rows]
+    assert to_matrix([]).shape == (0, len(FEATURE_NAMES))
