@@ -3,6 +3,7 @@
     python -m loadtests.bench.pairs                            # linger 0 and 8 ms; 3 rounds
     python -m loadtests.bench.pairs --linger 0,3,8 --pairs 4 --out docs/bench/X-pairs.json
     python -m loadtests.bench.pairs --open 200                 # and p99 at 200 req/s per pair
+    python -m loadtests.bench.pairs --setting linger_fill --values 16,64 --open 200
 
 On a shared VM the machine's speed drifts by +-20% within minutes, so a /predict peak and a
 /noop peak measured minutes apart make a noisy ratio. Here each fresh service (its own
@@ -11,8 +12,9 @@ clients) back to back, `--pairs` times, and every pair gives a ratio of two figu
 seconds apart: req/s (/predict over /noop) and server CPU per request. Settings alternate
 within a round. The table gives, per setting, the median and range of the pairs' ratios, and
 the median rows per router call; with `--open R`, each pair is followed by a /predict open
-loop at R req/s and the table adds its p99's median and range. Each setting is the
-coalescer's `linger_ms` (configs/ab.yaml `coalesce:`, the rest of it as shipped).
+loop at R req/s and the table adds its p99's median and range. Each setting is a value of
+one key of the coalescer's config (configs/ab.yaml `coalesce:`; `--setting`, linger_ms unless
+told), the rest of it as shipped.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from typing import Any
 
 import yaml
 
+from fraud.config.ab import CoalesceConfig
 from loadtests.bench.alternating import alternate
-from loadtests.bench.driver import parse_loads
 from loadtests.bench.load import predict_bodies
 from loadtests.bench.phase import Phase, run_phase
 from loadtests.bench.proc import started
@@ -35,22 +37,33 @@ from loadtests.bench.services import bench_ab_config
 from loadtests.run import ROOT
 
 
-def linger_config(out: Path, linger_ms: float) -> Path:
-    """The bench's config (guardrail rollbacks off) with `coalesce.linger_ms` set."""
+def parse_values(text: str) -> list[float]:
+    """'0,2' -> [0.0, 2.0]: a coalesce setting's values (0 included: "off")."""
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not values or any(x < 0 for x in values):
+        raise argparse.ArgumentTypeError("values must be numbers >= 0, e.g. 0,2")
+    return values
+
+
+def linger_config(out: Path, value: float, setting: str = "linger_ms") -> Path:
+    """The bench's config (guardrail rollbacks off) with `coalesce.<setting>` set."""
     data = yaml.safe_load(bench_ab_config(out).read_text()) or {}
-    data.setdefault("coalesce", {})["linger_ms"] = linger_ms
-    path = out / f"ab-linger-{linger_ms:g}.yaml"
+    data.setdefault("coalesce", {})[setting] = value
+    path = out / f"ab-{setting}-{value:g}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
 
-def measure(linger_ms: float, pairs: int, seconds: float, out: Path, tag: str,
-            open_load: float | None = None) -> list[dict[str, Any]]:
+def measure(value: float, pairs: int, seconds: float, out: Path, tag: str,
+            open_load: float | None = None, setting: str = "linger_ms") -> list[dict[str, Any]]:
     """One fresh service: a warm-up, then `pairs` (/predict, /noop) closed loops, each pair
     followed by a /predict open loop at `open_load` req/s when given (its p99)."""
     env = {**os.environ, "FRAUDSERVE_NOOP": "1",
            "FRAUDSERVE_LEDGER": str(out / f"ledger-{tag}.sqlite"),
-           "FRAUDSERVE_AB_CONFIG": str(linger_config(out, linger_ms))}
+           "FRAUDSERVE_AB_CONFIG": str(linger_config(out, value, setting))}
     bodies = predict_bodies()
     rows: list[dict[str, Any]] = []
     with started(out / f"service-{tag}.log", env, cwd=ROOT, ready_timeout=180) as (sv, _):
@@ -67,7 +80,8 @@ def measure(linger_ms: float, pairs: int, seconds: float, out: Path, tag: str,
                 light = Phase(tag, "/predict", "open", open_load, None, 1, seconds)
                 run_phase(sv, light, bodies)
                 p99, failed_open = light.p99, light.failed
-            rows.append({"open_load": open_load, "open_p99_ms": p99, "linger_ms": linger_ms,
+            rows.append({"open_load": open_load, "open_p99_ms": p99, setting: value,
+                         "setting": setting,
                          "pair": n, "predict_req_s": p.throughput,
                          "noop_req_s": q.throughput, "predict_cpu_ms": p.server_cpu_ms_per_req,
                          "noop_cpu_ms": q.server_cpu_ms_per_req,
@@ -82,12 +96,13 @@ def _ratios(rows: list[dict[str, Any]], top: str, bottom: str) -> list[float]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     """Markdown: per setting, the pairs' req/s and CPU ratios (median, min-max)."""
-    lines = ["| linger_ms | pairs | /predict / /noop req/s: median (min-max) | "
+    setting = rows[0].get("setting", "linger_ms") if rows else "linger_ms"
+    lines = [f"| {setting} | pairs | /predict / /noop req/s: median (min-max) | "
              "CPU per request / /noop's: median (min-max) | /predict req/s median | "
              "rows per router call median | open-loop p99 ms median (min-max) | failed |",
              "|---|---|---|---|---|---|---|---|"]
-    for ms in sorted({r["linger_ms"] for r in rows}):
-        group = [r for r in rows if r["linger_ms"] == ms]
+    for ms in sorted({r[setting] for r in rows}):
+        group = [r for r in rows if r[setting] == ms]
         speed = _ratios(group, "predict_req_s", "noop_req_s")
         cpu = _ratios(group, "predict_cpu_ms", "noop_cpu_ms")
         calls = [r["rows_per_call"] for r in group if r["rows_per_call"]]
@@ -109,8 +124,10 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtests.bench.pairs", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--linger", type=parse_loads, default=[0.0, 8.0],
-                   help="coalesce.linger_ms settings to compare (default 0,8)")
+    p.add_argument("--setting", default="linger_ms",
+                   help="the coalesce key to vary (default linger_ms)")
+    p.add_argument("--values", "--linger", type=parse_values, default=[0.0, 8.0], dest="values",
+                   help="its values to compare (default 0,8)")
     p.add_argument("--pairs", type=int, default=4, help="(/predict, /noop) pairs per service")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", type=float, default=10.0, help="seconds per loop")
@@ -120,9 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.pairs < 1 or args.rounds < 1 or args.duration <= 0 or (args.open_load or 1) <= 0:
         p.error("--pairs, --rounds, --duration and --open must be positive")
-    alternate("pairs", argv, args.rounds, args.linger,
-              lambda ms, out, r: measure(ms, args.pairs, args.duration, out, f"linger{ms:g}-{r}",
-                                         args.open_load),
+    if args.setting not in CoalesceConfig.model_fields:
+        p.error(f"--setting must be one of {', '.join(CoalesceConfig.model_fields)}")
+    name = args.setting
+    alternate("pairs", argv, args.rounds, args.values,
+              lambda v, out, r: measure(v, args.pairs, args.duration, out, f"{name}{v:g}-{r}",
+                                        args.open_load, name),
               table, args.out)
     return 0
 

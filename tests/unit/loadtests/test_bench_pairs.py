@@ -54,3 +54,25 @@ def test_settings_alternate_within_each_round_and_the_rows_are_written(tmp_path:
     written = json.loads((tmp_path / "x.json").read_text())
     assert written["command"] == "python -m loadtests.bench.pairs --rounds 2"
     assert written["table"] == "4 rows" and written["rows"] == rows
+
+
+def test_any_coalesce_key_can_be_varied_and_the_table_names_it(tmp_path: Path) -> None:
+    cfg = ABConfig.model_validate(yaml.safe_load(
+        linger_config(tmp_path, 16, "linger_fill").read_text()))
+    assert cfg.coalesce.linger_fill == 16 and cfg.coalesce.linger_ms == 8.0
+    rows = [{**pair(0, 800, 1000, 2.4), "setting": "linger_fill", "linger_fill": 16}]
+    assert table(rows).splitlines()[0].startswith("| linger_fill | pairs |")
+    assert table(rows).splitlines()[2].startswith("| 16 | 1 | 0.80x")
+
+
+def test_values_may_be_zero_but_not_negative() -> None:
+    import argparse
+
+    import pytest
+
+    from loadtests.bench.pairs import parse_values
+
+    assert parse_values("0,2") == [0.0, 2.0]
+    for bad in ("-1", "x", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_values(bad)
