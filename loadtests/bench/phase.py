@@ -42,6 +42,7 @@ class Settings:
 
 
 PAIRED = "paired"  # a closed loop of an alternating pair (loadtests/bench/report_pairs.py)
+PAIRED_OPEN = "paired-open"  # the open loop at the top load after each pair (its p99)
 
 
 @dataclass
@@ -78,7 +79,7 @@ class Phase:
 
     @property
     def key(self) -> str:
-        load = f"@{self.offered:g}/s" if self.mode == "open" else f"x{self.clients}"
+        load = f"@{self.offered:g}/s" if self.offered else f"x{self.clients}"
         return f"{self.config} {self.endpoint} {self.mode} {load}"
 
 

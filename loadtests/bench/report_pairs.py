@@ -10,6 +10,11 @@ batching, shadow on) is compared with the default through its own pairs (its med
 the default's), so neither service's drift enters the other's figure. The single phases stay
 in the table beside them, without a verdict.
 
+After each pair comes a /predict open loop at the top load (200 req/s), as long: its p99s'
+median compares the default with a variant at that load. One 15 s p99 per service swung
+21-33 ms between fresh services of the same code (a scratch run, docs/performance.md), more
+than the two designs differ; the single phase keeps the p99 <= 50 ms target.
+
 An older results file has no "paired" phases: its table renders as it printed.
 """
 
@@ -19,10 +24,10 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from loadtests.bench.phase import PAIRED, Phase
+from loadtests.bench.phase import PAIRED, PAIRED_OPEN, Phase
 from loadtests.bench.rows import TARGETS, Rows, num
 
-__all__ = ["PAIRED", "Pairs", "pair_rows", "pairs_of", "spread"]
+__all__ = ["PAIRED", "Pairs", "pair_rows", "pairs_of", "spread", "tail_rows"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,8 @@ class Pairs:
     cpu: list[float]         # /predict server CPU per request over /noop's
     predict_rps: list[float]
     seconds: float
+    tails: list[float]       # /predict p99 ms of the open loops between pairs
+    load: float | None = None  # their offered req/s
 
     @property
     def speed_median(self) -> float:
@@ -57,7 +64,11 @@ def pairs_of(phases: Sequence[Phase], config: str | None) -> Pairs | None:
                 cpu.append(p.server_cpu_ms_per_req / q.server_cpu_ms_per_req)
     if not speed:
         return None
-    return Pairs(speed, cpu, rps, predict[0].seconds)
+    opened = [p for p in phases if (p.config, p.endpoint, p.mode) == (config, "/predict",
+                                                                       PAIRED_OPEN)]
+    tails = [p.p99 for p in opened if p.p99 is not None and not p.failed]
+    return Pairs(speed, cpu, rps, predict[0].seconds, tails,
+                 opened[0].offered if opened else None)
 
 
 def spread(values: Sequence[float]) -> str:
@@ -90,6 +101,7 @@ def pair_rows(t: Rows, phases: Sequence[Phase], on: str, variants: Sequence[str]
         t.add(f"/predict peak / /noop peak, {_described(v)}, {variant}", spread(v.speed),
               f"{on} {base.speed_median:.2f}x", r,
               f"{on} >= {variant}: {on}/{variant} {1 / r:.2f}x", r <= 1.0)
+        tail_rows(t, base, v, on, variant)
     h = pairs_of(phases, shadow)
     if h is not None:
         r = h.speed_median / base.speed_median
@@ -100,3 +112,16 @@ def pair_rows(t: Rows, phases: Sequence[Phase], on: str, variants: Sequence[str]
             t.add(f"server CPU per request / /noop's, {_described(h)}, {shadow}",
                   spread(h.cpu), f"shadow off {base.cpu_median:.2f}x",
                   (h.cpu_median or 0) / base.cpu_median)
+
+
+def tail_rows(t: Rows, base: Pairs, v: Pairs, on: str, variant: str) -> None:
+    """The default's and a variant's p99 at the top load, each the median of its open loops
+    between pairs: the default must be no slower (its median p99 <= the variant's)."""
+    if not base.tails or not v.tails:
+        return
+    mine, theirs = statistics.median(base.tails), statistics.median(v.tails)
+    t.add(f"/predict p99 ms at {base.load:g} req/s, median of {len(base.tails)} open loops "
+          f"between pairs ({base.seconds:g} s each), {on}",
+          f"{mine:.1f} ({min(base.tails):.1f}-{max(base.tails):.1f})",
+          f"{variant} {theirs:.1f} ({min(v.tails):.1f}-{max(v.tails):.1f})",
+          mine / theirs if theirs else None, f"{on} <= {variant}", mine <= theirs)

@@ -21,7 +21,15 @@ import requests
 
 from loadtests.bench.load import JSON_HEADERS, batch_bodies, predict_bodies
 from loadtests.bench.pg import PostgresFailed, postgres_ledger
-from loadtests.bench.phase import PAIRED, Phase, ServiceRun, Settings, run_mixed, run_phase
+from loadtests.bench.phase import (
+    PAIRED,
+    PAIRED_OPEN,
+    Phase,
+    ServiceRun,
+    Settings,
+    run_mixed,
+    run_phase,
+)
 from loadtests.bench.plan import Step
 from loadtests.bench.proc import server_pid, started, tree_memory
 from loadtests.bench.rounds import more_rounds
@@ -112,6 +120,8 @@ def bench_service(service: Service, step: Step, s: Settings, log: Log,
             for _ in range(s.pairs):  # seconds apart: loadtests/bench/report_pairs.py
                 run("/predict", PAIRED, clients=s.clients, seconds=s.pair_seconds)
                 run("/noop", PAIRED, clients=s.clients, seconds=s.pair_seconds)
+                if s.loads:  # and /predict's p99 at the top load, as often (its median)
+                    run("/predict", PAIRED_OPEN, offered=max(s.loads), seconds=s.pair_seconds)
         elif not step.noop:
             notes.append(f"{config}: no /noop endpoint, so no alternating pairs")
     rows = batch_bodies(s.batch_rows)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from loadtests.bench import driver
-from loadtests.bench.phase import PAIRED, Phase, Settings
+from loadtests.bench.phase import PAIRED, PAIRED_OPEN, Phase, Settings
 from loadtests.bench.plan import plan
 from loadtests.bench.report import summary_rows
 from loadtests.bench.report_pairs import pairs_of, spread
@@ -113,3 +113,25 @@ def test_the_plan_pairs_the_services_compared_with_noop_and_the_flags_bound_them
     for bad in (["--pairs", "-1"], ["--pair-seconds", "0"]):
         with pytest.raises(SystemExit):
             driver.parse_args(bad)
+
+
+def _tails(config: str, p99s: list[float], failed: int = 0) -> list[Phase]:
+    return [Phase(config, "/predict", PAIRED_OPEN, 200.0, None, 1, 8.0, ok=1600, failed=failed,
+                  throughput=200.0, p99=ms) for ms in p99s]
+
+
+def test_the_p99_at_the_top_load_compares_the_medians_of_the_open_loops_between_pairs(
+) -> None:
+    base = _pairs(ON, [(900, 2.2, 1000, 2.0)] * 3) + _tails(ON, [21.0, 40.0, 25.0])
+    adaptive = _pairs(ADAPTIVE, [(850, 2.4, 1000, 2.0)] * 3)
+    figure = ("/predict p99 ms at 200 req/s, median of 3 open loops between pairs (8 s each), "
+              "default")
+    rows = _rows(base + adaptive + _tails(ADAPTIVE, [24.0, 30.0, 22.0]))
+    assert (rows[figure]["measured"], rows[figure]["baseline"], rows[figure]["target"]) == (
+        "25.0 (21.0-40.0)", "adaptive batching 24.0 (22.0-30.0)",
+        "default <= adaptive batching MISSED")
+    rows = _rows(base + adaptive + _tails(ADAPTIVE, [26.0, 30.0, 22.0]))
+    assert rows[figure]["target"] == "default <= adaptive batching ok"
+    assert figure not in _rows(base + adaptive)  # the variant ran no open loops: no verdict
+    # the single phases ignore the open loops between pairs
+    assert not any("paired-open" in r["figure"] for r in _rows(base + adaptive).values())
