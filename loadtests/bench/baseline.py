@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -56,11 +58,32 @@ def ledger_baseline(rows: int, seconds: float, users: int = 5_000) -> float | No
         return done / (time.perf_counter() - start)
 
 
-def raw_model_baseline(body: bytes, seconds: float) -> RawModel | None:
-    """Score the rows of one /predict_batch body as the router does (each arm its rows)."""
+def raw_rate(body: bytes) -> Callable[[float], float] | None:
+    """A measure of in-process predict_proba rows/s on the rows of one /predict_batch body
+    (each arm its rows, one core), for `seconds`; None when the models cannot be loaded. The
+    bench's bulk pairs call it right after each /predict_batch loop."""
+    setup = _raw_setup(body)
+    if setup is None:
+        return None
+    score, rows = setup
+
+    def measure(seconds: float) -> float:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):
+            score()  # warm
+            done, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                score()
+                done += rows
+            return done / (time.perf_counter() - start)
+    return measure
+
+
+def _raw_setup(body: bytes) -> tuple[Callable[[], Any], int] | None:
+    """(score the body's rows once, how many rows), or None when the models cannot load."""
     try:
         import bentoml
-        from threadpoolctl import threadpool_limits
 
         from fraud.assignment import assign
         from fraud.config import load_ab_config
@@ -87,16 +110,29 @@ def raw_model_baseline(body: bytes, seconds: float) -> RawModel | None:
             mask = arm_of == index
             if mask.any():
                 out[mask] = model.predict_proba(x[mask])[:, 1]
+    return score, len(x)
 
+
+def raw_model_baseline(body: bytes, seconds: float) -> RawModel | None:
+    """Score the rows of one /predict_batch body as the router does (each arm its rows):
+    rows/s, each model's 1-row latency, and the ledger alone."""
+    measure = raw_rate(body)
+    if measure is None:
+        return None
+    import bentoml
+    from threadpoolctl import threadpool_limits
+
+    from fraud.config import load_ab_config
+    from fraud.schema import ARMS, Transaction, to_matrix
+    from fraud.serving.models import resolve_arms
+
+    rate = measure(seconds)
+    arms = resolve_arms(load_ab_config())
+    x = to_matrix([Transaction(**t) for t in json.loads(body)["transactions"]])
     one_row: dict[str, float] = {}
-    with threadpool_limits(limits=1):  # one core, as the router should run (OMP_NUM_THREADS=1)
-        score()  # warm
-        done, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            score()
-            done += len(x)
-        rate = done / (time.perf_counter() - start)
-        for arm, model in zip(ARMS, models, strict=True):
+    with threadpool_limits(limits=1):
+        for arm in ARMS:
+            model = bentoml.sklearn.load_model(arms[arm].tag)
             times = []
             for i in range(100):
                 t0 = time.perf_counter()

@@ -43,6 +43,7 @@ class Settings:
 
 PAIRED = "paired"  # a closed loop of an alternating pair (loadtests/bench/report_pairs.py)
 PAIRED_OPEN = "paired-open"  # the open loop at the top load after each pair (its p99)
+RAW = "in-process predict_proba"  # a bulk pair's other half: the models alone, no server
 
 
 @dataclass

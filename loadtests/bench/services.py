@@ -19,11 +19,13 @@ from pathlib import Path
 
 import requests
 
+from loadtests.bench.baseline import raw_rate
 from loadtests.bench.load import JSON_HEADERS, batch_bodies, predict_bodies
 from loadtests.bench.pg import PostgresFailed, postgres_ledger
 from loadtests.bench.phase import (
     PAIRED,
     PAIRED_OPEN,
+    RAW,
     Phase,
     ServiceRun,
     Settings,
@@ -31,7 +33,7 @@ from loadtests.bench.phase import (
     run_phase,
 )
 from loadtests.bench.plan import Step
-from loadtests.bench.proc import server_pid, started, tree_memory
+from loadtests.bench.proc import server_pid, started, tree_cpu, tree_memory
 from loadtests.bench.rounds import more_rounds
 from loadtests.run import Service, serving
 
@@ -128,6 +130,8 @@ def bench_service(service: Service, step: Step, s: Settings, log: Log,
     if step.bulk:
         run("/predict_batch", "closed", clients=s.batch_clients, body_set=rows,
             rows=s.batch_rows)
+    if step.bulk and step.paired and s.pairs:
+        bulk_pairs(run, phases, show, config, s, rows, service.pid or server_pid(service.url))
     if step.heavy:
         run("/predict_batch", "closed", clients=s.batch_clients_many, body_set=rows,
             rows=s.batch_rows)
@@ -143,6 +147,43 @@ def bench_service(service: Service, step: Step, s: Settings, log: Log,
         notes.append(f"{config}: a guardrail rolled the challenger back during the run: "
                      "later phases scored every row with model_a")
     return phases
+
+
+def bulk_pairs(run: Callable[..., Phase], phases: list[Phase], show: Callable[[Phase], None],
+               config: str, s: Settings, rows: list[bytes], pid: int | None) -> None:
+    """`s.pairs` (/predict_batch closed loop, in-process predict_proba) pairs, each half
+    `s.pair_seconds`: the bulk target read on ratios of figures taken seconds apart
+    (loadtests/bench/report_pairs.py). The in-process half starts once the service has gone
+    quiet (its leftover work would slow the baseline and flatter the ratio), and records the
+    service's CPU during it as its `others_cpu_pct`."""
+    measure = raw_rate(rows[0])
+    if measure is None:
+        return
+    for _ in range(s.pairs):
+        run("/predict_batch", PAIRED, clients=s.batch_clients, body_set=rows,
+            rows=s.batch_rows, seconds=s.pair_seconds)
+        quiet(pid)
+        before, began = sum(tree_cpu(pid).values()), time.monotonic()
+        rate = measure(s.pair_seconds)
+        busy = sum(tree_cpu(pid).values()) - before
+        raw = Phase(config, RAW, PAIRED, None, 1, s.batch_rows, s.pair_seconds,
+                    throughput=rate / s.batch_rows,  # no requests: ok stays 0
+                    others_cpu_pct=100 * busy / ((time.monotonic() - began)
+                                                 * (os.cpu_count() or 1)))
+        phases.append(raw)
+        show(raw)
+
+
+def quiet(pid: int | None, below: float = 0.05, window: float = 0.25,
+          limit: float = 5.0) -> None:
+    """Wait (up to `limit` s) until the serve tree uses under `below` of one core over a
+    `window` (a bulk loop's last commits and answers, its WAL checkpoint)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = sum(tree_cpu(pid).values())
+        time.sleep(window)
+        if sum(tree_cpu(pid).values()) - before < below * window:
+            return
 
 
 def _bench(service: Service, pid: int | None, run: ServiceRun, step: Step, s: Settings,
