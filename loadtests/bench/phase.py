@@ -75,6 +75,16 @@ class Phase:
     rss_peak_mb: float | None = None
 
     @property
+    def single(self) -> bool:
+        """A phase of its own (a closed or open loop), not part of a pair or the mixed phase."""
+        return self.mode in ("closed", "open")
+
+    @property
+    def served(self) -> bool:
+        """Requests to the service (not a bulk pair's in-process half)."""
+        return self.endpoint != RAW
+
+    @property
     def rows_per_s(self) -> float:
         return self.throughput * self.rows_per_request
 

@@ -10,15 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from loadtests.bench.baseline import RawModel
-from loadtests.bench.phase import (
-    BATCH_METRIC,
-    PAIRED,
-    PAIRED_OPEN,
-    RAW,
-    Phase,
-    ServiceRun,
-    Settings,
-)
+from loadtests.bench.phase import BATCH_METRIC, Phase, ServiceRun, Settings
 from loadtests.bench.report_ledger import bulk_rows, postgres_rows, round_rows
 from loadtests.bench.report_pairs import bulk_pair_rows, bulk_ratios, pair_rows, pairs_of
 from loadtests.bench.rows import P99_LOADS, TARGETS, Rows, find, ratio
@@ -167,13 +159,13 @@ def summary_rows(phases: Sequence[Phase], raw: RawModel | None, s: Settings, on:
         t.add("raw predict_proba, 1 row (ms): " + " / ".join(raw.one_row_ms),
               " / ".join(f"{v:.2f}" for v in raw.one_row_ms.values()), "in process")
     formed = [p for p in phases if p.endpoint == "/predict" and p.config == on
-              and p.mode not in ("mixed", PAIRED, PAIRED_OPEN)]
+              and p.single]
     if formed:
         t.add(f"rows per router call, /predict {on} (peak; loads)",
               "; ".join(_num(p.batch_mean) for p in formed),
               ", ".join(f"{v} " + "; ".join(_num(p.batch_mean) for p in phases
                                            if p.endpoint == "/predict" and p.config == v
-                                           and p.mode not in ("mixed", PAIRED, PAIRED_OPEN))
+                                           and p.single)
                         for v in variants))
     _service_rows(t, phases, services)
     round_rows(t, services)
@@ -187,7 +179,7 @@ def summary_rows(phases: Sequence[Phase], raw: RawModel | None, s: Settings, on:
         t.add("others CPU % (the rest of the machine, all cores), min-max over phases",
               "; ".join(noise), "0 on a quiet machine")
     for config in dict.fromkeys(p.config for p in phases):
-        cp = [p for p in phases if p.config == config and p.endpoint != RAW]  # requests
+        cp = [p for p in phases if p.config == config and p.served]
         bad = [f"{p.endpoint} {p.mode} {p.offered or p.clients:g}: {p.failed}"
                for p in cp if p.failed]
         t.add(f"failed requests, {config}",
