@@ -22,7 +22,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -120,27 +120,6 @@ class Feature:
         if value > self.max_value:
             return self.rule()
         return None
-
-    @cached_property
-    def accepts(self) -> Callable[[Any], bool]:
-        """A quick test of the usual valid values (a JSON number in range, true/false, a listed
-        category): True only where `check` finds nothing; False means "ask `check`", which
-        decides and says why. Every field of every served row goes through it first (`check`
-        costs ~1 us a field: a sixth of a bulk request's work in an API worker)."""
-        if self.kind == "boolean":
-            return lambda v: v is True or v is False
-        if self.categorical:
-            if self.unseen == "other":
-                return lambda v: type(v) is str and v != ""
-            values = frozenset(self.values)
-            return lambda v: type(v) is str and v in values
-        # Finite bounds within +-LIMIT: in range means finite, and an int exact as a float.
-        low, high = max(self.min_value, -LIMIT), min(self.max_value, LIMIT)
-        excluded = None if self.low_inclusive or self.low is None else self.low
-        if self.integer:
-            return lambda v: type(v) is int and low <= v <= high and v != excluded
-        return lambda v: (type(v) is float or type(v) is int) and low <= v <= high \
-            and v != excluded
 
     def encode(self, value: Any) -> float:
         """A valid value as the model's float: itself, 0/1, or a category's code."""

@@ -9,7 +9,7 @@ repeat the feature order.
 from __future__ import annotations
 
 import operator
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, create_model, field_validator
 
 from fraud.features import (
+    LIMIT,
     Feature,
     differences,
     load_features,
@@ -77,6 +78,28 @@ def _field(f: Feature) -> tuple[Any, Any]:
                        examples=[f.example], **extra)
 
 
+def quick_check(f: Feature) -> Callable[[Any], bool]:
+    """A quick test of a feature's usual valid values (a JSON number of the right type in
+    range, true/false, a listed category): True only where `Feature.check` finds nothing;
+    False means "ask `check`", which decides and says why. Every field of every served row
+    goes through it first (`check` costs ~1 us a field: a sixth of a bulk request's work in an
+    API worker)."""
+    if f.kind == "boolean":
+        return lambda v: v is True or v is False
+    if f.categorical:
+        if f.unseen == "other":
+            return lambda v: type(v) is str and v != ""
+        values = frozenset(f.values)
+        return lambda v: type(v) is str and v in values
+    # Finite bounds within +-LIMIT: in range means finite, and an int exact as a float.
+    low, high = max(f.min_value, -LIMIT), min(f.max_value, LIMIT)
+    excluded = None if f.low_inclusive or f.low is None else f.low
+    if f.integer:
+        return lambda v: type(v) is int and low <= v <= high and v != excluded
+    return lambda v: (type(v) is float or type(v) is int) and low <= v <= high \
+        and v != excluded
+
+
 def transaction_model(features: tuple[Feature, ...]) -> type[BaseModel]:
     """The request model of one transaction with `features`: user_id, then each feature in
     order, each validated by its rule before pydantic parses it (so a 400 quotes the rule)."""
@@ -94,7 +117,7 @@ def transaction_model(features: tuple[Feature, ...]) -> type[BaseModel]:
             """The model input in the one feature order."""
             return [f.encode(self.__dict__[f.name]) for f in features]
 
-    accepts = {f.name: f.accepts for f in features}
+    accepts = {f.name: quick_check(f) for f in features}
 
     def check(cls: type, value: object, info: Any) -> object:
         name = info.field_name
