@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,30 +57,39 @@ def ledger_baseline(rows: int, seconds: float, users: int = 5_000) -> float | No
         return done / (time.perf_counter() - start)
 
 
-def raw_rate(body: bytes) -> Callable[[float], float] | None:
-    """A measure of in-process predict_proba rows/s on the rows of one /predict_batch body
-    (each arm its rows, one core), for `seconds`; None when the models cannot be loaded. The
-    bench's bulk pairs call it right after each /predict_batch loop."""
-    setup = _raw_setup(body)
-    if setup is None:
-        return None
-    score, rows = setup
+@dataclass
+class RawScoring:
+    """Both arms' models and one /predict_batch body's rows, scored as the router does: each
+    row by its arm's model, one core."""
 
-    def measure(seconds: float) -> float:
+    models: dict[str, Any]  # arm -> its estimator
+    x: np.ndarray
+    arm_of: np.ndarray      # per row, its arm's index in `models`
+
+    def score(self) -> None:
+        out = np.empty(len(self.x))
+        for index, model in enumerate(self.models.values()):
+            mask = self.arm_of == index
+            if mask.any():
+                out[mask] = model.predict_proba(self.x[mask])[:, 1]
+
+    def rows_per_s(self, seconds: float) -> float:
+        """predict_proba rows/s over `seconds` (after one warm call)."""
         from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(limits=1):
-            score()  # warm
+        with threadpool_limits(limits=1):  # one core, as the router runs (OMP_NUM_THREADS=1)
+            self.score()
             done, start = 0, time.perf_counter()
             while time.perf_counter() - start < seconds:
-                score()
-                done += rows
+                self.score()
+                done += len(self.x)
             return done / (time.perf_counter() - start)
-    return measure
 
 
-def _raw_setup(body: bytes) -> tuple[Callable[[], Any], int] | None:
-    """(score the body's rows once, how many rows), or None when the models cannot load."""
+def raw_scoring(body: bytes) -> RawScoring | None:
+    """The body's rows and both arms' models from the BentoML store; None (said on stderr)
+    when they cannot be loaded. The bench's bulk pairs measure it after each /predict_batch
+    loop."""
     try:
         import bentoml
 
@@ -98,41 +106,24 @@ def _raw_setup(body: bytes) -> tuple[Callable[[], Any], int] | None:
     except Exception as exc:
         print(f"bench: no raw model baseline: {exc}", file=sys.stderr)
         return None
-    models = [bentoml.sklearn.load_model(arms[a].tag) for a in ARMS]
     txs = [Transaction(**t) for t in json.loads(body)["transactions"]]
-    arm_of = np.array([ARMS.index(assign(t.user_id, cfg.salt, cfg.challenger_share))
-                       for t in txs])
-    x = to_matrix(txs)
-
-    def score() -> None:
-        out = np.empty(len(x))
-        for index, model in enumerate(models):
-            mask = arm_of == index
-            if mask.any():
-                out[mask] = model.predict_proba(x[mask])[:, 1]
-    return score, len(x)
+    return RawScoring(
+        {a: bentoml.sklearn.load_model(arms[a].tag) for a in ARMS}, to_matrix(txs),
+        np.array([ARMS.index(assign(t.user_id, cfg.salt, cfg.challenger_share)) for t in txs]))
 
 
 def raw_model_baseline(body: bytes, seconds: float) -> RawModel | None:
     """Score the rows of one /predict_batch body as the router does (each arm its rows):
     rows/s, each model's 1-row latency, and the ledger alone."""
-    measure = raw_rate(body)
-    if measure is None:
+    raw = raw_scoring(body)
+    if raw is None:
         return None
-    import bentoml
     from threadpoolctl import threadpool_limits
 
-    from fraud.config import load_ab_config
-    from fraud.schema import ARMS, Transaction, to_matrix
-    from fraud.serving.models import resolve_arms
-
-    rate = measure(seconds)
-    arms = resolve_arms(load_ab_config())
-    x = to_matrix([Transaction(**t) for t in json.loads(body)["transactions"]])
+    rate, x = raw.rows_per_s(seconds), raw.x
     one_row: dict[str, float] = {}
     with threadpool_limits(limits=1):
-        for arm in ARMS:
-            model = bentoml.sklearn.load_model(arms[arm].tag)
+        for arm, model in raw.models.items():
             times = []
             for i in range(100):
                 t0 = time.perf_counter()

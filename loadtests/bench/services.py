@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from loadtests.bench.baseline import raw_rate
+from loadtests.bench.baseline import raw_scoring
 from loadtests.bench.load import JSON_HEADERS, batch_bodies, predict_bodies
 from loadtests.bench.pg import PostgresFailed, postgres_ledger
 from loadtests.bench.phase import (
@@ -156,15 +156,15 @@ def bulk_pairs(run: Callable[..., Phase], phases: list[Phase], show: Callable[[P
     (loadtests/bench/report_pairs.py). The in-process half starts once the service has gone
     quiet (its leftover work would slow the baseline and flatter the ratio), and records the
     service's CPU during it as its `others_cpu_pct`."""
-    measure = raw_rate(rows[0])
-    if measure is None:
+    raw_models = raw_scoring(rows[0])
+    if raw_models is None:
         return
     for _ in range(s.pairs):
         run("/predict_batch", PAIRED, clients=s.batch_clients, body_set=rows,
             rows=s.batch_rows, seconds=s.pair_seconds)
         quiet(pid)
         before, began = sum(tree_cpu(pid).values()), time.monotonic()
-        rate = measure(s.pair_seconds)
+        rate = raw_models.rows_per_s(s.pair_seconds)
         busy = sum(tree_cpu(pid).values()) - before
         raw = Phase(config, RAW, PAIRED, None, 1, s.batch_rows, s.pair_seconds,
                     throughput=rate / s.batch_rows,  # no requests: ok stays 0
