@@ -73,14 +73,16 @@ from loadtests.bench.services import bench_ab_config, bench_one
 from loadtests.run import ROOT, ServiceFailed, timestamp
 
 
-def parse_loads(text: str) -> list[float]:
-    """'50,100,200' -> [50.0, 100.0, 200.0]; every load must be a positive number."""
+def parse_loads(text: str, *, zero: bool = False) -> list[float]:
+    """'50,100,200' -> [50.0, 100.0, 200.0]; every load must be a positive number (`zero`:
+    or 0, a setting's "off", as `python -m loadtests.bench.pairs --values 0,2`)."""
     try:
         loads = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
-    if not loads or any(x <= 0 for x in loads):
-        raise argparse.ArgumentTypeError("loads must be positive numbers, e.g. 50,100,200")
+    if not loads or any(x < 0 or (x == 0 and not zero) for x in loads):
+        raise argparse.ArgumentTypeError("values must be numbers >= 0, e.g. 0,2" if zero else
+                                         "loads must be positive numbers, e.g. 50,100,200")
     return loads
 
 

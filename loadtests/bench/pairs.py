@@ -30,6 +30,7 @@ import yaml
 
 from fraud.config.ab import CoalesceConfig
 from loadtests.bench.alternating import alternate
+from loadtests.bench.driver import parse_loads
 from loadtests.bench.load import predict_bodies
 from loadtests.bench.phase import Phase, run_phase
 from loadtests.bench.proc import started
@@ -39,13 +40,7 @@ from loadtests.run import ROOT
 
 def parse_values(text: str) -> list[float]:
     """'0,2' -> [0.0, 2.0]: a coalesce setting's values (0 included: "off")."""
-    try:
-        values = [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
-    if not values or any(x < 0 for x in values):
-        raise argparse.ArgumentTypeError("values must be numbers >= 0, e.g. 0,2")
-    return values
+    return parse_loads(text, zero=True)
 
 
 def linger_config(out: Path, value: float, setting: str = "linger_ms") -> Path:
