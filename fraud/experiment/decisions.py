@@ -59,8 +59,8 @@ def new_request_ids(n: int) -> list[str]:
     """`n` request ids as `new_request_id` makes them, from one read of the system's random
     source (one read per id was a twentieth of a bulk request's work)."""
     clock = f"{time.time_ns() // 1_000_000:012x}"
-    random = secrets.token_hex(10 * n)
-    return [clock + random[i:i + 20] for i in range(0, 20 * n, 20)]
+    bits = secrets.token_hex(10 * n)
+    return [clock + bits[i:i + 20] for i in range(0, 20 * n, 20)]
 
 
 def decide(probability: float, threshold: float) -> bool:

@@ -57,11 +57,16 @@ class Pairs:
         return statistics.median(self.cpu) if self.cpu else None
 
 
+def _of(phases: Sequence[Phase], config: str | None, endpoint: str,
+        mode: str = PAIRED) -> list[Phase]:
+    """The service's phases of one kind in a pair, in run order."""
+    return [p for p in phases if (p.config, p.endpoint, p.mode) == (config, endpoint, mode)]
+
+
 def pairs_of(phases: Sequence[Phase], config: str | None) -> Pairs | None:
     """The service's pairs, in run order (a /predict phase, then its /noop phase); None when
     it ran none (or none had both figures)."""
-    predict = [p for p in phases if (p.config, p.endpoint, p.mode) == (config, "/predict", PAIRED)]
-    noop = [p for p in phases if (p.config, p.endpoint, p.mode) == (config, "/noop", PAIRED)]
+    predict, noop = _of(phases, config, "/predict"), _of(phases, config, "/noop")
     speed, cpu, rps = [], [], []
     for p, q in zip(predict, noop, strict=False):
         if p.throughput and q.throughput:
@@ -71,8 +76,7 @@ def pairs_of(phases: Sequence[Phase], config: str | None) -> Pairs | None:
                 cpu.append(p.server_cpu_ms_per_req / q.server_cpu_ms_per_req)
     if not speed:
         return None
-    opened = [p for p in phases if (p.config, p.endpoint, p.mode) == (config, "/predict",
-                                                                       PAIRED_OPEN)]
+    opened = _of(phases, config, "/predict", PAIRED_OPEN)
     tails = [p.p99 for p in opened if p.p99 is not None and not p.failed]
     return Pairs(speed, cpu, rps, predict[0].seconds, tails,
                  opened[0].offered if opened else None)
@@ -136,9 +140,7 @@ def tail_rows(t: Rows, base: Pairs, v: Pairs, on: str, variant: str) -> None:
 
 def bulk_ratios(phases: Sequence[Phase], config: str | None) -> list[float]:
     """Per bulk pair, /predict_batch rows/s over in-process predict_proba's, in run order."""
-    bulk = [p for p in phases if (p.config, p.endpoint, p.mode) == (config, "/predict_batch",
-                                                                    PAIRED)]
-    raw = [p for p in phases if (p.config, p.endpoint, p.mode) == (config, RAW, PAIRED)]
+    bulk, raw = _of(phases, config, "/predict_batch"), _of(phases, config, RAW)
     return [b.throughput / r.throughput for b, r in zip(bulk, raw, strict=False)
             if b.throughput and r.throughput and not b.failed]
 
@@ -150,8 +152,7 @@ def bulk_pair_rows(t: Rows, phases: Sequence[Phase], on: str, clients: int) -> N
         return
     target = TARGETS["batch_vs_raw"]
     seconds = next(p.seconds for p in phases if p.mode == PAIRED and p.endpoint == RAW)
-    rows = [p.throughput * p.rows_per_request for p in phases
-            if (p.config, p.endpoint, p.mode) == (on, "/predict_batch", PAIRED)]
+    rows = [p.rows_per_s for p in _of(phases, on, "/predict_batch")]
     t.add(f"/predict_batch rows/s / raw predict_proba rows/s, median of {len(ratios)} "
           f"alternating pairs, {seconds:g} s each ({clients} clients), {on}", spread(ratios),
           f"/predict_batch {num(statistics.median(rows))} rows/s",
